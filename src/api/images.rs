@@ -1,0 +1,408 @@
+//! `/v2/images` and `/v2/images/{id}`: create, list, show, PATCH, delete, deactivate, reactivate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{AppState, base_url, json_response};
+use crate::config::Config;
+use crate::db::images::now;
+use crate::domain::image::{Image, Status, Visibility, is_reserved, is_uuid};
+use crate::domain::patch;
+use crate::domain::policy::{self, Context};
+use crate::domain::query::ListQuery;
+use crate::error::{Error, Result};
+
+fn isotime(t: &chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The image as Glance's serializer shows it: custom properties, then the base attributes.
+pub fn render(cfg: &Config, img: &Image) -> Value {
+    let mut m = Map::new();
+    for (k, v) in img.visible_properties() {
+        m.insert(k.clone(), json!(v));
+    }
+    m.insert("name".into(), json!(img.name));
+    m.insert("disk_format".into(), json!(img.disk_format));
+    m.insert("container_format".into(), json!(img.container_format));
+    m.insert("visibility".into(), json!(img.visibility.as_str()));
+    m.insert("size".into(), json!(img.size));
+    m.insert("virtual_size".into(), json!(img.virtual_size));
+    m.insert("status".into(), json!(img.status.as_str()));
+    m.insert("checksum".into(), json!(img.checksum));
+    m.insert("protected".into(), json!(img.protected));
+    m.insert("min_ram".into(), json!(img.min_ram));
+    m.insert("min_disk".into(), json!(img.min_disk));
+    m.insert("owner".into(), json!(img.owner));
+    m.insert("os_hidden".into(), json!(img.os_hidden));
+    m.insert("os_hash_algo".into(), json!(img.os_hash_algo));
+    m.insert("os_hash_value".into(), json!(img.os_hash_value));
+    m.insert("id".into(), json!(img.id));
+    m.insert("created_at".into(), json!(isotime(&img.created_at)));
+    m.insert("updated_at".into(), json!(isotime(&img.updated_at)));
+    if cfg.show_multiple_locations {
+        let locs: Vec<Value> = img
+            .locations
+            .iter()
+            .map(|l| json!({"url": l.url, "metadata": l.metadata}))
+            .collect();
+        m.insert("locations".into(), Value::Array(locs));
+    }
+    if cfg.show_image_direct_url
+        && let Some(l) = img.locations.first()
+    {
+        m.insert("direct_url".into(), json!(l.url));
+    }
+    m.insert("tags".into(), json!(img.tags.iter().collect::<Vec<_>>()));
+    m.insert("self".into(), json!(format!("/v2/images/{}", img.id)));
+    m.insert("file".into(), json!(format!("/v2/images/{}/file", img.id)));
+    m.insert("schema".into(), json!("/v2/schemas/image"));
+    Value::Object(m)
+}
+
+/// Parses a JSON request body with Glance's errors for empty and malformed bodies.
+pub fn json_body(body: &Bytes) -> Result<Value> {
+    if body.is_empty() {
+        return Err(Error::BadRequest("Body expected in request.".into()));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| Error::BadRequest("Malformed JSON in request body.".into()))
+}
+
+fn limit_exceeded(what: &str, attempted: usize, maximum: i64) -> Error {
+    Error::TooLarge(format!(
+        "The limit has been exceeded on the number of allowed image {what}. Attempted: {attempted}, Maximum: {maximum}"
+    ))
+}
+
+/// Per-image quotas; a negative quota means unlimited.
+pub fn check_quotas(cfg: &Config, img: &Image) -> Result<()> {
+    let over = |n: usize, q: i64| q >= 0 && n as i64 > q;
+    if over(img.properties.len(), cfg.image_property_quota) {
+        return Err(limit_exceeded(
+            "properties",
+            img.properties.len(),
+            cfg.image_property_quota,
+        ));
+    }
+    if over(img.tags.len(), cfg.image_tag_quota) {
+        return Err(limit_exceeded("tags", img.tags.len(), cfg.image_tag_quota));
+    }
+    Ok(())
+}
+
+const CREATE_DISALLOWED: &[&str] = &["direct_url", "self", "file", "schema", "stores"];
+const CREATE_READ_ONLY: &[&str] = &[
+    "created_at",
+    "updated_at",
+    "status",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "size",
+    "virtual_size",
+];
+
+pub async fn create(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_body(&body)?;
+    let Value::Object(mut obj) = body else {
+        return Err(Error::BadRequest(
+            "Provided object does not match schema 'image': the body is not a JSON object".into(),
+        ));
+    };
+    for key in CREATE_DISALLOWED {
+        if obj.contains_key(*key) {
+            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
+        }
+    }
+    s.schemas.validate_image(&Value::Object(obj.clone()))?;
+    for key in CREATE_READ_ONLY {
+        if obj.contains_key(*key) {
+            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
+        }
+    }
+
+    let str_of = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string));
+    let id = str_of(obj.remove("id")).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let name = str_of(obj.remove("name"));
+    let visibility = obj
+        .remove("visibility")
+        .and_then(|v| v.as_str().and_then(Visibility::parse))
+        .unwrap_or(Visibility::Shared);
+    let protected = obj
+        .remove("protected")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let os_hidden = obj
+        .remove("os_hidden")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let owner_given = obj.remove("owner").map(|v| v.as_str().map(str::to_string));
+    let container_format = str_of(obj.remove("container_format"));
+    let disk_format = str_of(obj.remove("disk_format"));
+    let min_ram = obj.remove("min_ram").and_then(|v| v.as_i64()).unwrap_or(0);
+    let min_disk = obj.remove("min_disk").and_then(|v| v.as_i64()).unwrap_or(0);
+    let tags: BTreeSet<String> = obj
+        .remove("tags")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+
+    let mut properties = BTreeMap::new();
+    for (k, v) in obj {
+        if k.chars().count() > 255 {
+            return Err(Error::BadRequest(
+                "Custom property should not be greater than 255 characters.".into(),
+            ));
+        }
+        if is_reserved(&k) || k == "locations" {
+            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
+        }
+        // The schema allows only strings for additional properties.
+        properties.insert(k, v.as_str().unwrap_or_default().to_string());
+    }
+    if !is_uuid(&id) {
+        return Err(Error::BadRequest(format!("Invalid image id {id}")));
+    }
+
+    let owner = match owner_given {
+        Some(o) => o,
+        None => ctx.project_id.clone(),
+    };
+    policy::check_create(&ctx, owner.as_deref())?;
+    let ts = now();
+    let img = Image {
+        id,
+        name,
+        status: Status::Queued,
+        visibility,
+        protected,
+        os_hidden,
+        checksum: None,
+        os_hash_algo: None,
+        os_hash_value: None,
+        owner,
+        size: None,
+        virtual_size: None,
+        container_format,
+        disk_format,
+        created_at: ts,
+        updated_at: ts,
+        min_ram,
+        min_disk,
+        tags,
+        properties,
+        locations: vec![],
+    };
+    policy::check_visibility(&ctx, &img, visibility)?;
+    check_quotas(&s.cfg, &img)?;
+    s.db.create_image(&img).await?;
+    tracing::info!(image_id = %img.id, "image created");
+
+    let mut resp = json_response(StatusCode::CREATED, &render(&s.cfg, &img));
+    let location = format!("{}/v2/images/{}", base_url(&s.cfg, &headers, &uri), img.id);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    Ok(json_response(StatusCode::OK, &render(&s.cfg, &img)))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let q = ListQuery::parse(&pairs, s.cfg.limit_param_default, s.cfg.api_limit_max)?;
+    let marker = match &q.marker {
+        None => None,
+        Some(m) => Some(s.visible_image(&ctx, m).await.map_err(|e| match e {
+            Error::NotFound(msg) => Error::BadRequest(msg),
+            other => other,
+        })?),
+    };
+    let images = s.db.list_images(&ctx, &q, marker.as_ref()).await?;
+
+    let without_marker: Vec<&(String, String)> =
+        pairs.iter().filter(|(k, _)| k != "marker").collect();
+    let encode = |extra: Option<&str>| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &without_marker {
+            ser.append_pair(k, v);
+        }
+        if let Some(m) = extra {
+            ser.append_pair("marker", m);
+        }
+        ser.finish()
+    };
+    let first_q = encode(None);
+    let mut body = Map::new();
+    body.insert(
+        "images".into(),
+        Value::Array(images.iter().map(|i| render(&s.cfg, i)).collect()),
+    );
+    body.insert(
+        "first".into(),
+        json!(if first_q.is_empty() {
+            "/v2/images".to_string()
+        } else {
+            format!("/v2/images?{first_q}")
+        }),
+    );
+    body.insert("schema".into(), json!("/v2/schemas/images"));
+    if !images.is_empty()
+        && images.len() as u64 == q.limit
+        && let Some(last) = images.last()
+    {
+        body.insert(
+            "next".into(),
+            json!(format!("/v2/images?{}", encode(Some(&last.id)))),
+        );
+    }
+    Ok(json_response(StatusCode::OK, &Value::Object(body)))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let dialect = patch::dialect_for(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let body = json_body(&body)?;
+    let changes = patch::parse(&body, dialect, &|v| s.schemas.validate_image(v))?;
+    let img = s.visible_image(&ctx, &id).await?;
+    let updated = patch::apply(&ctx, &img, &changes, dialect, s.cfg.show_multiple_locations)?;
+    check_quotas(&s.cfg, &updated)?;
+    if updated != img {
+        s.db.save_image(&img, &updated).await?;
+    }
+    // Read back so the response shows what is stored (updated_at included).
+    let saved =
+        s.db.get_image(&id)
+            .await?
+            .ok_or_else(|| Error::image_not_found(&id))?;
+    Ok(json_response(StatusCode::OK, &render(&s.cfg, &saved)))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    policy::check_delete(&ctx, &img)?;
+    if img.protected {
+        return Err(Error::Forbidden(format!(
+            "Image {id} is protected and cannot be deleted."
+        )));
+    }
+    let Some(locations) = s.db.delete_image(&id).await? else {
+        return Err(Error::image_not_found(&id));
+    };
+    // The record is a tombstone now; the bytes go too. A failure here leaves an orphan file
+    // that no row points to, which we log for the operator rather than fail the delete.
+    for loc in locations {
+        let store = s.store.clone();
+        let url = loc.url.clone();
+        match tokio::task::spawn_blocking(move || store.delete(&loc)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(image_id = %id, location = %url, error = %e, "could not delete image data")
+            }
+            Err(e) => tracing::error!(image_id = %id, error = %e, "delete task failed"),
+        }
+    }
+    tracing::info!(image_id = %id, "image deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn deactivate(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    policy::check_deactivate(&ctx, &img, "deactivate")?;
+    match img.status {
+        Status::Deactivated => {}
+        Status::Active => {
+            if !s
+                .db
+                .set_status(&id, Status::Active, Status::Deactivated)
+                .await?
+            {
+                return Err(Error::Conflict(format!(
+                    "Image {id} changed status meanwhile; retry."
+                )));
+            }
+        }
+        other => {
+            return Err(Error::Forbidden(format!(
+                "Not allowed to deactivate image in status '{}'",
+                other.as_str()
+            )));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn reactivate(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    policy::check_deactivate(&ctx, &img, "reactivate")?;
+    match img.status {
+        Status::Active => {}
+        Status::Deactivated => {
+            if !s
+                .db
+                .set_status(&id, Status::Deactivated, Status::Active)
+                .await?
+            {
+                return Err(Error::Conflict(format!(
+                    "Image {id} changed status meanwhile; retry."
+                )));
+            }
+        }
+        other => {
+            return Err(Error::Forbidden(format!(
+                "Not allowed to reactivate image in status '{}'",
+                other.as_str()
+            )));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

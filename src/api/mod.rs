@@ -1,0 +1,220 @@
+//! HTTP: the router, the middleware every request passes through (request id, version
+//! negotiation, identity, error rendering) and shared helpers for handlers.
+
+pub mod image_data;
+pub mod images;
+pub mod schemas;
+pub mod tags;
+pub mod versions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
+use tracing::Instrument;
+
+use crate::auth;
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::image::Image;
+use crate::domain::policy::{self, Context};
+use crate::error::{Error, ErrorExplanation, Result, pick_format, render_body};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub db: Db,
+    pub store: Arc<dyn Store>,
+    pub schemas: Arc<schemas::Schemas>,
+}
+
+impl AppState {
+    /// The image if the caller may see it, else 404 (Glance hides what you cannot see).
+    pub async fn visible_image(&self, ctx: &Context, id: &str) -> Result<Image> {
+        let img = self
+            .db
+            .get_image(id)
+            .await?
+            .ok_or_else(|| Error::image_not_found(id))?;
+        let member = !ctx.is_admin
+            && !ctx.owns(&img)
+            && self.db.is_member(id, ctx.project_id.as_deref()).await?;
+        if policy::can_see(ctx, &img, member) {
+            Ok(img)
+        } else {
+            Err(Error::image_not_found(id))
+        }
+    }
+}
+
+/// A method router whose other methods get Glance's 405 with this `Allow`.
+fn only(allow: &'static str, r: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    r.fallback(move || async move { Error::MethodNotAllowed { allow } })
+}
+
+pub fn router(state: AppState) -> Router {
+    let v2 = Router::new()
+        .route(
+            "/v2/images",
+            only("GET, POST", get(images::list).post(images::create)),
+        )
+        .route(
+            "/v2/images/{id}",
+            only(
+                "GET, PATCH, DELETE",
+                get(images::show)
+                    .patch(images::update)
+                    .delete(images::delete),
+            ),
+        )
+        .route(
+            "/v2/images/{id}/file",
+            only(
+                "GET, PUT",
+                get(image_data::download).put(image_data::upload),
+            ),
+        )
+        .route(
+            "/v2/images/{id}/tags/{tag}",
+            only("PUT, DELETE", put(tags::add).delete(tags::remove)),
+        )
+        .route(
+            "/v2/images/{id}/actions/deactivate",
+            only("POST", post(images::deactivate)),
+        )
+        .route(
+            "/v2/images/{id}/actions/reactivate",
+            only("POST", post(images::reactivate)),
+        )
+        .route("/v2/schemas/image", only("GET", get(schemas::image)))
+        .route("/v2/schemas/images", only("GET", get(schemas::images)))
+        .route("/v2/schemas/member", only("GET", get(schemas::member)))
+        .route("/v2/schemas/members", only("GET", get(schemas::members)))
+        .route("/v2/schemas/task", only("GET", get(schemas::task)))
+        .route("/v2/schemas/tasks", only("GET", get(schemas::tasks)))
+        .fallback(|| async { Error::NotFound(String::new()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ));
+
+    Router::new()
+        .route("/healthcheck", get(healthcheck))
+        .route("/", get(versions::multiple_choices))
+        .merge(v2)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, versions::negotiate))
+        .layer(middleware::from_fn(render_errors))
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn healthcheck(State(s): State<AppState>) -> Response {
+    match s.db.ping().await {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "OK").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "healthcheck: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "database unreachable",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// `x-openstack-request-id: req-<uuid>` on every response; an inbound id of at most 64
+/// characters is kept, as Glance's context middleware does. Every log line of the request
+/// carries it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-openstack-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .map(|v| {
+            if v.starts_with("req-") {
+                v.to_string()
+            } else {
+                format!("req-{v}")
+            }
+        })
+        .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    async move {
+        let mut resp = next.run(req).await;
+        tracing::info!(status = resp.status().as_u16(), "done");
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-openstack-request-id", v);
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Writes error bodies the way webob renders them, from the request's `Accept`.
+async fn render_errors(req: Request, next: Next) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let Some(ErrorExplanation(explanation)) = resp.extensions().get::<ErrorExplanation>().cloned()
+    else {
+        return resp;
+    };
+    let status = resp.status();
+    if status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(status = status.as_u16(), %explanation, "request failed");
+    } else {
+        tracing::info!(status = status.as_u16(), %explanation, "request refused");
+    }
+    let (ct, body) = render_body(
+        status,
+        &explanation,
+        &method,
+        pick_format(accept.as_deref()),
+    );
+    let (mut parts, _) = resp.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The URL clients reached us by: `public_endpoint` if set, else from the Host header.
+pub fn base_url(cfg: &Config, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(ep) = &cfg.public_endpoint {
+        return ep.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| format!("{}:{}", cfg.bind_host, cfg.bind_port));
+    format!("http://{host}")
+}
+
+pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,45 @@
+//! `/v2/images/{id}/tags/{tag}`: add and remove one tag.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::images::check_quotas;
+use crate::domain::policy::{self, Context};
+use crate::error::{Error, Result};
+
+pub async fn add(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<Response> {
+    s.schemas
+        .validate_image(&serde_json::json!({ "tags": [tag] }))?;
+    let img = s.visible_image(&ctx, &id).await?;
+    policy::check_modify(&ctx, &img)?;
+    if !img.tags.contains(&tag) {
+        let mut updated = img.clone();
+        updated.tags.insert(tag);
+        check_quotas(&s.cfg, &updated)?;
+        s.db.save_image(&img, &updated).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn remove(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    policy::check_modify(&ctx, &img)?;
+    if !img.tags.contains(&tag) {
+        return Err(Error::NotFound(String::new()));
+    }
+    let mut updated = img.clone();
+    updated.tags.remove(&tag);
+    s.db.save_image(&img, &updated).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,447 @@
+//! Configuration read from the operator's `glance-api.conf`.
+//!
+//! Files are INI as oslo.config reads them: several `--config-file` options, the later one winning
+//! key by key, and environment overrides `OS_<SECTION>__<KEY>` (oslo.config's environment source).
+//! Unknown keys are ignored (operators' files carry options for features we do not have yet);
+//! a known key with an invalid value stops start-up with a message naming section and key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Default image formats, as `[image_format] disk_formats` / `container_formats` default them.
+pub const DEFAULT_DISK_FORMATS: &[&str] = &[
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+];
+pub const DEFAULT_CONTAINER_FORMATS: &[&str] = &[
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flavor {
+    /// No authentication: Glance's unauthenticated context, or identity taken from headers.
+    NoAuth,
+    Keystone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_host: String,
+    pub bind_port: u16,
+    pub public_endpoint: Option<String>,
+    pub show_image_direct_url: bool,
+    pub show_multiple_locations: bool,
+    pub image_size_cap: u64,
+    pub limit_param_default: u64,
+    pub api_limit_max: u64,
+    pub image_member_quota: i64,
+    pub image_property_quota: i64,
+    pub image_tag_quota: i64,
+    pub image_location_quota: i64,
+    pub hashing_algorithm: String,
+    pub database_connection: String,
+    pub flavor: Flavor,
+    pub stores: Vec<String>,
+    pub default_store: String,
+    pub filesystem_store_datadir: PathBuf,
+    pub disk_formats: Vec<String>,
+    pub container_formats: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot parse config file {path}: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("invalid value for [{section}] {key}: {msg}")]
+    Invalid {
+        section: String,
+        key: String,
+        msg: String,
+    },
+}
+
+/// Raw key/values by (section, key), lowercased section names except DEFAULT.
+#[derive(Default, Debug)]
+pub struct RawConfig {
+    values: HashMap<(String, String), String>,
+}
+
+impl RawConfig {
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut raw = RawConfig::default();
+        for path in files {
+            raw.merge_file(path)?;
+        }
+        raw.merge_env(std::env::vars());
+        Ok(raw)
+    }
+
+    fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let ini = ini::Ini::load_from_str_opt(
+            &text,
+            ini::ParseOption {
+                enabled_quote: false,
+                enabled_escape: false,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        for (section, props) in ini.iter() {
+            let section = normalize_section(section.unwrap_or("DEFAULT"));
+            for (k, v) in props.iter() {
+                self.values.insert(
+                    (section.clone(), k.trim().to_string()),
+                    v.trim().to_string(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_env(&mut self, vars: impl Iterator<Item = (String, String)>) {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("OS_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            self.values
+                .insert((normalize_section(section), key.to_lowercase()), value);
+        }
+    }
+
+    pub fn set(&mut self, section: &str, key: &str, value: &str) {
+        self.values.insert(
+            (normalize_section(section), key.to_string()),
+            value.to_string(),
+        );
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.values
+            .get(&(section.to_string(), key.to_string()))
+            .map(String::as_str)
+    }
+}
+
+fn normalize_section(s: &str) -> String {
+    if s.eq_ignore_ascii_case("default") {
+        "DEFAULT".to_string()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+struct Reader<'a> {
+    raw: &'a RawConfig,
+}
+
+impl Reader<'_> {
+    fn invalid(section: &str, key: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            section: section.to_string(),
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    fn string(&self, section: &str, key: &str, default: &str) -> String {
+        self.raw
+            .get(section, key)
+            .map(str::to_string)
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn opt_string(&self, section: &str, key: &str) -> Option<String> {
+        self.raw
+            .get(section, key)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+
+    fn bool(&self, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw.get(section, key) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok(true),
+                "false" | "no" | "off" | "0" => Ok(false),
+                _ => Err(Self::invalid(
+                    section,
+                    key,
+                    format!("{v:?} is not a boolean (true/false)"),
+                )),
+            },
+        }
+    }
+
+    fn int<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+        &self,
+        section: &str,
+        key: &str,
+        default: T,
+        min: Option<T>,
+        max: Option<T>,
+    ) -> Result<T, ConfigError> {
+        let Some(v) = self.raw.get(section, key) else {
+            return Ok(default);
+        };
+        let n: T = v
+            .parse()
+            .map_err(|_| Self::invalid(section, key, format!("{v:?} is not an integer")))?;
+        if let Some(min) = min
+            && n < min
+        {
+            return Err(Self::invalid(
+                section,
+                key,
+                format!("{n} is less than {min}"),
+            ));
+        }
+        if let Some(max) = max
+            && n > max
+        {
+            return Err(Self::invalid(
+                section,
+                key,
+                format!("{n} is greater than {max}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn list(&self, section: &str, key: &str, default: &[&str]) -> Vec<String> {
+        match self.raw.get(section, key) {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// Hash algorithms we compute for `os_hash_algo` (names as Python's hashlib spells them).
+pub const HASH_ALGORITHMS: &[&str] = &["sha512", "sha384", "sha256", "sha224", "sha1", "md5"];
+
+impl Config {
+    /// The embedded default: everything under `./data/`, noauth, port 9292.
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        Self::from_raw(&RawConfig::load(files)?)
+    }
+
+    pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let r = Reader { raw };
+        let d = "DEFAULT";
+
+        let hashing_algorithm = r.string(d, "hashing_algorithm", "sha512");
+        if !HASH_ALGORITHMS.contains(&hashing_algorithm.as_str()) {
+            return Err(Reader::invalid(
+                d,
+                "hashing_algorithm",
+                format!(
+                    "{hashing_algorithm:?} is not one of {}",
+                    HASH_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+
+        let connection = r.string("database", "connection", "sqlite:///./data/glance.sqlite");
+        normalize_connection(&connection)
+            .map_err(|msg| Reader::invalid("database", "connection", msg))?;
+
+        let flavor = match r
+            .opt_string("paste_deploy", "flavor")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" => Flavor::NoAuth,
+            "keystone" | "keystone+cachemanagement" => Flavor::Keystone,
+            other => {
+                return Err(Reader::invalid(
+                    "paste_deploy",
+                    "flavor",
+                    format!(
+                        "unknown flavor {other:?} (use keystone, or leave it unset for noauth)"
+                    ),
+                ));
+            }
+        };
+
+        let stores = r.list("glance_store", "stores", &["file", "http"]);
+        let default_store = r.string("glance_store", "default_store", "file");
+        if default_store != "file" {
+            return Err(Reader::invalid(
+                "glance_store",
+                "default_store",
+                format!("store {default_store:?} is not supported by this build (supported: file)"),
+            ));
+        }
+
+        let public_endpoint = r
+            .opt_string(d, "public_endpoint")
+            .map(|s| s.trim_end_matches('/').to_string());
+        if let Some(ep) = &public_endpoint
+            && !(ep.starts_with("http://") || ep.starts_with("https://"))
+        {
+            return Err(Reader::invalid(
+                d,
+                "public_endpoint",
+                format!("{ep:?} is not an http(s) URL"),
+            ));
+        }
+
+        let limit_param_default = r.int(d, "limit_param_default", 25u64, Some(1), None)?;
+        let api_limit_max = r.int(d, "api_limit_max", 1000u64, Some(1), None)?;
+
+        Ok(Config {
+            bind_host: r.string(d, "bind_host", "0.0.0.0"),
+            bind_port: r.int(d, "bind_port", 9292u16, Some(0), None)?,
+            public_endpoint,
+            show_image_direct_url: r.bool(d, "show_image_direct_url", false)?,
+            show_multiple_locations: r.bool(d, "show_multiple_locations", false)?,
+            image_size_cap: r.int(
+                d,
+                "image_size_cap",
+                1u64 << 40,
+                Some(1),
+                Some(9_223_372_036_854_775_808),
+            )?,
+            limit_param_default,
+            api_limit_max,
+            image_member_quota: r.int(d, "image_member_quota", 128i64, Some(-1), None)?,
+            image_property_quota: r.int(d, "image_property_quota", 128i64, Some(-1), None)?,
+            image_tag_quota: r.int(d, "image_tag_quota", 128i64, Some(-1), None)?,
+            image_location_quota: r.int(d, "image_location_quota", 10i64, Some(-1), None)?,
+            hashing_algorithm,
+            database_connection: connection,
+            flavor,
+            stores,
+            default_store,
+            filesystem_store_datadir: PathBuf::from(r.string(
+                "glance_store",
+                "filesystem_store_datadir",
+                "./data/images",
+            )),
+            disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
+            container_formats: r.list(
+                "image_format",
+                "container_formats",
+                DEFAULT_CONTAINER_FORMATS,
+            ),
+        })
+    }
+}
+
+/// Turns an SQLAlchemy URL into an sqlx one: `mysql+pymysql://u:p@h/db?charset=utf8` →
+/// `mysql://u:p@h/db`, `sqlite:///rel/path` → `sqlite://rel/path`, `sqlite:////abs` → `sqlite:///abs`.
+pub fn normalize_connection(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a database URL"))?;
+    let driver = scheme.split('+').next().unwrap_or(scheme);
+    match driver {
+        "mysql" | "mariadb" => {
+            // SQLAlchemy-only query options (charset, plugin, ...) mean nothing to sqlx.
+            let base = rest.split('?').next().unwrap_or(rest);
+            if !base.contains('/') {
+                return Err(format!("{url:?} names no database"));
+            }
+            Ok(format!("mysql://{base}"))
+        }
+        "sqlite" => {
+            let path = rest
+                .strip_prefix('/')
+                .ok_or_else(|| format!("{url:?}: use sqlite:///PATH"))?;
+            if path.is_empty() {
+                return Err("in-memory SQLite is not supported: it is lost on restart".into());
+            }
+            Ok(format!("sqlite://{path}?mode=rwc"))
+        }
+        other => Err(format!(
+            "unsupported database driver {other:?} (use mysql+pymysql:// or sqlite:///)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str, &str)]) -> RawConfig {
+        let mut r = RawConfig::default();
+        for (s, k, v) in pairs {
+            r.set(s, k, v);
+        }
+        r
+    }
+
+    #[test]
+    fn connection_urls() {
+        assert_eq!(
+            normalize_connection("mysql+pymysql://glance:pw@127.0.0.1:3306/glance?charset=utf8")
+                .unwrap(),
+            "mysql://glance:pw@127.0.0.1:3306/glance"
+        );
+        assert_eq!(
+            normalize_connection("sqlite:////var/lib/glance/glance.sqlite").unwrap(),
+            "sqlite:///var/lib/glance/glance.sqlite?mode=rwc"
+        );
+        assert_eq!(
+            normalize_connection("sqlite:///data/g.sqlite").unwrap(),
+            "sqlite://data/g.sqlite?mode=rwc"
+        );
+        assert!(normalize_connection("postgresql://x/y").is_err());
+        assert!(normalize_connection("sqlite://").is_err());
+    }
+
+    #[test]
+    fn invalid_value_names_section_and_key() {
+        let err = Config::from_raw(&raw(&[("DEFAULT", "bind_port", "http")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for [DEFAULT] bind_port: \"http\" is not an integer"
+        );
+        let err =
+            Config::from_raw(&raw(&[("DEFAULT", "show_image_direct_url", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("[DEFAULT] show_image_direct_url"));
+        let err = Config::from_raw(&raw(&[("database", "connection", "oracle://x")])).unwrap_err();
+        assert!(err.to_string().contains("[database] connection"));
+    }
+
+    #[test]
+    fn later_file_wins_and_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.conf");
+        let b = dir.path().join("b.conf");
+        std::fs::write(&a, "[DEFAULT]\nbind_port = 1\napi_limit_max = 7\n").unwrap();
+        std::fs::write(&b, "[DEFAULT]\nbind_port = 2\n").unwrap();
+        let mut r = RawConfig::default();
+        r.merge_file(&a).unwrap();
+        r.merge_file(&b).unwrap();
+        r.merge_env(vec![("OS_DEFAULT__API_LIMIT_MAX".to_string(), "9".to_string())].into_iter());
+        let c = Config::from_raw(&r).unwrap();
+        assert_eq!(c.bind_port, 2);
+        assert_eq!(c.api_limit_max, 9);
+    }
+}

@@ -1,0 +1,130 @@
+//! Metadata in MySQL/MariaDB or SQLite through sqlx.
+//!
+//! Both databases take the same SQL (`?` placeholders, portable types), so each repository
+//! function is written once and `with_pool!` instantiates it for the pool at hand.
+
+pub mod images;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{MySqlPool, SqlitePool};
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    MySql(MySqlPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool.
+macro_rules! with_pool {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($p) => $body,
+            $crate::db::Db::MySql($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Binds each value of a `&[Val]` to a query, in order.
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                $crate::domain::query::Val::Str(s) => q.bind(s.clone()),
+                $crate::domain::query::Val::Int(i) => q.bind(*i),
+                $crate::domain::query::Val::Bool(b) => q.bind(*b),
+                $crate::domain::query::Val::Time(t) => q.bind(*t),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
+
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mysql");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl Db {
+    /// Connects lazily: the server starts (and later recovers) whether or not the database is up
+    /// at this moment; requests made while it is down get 503.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(parent) = opts.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            let opts = MySqlConnectOptions::from_str(url)?.charset("utf8mb4");
+            let pool = MySqlPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(true)
+                .connect_lazy_with(opts);
+            Ok(Db::MySql(pool))
+        }
+    }
+
+    /// Applies the migrations that are not applied yet (`db sync`).
+    pub async fn sync(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
+            Db::MySql(p) => MYSQL_MIGRATIONS.run(p).await,
+        }
+    }
+
+    /// Whether every migration this binary knows has been applied.
+    pub async fn is_current(&self) -> Result<bool, sqlx::Error> {
+        let (applied, known): (i64, usize) = match self {
+            Db::Sqlite(p) => (applied_count(p).await?, SQLITE_MIGRATIONS.iter().count()),
+            Db::MySql(p) => (applied_count(p).await?, MYSQL_MIGRATIONS.iter().count()),
+        };
+        Ok(applied as usize >= known)
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Db::Sqlite(_))
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_pool!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))
+    }
+}
+
+async fn applied_count<'e, E>(executor: E) -> Result<i64, sqlx::Error>
+where
+    E: sqlx::Executor<'e>,
+    i64: sqlx::Type<E::Database> + for<'r> sqlx::Decode<'r, E::Database>,
+    for<'r> usize: sqlx::ColumnIndex<<E::Database as sqlx::Database>::Row>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+{
+    let row: Result<(i64,), sqlx::Error> =
+        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(executor)
+            .await;
+    match row {
+        Ok((n,)) => Ok(n),
+        // No migrations table: nothing applied yet.
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,6 @@
+//! The rules of the image service, free of I/O.
+
+pub mod image;
+pub mod patch;
+pub mod policy;
+pub mod query;

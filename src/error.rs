@@ -1,0 +1,291 @@
+//! The one error type of the service, mapped once to Glance-style (webob) error responses.
+//!
+//! Handlers return `Error`; its `IntoResponse` leaves the explanation in a response extension and
+//! the `render` middleware, which sees the request's `Accept`, writes the body the way webob
+//! renders an `HTTPException`: HTML, JSON or plain text.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{msg}")]
+    UnsupportedMediaType {
+        msg: String,
+        accept_patch: Option<&'static str>,
+    },
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn image_not_found(id: &str) -> Self {
+        Error::NotFound(format!("No image found with ID {id}"))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            // The database is down or unreachable: the client may retry; the pool reconnects.
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Error::Unavailable("The database is unavailable; please retry later.".into())
+            }
+            sqlx::Error::Database(db) if is_lost_connection(db.as_ref()) => {
+                tracing::warn!(error = %e, "database connection lost");
+                Error::Unavailable("The database is unavailable; please retry later.".into())
+            }
+            _ => {
+                tracing::error!(error = %e, "database error");
+                Error::Internal("Database error".into())
+            }
+        }
+    }
+}
+
+fn is_lost_connection(db: &dyn sqlx::error::DatabaseError) -> bool {
+    // MySQL: 2006 server has gone away, 2013 lost connection, 1053 shutdown in progress,
+    // 1927 connection killed. SQLite: "database is locked" is retryable too.
+    matches!(
+        db.code().as_deref(),
+        Some("2006" | "2013" | "1053" | "1927" | "08S01" | "70100" | "5")
+    ) || db.message().contains("database is locked")
+}
+
+/// What the render middleware needs to write the body.
+#[derive(Clone, Debug)]
+pub struct ErrorExplanation(pub String);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut headers = HeaderMap::new();
+        match &self {
+            Error::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Error::UnsupportedMediaType {
+                accept_patch: Some(p),
+                ..
+            } => {
+                headers.insert(
+                    HeaderName::from_static("accept-patch"),
+                    HeaderValue::from_static(p),
+                );
+            }
+            _ => {}
+        }
+        let explanation = match &self {
+            Error::MethodNotAllowed { .. } => String::new(),
+            other => other.to_string(),
+        };
+        let mut resp = (status, headers).into_response();
+        resp.extensions_mut().insert(ErrorExplanation(explanation));
+        resp
+    }
+}
+
+/// The format webob picks among `text/html` and `application/json` from an Accept header; no
+/// header (or nothing acceptable) means plain text.
+#[derive(Debug, PartialEq, Clone, Copy)]
+pub enum ErrorFormat {
+    Html,
+    Json,
+    Plain,
+}
+
+pub fn pick_format(accept: Option<&str>) -> ErrorFormat {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return ErrorFormat::Plain;
+    };
+    let offers = [
+        ("text/html", ErrorFormat::Html),
+        ("application/json", ErrorFormat::Json),
+    ];
+    let mut best: Option<(f32, usize, ErrorFormat)> = None;
+    for (i, (offer, fmt)) in offers.iter().enumerate() {
+        let (otype, osub) = offer.split_once('/').unwrap_or((offer, ""));
+        // The most specific matching range gives the quality of this offer.
+        let mut q_for_offer: Option<(u8, f32)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut q = 1.0f32;
+            for p in parts {
+                if let Some(v) = p.trim().strip_prefix("q=") {
+                    q = v.trim().parse().unwrap_or(0.0);
+                }
+            }
+            let (rtype, rsub) = media.split_once('/').unwrap_or((media.as_str(), ""));
+            let specificity = if rtype == otype && rsub == osub {
+                3
+            } else if rtype == otype && rsub == "*" {
+                2
+            } else if rtype == "*" && rsub == "*" {
+                1
+            } else {
+                continue;
+            };
+            if q_for_offer.is_none_or(|(s, _)| specificity > s) {
+                q_for_offer = Some((specificity, q));
+            }
+        }
+        if let Some((_, q)) = q_for_offer
+            && q > 0.0
+            && best.is_none_or(|(bq, _, _)| q > bq)
+        {
+            best = Some((q, i, *fmt));
+        }
+    }
+    best.map(|(_, _, f)| f).unwrap_or(ErrorFormat::Plain)
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Unknown")
+    )
+}
+
+/// Renders an error body as webob does for an `HTTPException` with this explanation.
+pub fn render_body(
+    status: StatusCode,
+    explanation: &str,
+    method: &str,
+    format: ErrorFormat,
+) -> (&'static str, String) {
+    let explanation = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("The method {method} is not allowed for this resource.")
+    } else if explanation.is_empty() {
+        default_explanation(status).to_string()
+    } else {
+        explanation.to_string()
+    };
+    let title = status.canonical_reason().unwrap_or("Unknown");
+    let line = status_line(status);
+    match format {
+        ErrorFormat::Json => {
+            let body = serde_json::json!({
+                "message": format!("{explanation}<br /><br />\n\n\n"),
+                "code": line,
+                "title": title,
+            });
+            ("application/json", body.to_string())
+        }
+        ErrorFormat::Html => (
+            "text/html; charset=UTF-8",
+            format!(
+                "<html>\n <head>\n  <title>{line}</title>\n </head>\n <body>\n  <h1>{line}</h1>\n  {}<br /><br />\n\n\n\n </body>\n</html>",
+                html_escape(&explanation)
+            ),
+        ),
+        ErrorFormat::Plain => (
+            "text/plain; charset=UTF-8",
+            format!("{line}\n\n{explanation}\n\n   "),
+        ),
+    }
+}
+
+fn default_explanation(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "The resource could not be found.",
+        StatusCode::UNAUTHORIZED => {
+            "This server could not verify that you are authorized to access the document you requested."
+        }
+        StatusCode::FORBIDDEN => "Access was denied to this resource.",
+        StatusCode::BAD_REQUEST => {
+            "The server could not comply with the request since it is either malformed or otherwise incorrect."
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "The request is larger than the server is willing or able to process."
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "The request media type is not supported by this server."
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => "The Range requested is not available.",
+        StatusCode::SERVICE_UNAVAILABLE => {
+            "The server is currently unavailable. Please try again at a later time."
+        }
+        _ => "",
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation_matches_webob() {
+        assert_eq!(pick_format(None), ErrorFormat::Plain);
+        assert_eq!(pick_format(Some("*/*")), ErrorFormat::Html);
+        assert_eq!(pick_format(Some("application/json")), ErrorFormat::Json);
+        assert_eq!(
+            pick_format(Some("text/html;q=0.5, application/json")),
+            ErrorFormat::Json
+        );
+        assert_eq!(pick_format(Some("application/xml")), ErrorFormat::Plain);
+        assert_eq!(pick_format(Some("text/*")), ErrorFormat::Html);
+    }
+
+    #[test]
+    fn plain_body_shape() {
+        let (ct, body) = render_body(StatusCode::NOT_FOUND, "No image", "GET", ErrorFormat::Plain);
+        assert_eq!(ct, "text/plain; charset=UTF-8");
+        assert_eq!(body, "404 Not Found\n\nNo image\n\n   ");
+        let (_, json) = render_body(StatusCode::CONFLICT, "dup", "POST", ErrorFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["code"], "409 Conflict");
+        assert_eq!(v["title"], "Conflict");
+        assert_eq!(v["message"], "dup<br /><br />\n\n\n");
+    }
+}

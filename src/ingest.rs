@@ -1,0 +1,228 @@
+//! The upload pipeline: bytes from the client are batched into large buffers and fanned out to
+//! the hashers (MD5 `checksum` and `os_hash_value`) and to the store writer, each on its own
+//! blocking thread, so hashing overlaps I/O. Bounded channels give backpressure: memory per
+//! upload stays at a few buffers whatever the image size.
+
+use bytes::{Bytes, BytesMut};
+use md5::Digest as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::domain::image::Location;
+use crate::store::{ImageWriter, StoreError};
+
+/// Size of the buffers handed to hashers and writer.
+pub const BATCH: usize = 1 << 20;
+/// Buffers in flight per consumer.
+const DEPTH: usize = 4;
+
+enum Hasher {
+    Md5(md5::Md5),
+    Sha512(sha2::Sha512),
+    Sha384(sha2::Sha384),
+    Sha256(sha2::Sha256),
+    Sha224(sha2::Sha224),
+}
+
+impl Hasher {
+    fn new(algo: &str) -> Hasher {
+        match algo {
+            "md5" => Hasher::Md5(md5::Md5::new()),
+            "sha384" => Hasher::Sha384(sha2::Sha384::new()),
+            "sha256" => Hasher::Sha256(sha2::Sha256::new()),
+            "sha224" => Hasher::Sha224(sha2::Sha224::new()),
+            _ => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+            Hasher::Sha384(h) => h.update(b),
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha224(h) => h.update(b),
+        }
+    }
+
+    fn hex(self) -> String {
+        match self {
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+            Hasher::Sha512(h) => hex::encode(h.finalize()),
+            Hasher::Sha384(h) => hex::encode(h.finalize()),
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Sha224(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+fn spawn_hasher(algo: &str) -> (mpsc::Sender<Bytes>, JoinHandle<String>) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
+    let mut h = Hasher::new(algo);
+    let handle = tokio::task::spawn_blocking(move || {
+        while let Some(b) = rx.blocking_recv() {
+            h.update(&b);
+        }
+        h.hex()
+    });
+    (tx, handle)
+}
+
+/// Writes everything received, then commits when the channel closes normally. If the sender is
+/// dropped after `abort` (or the task is cancelled), the writer is dropped and its bytes removed.
+fn spawn_writer(
+    mut writer: Box<dyn ImageWriter>,
+) -> (
+    mpsc::Sender<WriterMsg>,
+    JoinHandle<Result<Option<Location>, StoreError>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<WriterMsg>(DEPTH);
+    let handle = tokio::task::spawn_blocking(move || {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriterMsg::Data(b) => writer.write(&b)?,
+                WriterMsg::Commit => return writer.commit().map(Some),
+            }
+        }
+        // Sender gone without Commit: abandoned upload.
+        Ok(None)
+    });
+    (tx, handle)
+}
+
+enum WriterMsg {
+    Data(Bytes),
+    Commit,
+}
+
+pub struct Digests {
+    pub size: u64,
+    pub checksum: String,
+    pub os_hash_algo: String,
+    pub os_hash_value: String,
+}
+
+/// Why the pipeline stopped early.
+#[derive(Debug)]
+pub enum IngestError {
+    /// The source failed (client went away, body error): carries its message.
+    Source(String),
+    /// More than `limit` bytes arrived.
+    TooLarge,
+    Store(StoreError),
+}
+
+/// Runs one upload. `next` yields the body's chunks; nothing is committed unless all of them
+/// arrive and the total is at most `limit`.
+pub struct Pipeline {
+    md5: (mpsc::Sender<Bytes>, JoinHandle<String>),
+    multi: (mpsc::Sender<Bytes>, JoinHandle<String>),
+    writer: (
+        mpsc::Sender<WriterMsg>,
+        JoinHandle<Result<Option<Location>, StoreError>>,
+    ),
+    algo: String,
+    buf: BytesMut,
+    size: u64,
+    limit: u64,
+}
+
+impl Pipeline {
+    pub fn new(writer: Box<dyn ImageWriter>, algo: &str, limit: u64) -> Self {
+        Pipeline {
+            md5: spawn_hasher("md5"),
+            multi: spawn_hasher(algo),
+            writer: spawn_writer(writer),
+            algo: algo.to_string(),
+            buf: BytesMut::with_capacity(BATCH),
+            size: 0,
+            limit,
+        }
+    }
+
+    pub async fn push(&mut self, chunk: Bytes) -> Result<(), IngestError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(IngestError::TooLarge);
+        }
+        if self.buf.is_empty() && chunk.len() >= BATCH {
+            return self.dispatch(chunk).await;
+        }
+        self.buf.extend_from_slice(&chunk);
+        if self.buf.len() >= BATCH {
+            let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH)).freeze();
+            self.dispatch(full).await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, b: Bytes) -> Result<(), IngestError> {
+        // A closed writer channel means the writer failed: its error comes from join.
+        if self
+            .writer
+            .0
+            .send(WriterMsg::Data(b.clone()))
+            .await
+            .is_err()
+        {
+            return Err(self.writer_error().await);
+        }
+        let _ = self.md5.0.send(b.clone()).await;
+        let _ = self.multi.0.send(b).await;
+        Ok(())
+    }
+
+    async fn writer_error(&mut self) -> IngestError {
+        match (&mut self.writer.1).await {
+            Ok(Err(e)) => IngestError::Store(e),
+            Ok(Ok(_)) => IngestError::Store(StoreError::Other("writer stopped".into())),
+            Err(e) => IngestError::Store(StoreError::Other(format!("writer panicked: {e}"))),
+        }
+    }
+
+    /// Flushes, commits the store write and returns the digests and location.
+    pub async fn finish(mut self) -> Result<(Digests, Location), IngestError> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf).freeze();
+            self.dispatch(rest).await?;
+        }
+        if self.writer.0.send(WriterMsg::Commit).await.is_err() {
+            return Err(self.writer_error().await);
+        }
+        let Pipeline {
+            md5,
+            multi,
+            writer,
+            algo,
+            size,
+            ..
+        } = self;
+        drop(md5.0);
+        drop(multi.0);
+        drop(writer.0);
+        let location = match writer.1.await {
+            Ok(Ok(Some(loc))) => loc,
+            Ok(Ok(None)) => {
+                return Err(IngestError::Store(StoreError::Other(
+                    "not committed".into(),
+                )));
+            }
+            Ok(Err(e)) => return Err(IngestError::Store(e)),
+            Err(e) => return Err(IngestError::Store(StoreError::Other(e.to_string()))),
+        };
+        let join = |r: Result<String, tokio::task::JoinError>| {
+            r.map_err(|e| IngestError::Store(StoreError::Other(format!("hasher failed: {e}"))))
+        };
+        let checksum = join(md5.1.await)?;
+        let os_hash_value = join(multi.1.await)?;
+        Ok((
+            Digests {
+                size,
+                checksum,
+                os_hash_algo: algo,
+                os_hash_value,
+            },
+            location,
+        ))
+    }
+}
