@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS images (
     INDEX visibility_image_idx (visibility),
     INDEX os_hidden_image_idx (os_hidden),
     INDEX os_hash_value_image_idx (os_hash_value)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS image_properties (
     id INT NOT NULL AUTO_INCREMENT,
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS image_properties (
     UNIQUE KEY ix_image_properties_image_id_name (image_id, name),
     INDEX ix_image_properties_deleted (deleted),
     CONSTRAINT image_properties_ibfk_1 FOREIGN KEY (image_id) REFERENCES images (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS image_tags (
     id INT NOT NULL AUTO_INCREMENT,
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS image_tags (
     INDEX ix_image_tags_image_id (image_id),
     INDEX ix_image_tags_image_id_tag_value (image_id, value),
     CONSTRAINT image_tags_ibfk_1 FOREIGN KEY (image_id) REFERENCES images (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS image_locations (
     id INT NOT NULL AUTO_INCREMENT,
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS image_locations (
     INDEX ix_image_locations_image_id (image_id),
     INDEX ix_image_locations_deleted (deleted),
     CONSTRAINT image_locations_ibfk_1 FOREIGN KEY (image_id) REFERENCES images (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS image_members (
     id INT NOT NULL AUTO_INCREMENT,
@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS image_members (
     INDEX ix_image_members_image_id_member (image_id, member),
     INDEX ix_image_members_deleted (deleted),
     CONSTRAINT image_members_ibfk_1 FOREIGN KEY (image_id) REFERENCES images (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS tasks (
     id VARCHAR(36) NOT NULL,
@@ -112,7 +112,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     INDEX ix_tasks_owner (owner),
     INDEX ix_tasks_deleted (deleted),
     INDEX ix_tasks_image_id (image_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 CREATE TABLE IF NOT EXISTS task_info (
     task_id VARCHAR(36) NOT NULL,
@@ -121,4 +121,4 @@ CREATE TABLE IF NOT EXISTS task_info (
     message TEXT NULL,
     PRIMARY KEY (task_id),
     CONSTRAINT task_info_ibfk_1 FOREIGN KEY (task_id) REFERENCES tasks (id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;

@@ -104,12 +104,19 @@ pub fn router(state: AppState) -> Router {
             auth::identify,
         ));
 
-    Router::new()
+    let routes = Router::new()
         .route("/healthcheck", get(healthcheck))
         .route("/", get(versions::multiple_choices))
         .merge(v2)
-        .with_state(state.clone())
-        .layer(middleware::from_fn_with_state(state, versions::negotiate))
+        .with_state(state.clone());
+    // Version negotiation rewrites the path, so it must run before routing: it wraps the
+    // router as a service instead of being a route layer.
+    let negotiated = tower::Layer::layer(
+        &middleware::from_fn_with_state(state, versions::negotiate),
+        routes,
+    );
+    Router::new()
+        .fallback_service(negotiated)
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn(request_id))
 }

@@ -1,0 +1,1296 @@
+//! HTTP-level tests of the image API against the real binary, on SQLite and MariaDB.
+
+mod common;
+
+use common::{Backend, Server, random_bytes};
+use md5::Digest as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn image_ids(v: &Value) -> Vec<String> {
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn list(s: &Server, query: &str) -> Value {
+    let r = s.get(&format!("/v2/images{query}")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{query}: {}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+async fn status_of(r: reqwest::Response) -> (u16, String) {
+    let st = r.status().as_u16();
+    (st, r.text().await.unwrap())
+}
+
+async fn versions_and_negotiation(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let r = s.get("/").send().await.unwrap();
+    assert_eq!(r.status(), 300);
+    let v: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "v2.15", "v2.9", "v2.17", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1",
+            "v2.0"
+        ]
+    );
+    assert_eq!(v["versions"][2]["status"], "CURRENT");
+    assert_eq!(
+        v["versions"][0]["links"][0]["href"],
+        format!("{}/v2/", s.url)
+    );
+    assert_eq!(v["versions"][0]["links"][0]["rel"], "self");
+
+    assert_eq!(s.get("/versions").send().await.unwrap().status(), 200);
+    for (path, code) in [
+        ("/v2.1/images", 200),
+        ("/v2.17/images", 200),
+        ("/v2.16/images", 300), // not allowed without the image cache, as in Glance
+        ("/v3/images", 300),
+        ("/v1/images", 300),
+        ("/anything", 300),
+    ] {
+        assert_eq!(s.get(path).send().await.unwrap().status(), code, "{path}");
+    }
+    let r = s
+        .get("/images")
+        .header("Accept", "application/vnd.openstack.images-v2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.get("/healthcheck").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "OK");
+}
+
+async fn request_ids_and_error_shapes(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let missing = "6f1b1e2a-9c1d-4f6e-8a3b-0c2d4e6f8a10";
+    let r = s
+        .get(&format!("/v2/images/{missing}"))
+        .header("Accept", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let rid = r.headers()["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(rid.starts_with("req-") && rid.len() == 40, "{rid}");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("404 Not Found\n\nNo image found with ID {missing}\n\n   ")
+    );
+
+    let r = s
+        .get(&format!("/v2/images/{missing}"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "404 Not Found");
+    assert_eq!(v["title"], "Not Found");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No image found with ID")
+    );
+
+    let r = s
+        .get(&format!("/v2/images/{missing}"))
+        .header("Accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.text().await.unwrap().contains("<h1>404 Not Found</h1>"));
+
+    // An inbound id is kept; a too-long one is replaced.
+    let r = s
+        .get("/v2/images")
+        .header("X-Openstack-Request-Id", "req-abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-openstack-request-id"], "req-abc");
+    let long = "x".repeat(65);
+    let r = s
+        .get("/v2/images")
+        .header("X-Openstack-Request-Id", &long)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-openstack-request-id"], long.as_str());
+
+    // Wrong methods: 405 with Allow.
+    for (m, path, allow) in [
+        (Method::PUT, "/v2/images", "GET, POST"),
+        (
+            Method::POST,
+            &*format!("/v2/images/{missing}"),
+            "GET, PATCH, DELETE",
+        ),
+        (Method::DELETE, "/v2/schemas/image", "GET"),
+        (
+            Method::POST,
+            &*format!("/v2/images/{missing}/file"),
+            "GET, PUT",
+        ),
+    ] {
+        let r = s.req(m.clone(), path).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{m} {path}");
+        assert_eq!(r.headers()["allow"], allow);
+        assert!(r.headers().contains_key("x-openstack-request-id"));
+    }
+}
+
+async fn create_defaults_and_location(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let r = s
+        .req(Method::POST, "/v2/images")
+        .json(&json!({"name": "cirros", "disk_format": "qcow2", "container_format": "bare", "os_distro": "cirros", "tags": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(loc, format!("{}/v2/images/{id}", s.url));
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["visibility"], "shared");
+    assert_eq!(v["protected"], false);
+    assert_eq!(v["os_hidden"], false);
+    assert_eq!(v["min_ram"], 0);
+    assert_eq!(v["size"], Value::Null);
+    assert_eq!(v["checksum"], Value::Null);
+    assert_eq!(v["os_distro"], "cirros");
+    assert_eq!(v["tags"], json!(["a", "b"]));
+    assert_eq!(v["self"], format!("/v2/images/{id}"));
+    assert_eq!(v["file"], format!("/v2/images/{id}/file"));
+    assert_eq!(v["schema"], "/v2/schemas/image");
+    assert!(v.get("locations").is_none() && v.get("direct_url").is_none());
+    let created = v["created_at"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.len() == 20, "{created}");
+    // The same image comes back from show.
+    let shown = s.show(id).await;
+    assert_eq!(shown, v);
+
+    // Client-supplied id; then a duplicate, and after delete the tombstone keeps it taken.
+    let custom = "11111111-2222-3333-4444-555555555555";
+    let v = s.create(json!({"id": custom, "name": "x"})).await;
+    assert_eq!(v["id"], custom);
+    let before = s.counts().await;
+    let r = s
+        .req(Method::POST, "/v2/images")
+        .json(&json!({"id": custom}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/v2/images/{custom}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = s
+        .req(Method::POST, "/v2/images")
+        .json(&json!({"id": custom}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "a deleted id must never be reused (OSSN-0075)"
+    );
+    assert_eq!(
+        s.get(&format!("/v2/images/{custom}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(s.counts().await[0], before[0]);
+}
+
+async fn create_rejects_bad_input(b: Backend) {
+    let Some(s) = Server::start_with(
+        b,
+        "[DEFAULT]\nimage_property_quota = 3\nimage_tag_quota = 2\n",
+    )
+    .await
+    else {
+        return;
+    };
+    s.create(json!({"name": "seed"})).await;
+    let before = s.counts().await;
+    let long = "n".repeat(256);
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"status": "active"}),
+            403,
+            "Attribute 'status' is read-only.",
+        ),
+        (
+            json!({"checksum": "abc"}),
+            403,
+            "Attribute 'checksum' is read-only.",
+        ),
+        (json!({"self": "/x"}), 403, "Attribute 'self' is read-only."),
+        (
+            json!({"direct_url": "file:///x"}),
+            403,
+            "Attribute 'direct_url' is read-only.",
+        ),
+        (json!({"size": 5}), 403, "Attribute 'size' is read-only."),
+        (
+            json!({"os_glance_import_task": "x"}),
+            403,
+            "Attribute 'os_glance_import_task' is reserved.",
+        ),
+        (
+            json!({"deleted": "1"}),
+            403,
+            "Attribute 'deleted' is reserved.",
+        ),
+        (
+            json!({"name": long}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"min_ram": "lots"}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"disk_format": "floppy"}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"visibility": "everyone"}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"id": "not-a-uuid"}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"tags": ["t".repeat(256)]}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({"custom": 5}),
+            400,
+            "Provided object does not match schema 'image'",
+        ),
+        (
+            json!({ "k".repeat(256): "v" }),
+            400,
+            "Custom property should not be greater than 255 characters.",
+        ),
+        (
+            json!({"a": "1", "b": "2", "c": "3", "d": "4"}),
+            413,
+            "image properties. Attempted: 4, Maximum: 3",
+        ),
+        (
+            json!({"tags": ["1", "2", "3"]}),
+            413,
+            "image tags. Attempted: 3, Maximum: 2",
+        ),
+    ];
+    for (body, code, msg) in cases {
+        let r = s
+            .req(Method::POST, "/v2/images")
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, code, "{body}: {text}");
+        assert!(text.contains(msg), "{body}: {text}");
+    }
+    for raw in ["{not json", "", "[1, 2"] {
+        let r = s
+            .req(Method::POST, "/v2/images")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, 400, "{raw:?}");
+        assert!(text.contains(if raw.is_empty() {
+            "Body expected in request."
+        } else {
+            "Malformed JSON in request body."
+        }));
+    }
+    // Non-admins may not publicize.
+    let r = Server::as_project(s.req(Method::POST, "/v2/images"), "p1", "member")
+        .json(&json!({"visibility": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        s.counts().await,
+        before,
+        "refused requests must change nothing"
+    );
+}
+
+async fn patch_rules(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "p", "os_distro": "ubuntu", "a/b": "slash"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let path = format!("/v2/images/{id}");
+
+    // Wrong media type: 415 with Accept-Patch.
+    let r = s
+        .req(Method::PATCH, &path)
+        .header("Content-Type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        r.headers()["accept-patch"],
+        "application/openstack-images-v2.0-json-patch, application/openstack-images-v2.1-json-patch"
+    );
+
+    // add / replace / remove with escapes.
+    let r = s
+        .patch(
+            &id,
+            json!([
+                {"op": "replace", "path": "/name", "value": "renamed"},
+                {"op": "add", "path": "/hw_disk_bus", "value": "scsi"},
+                {"op": "add", "path": "/os_distro", "value": "debian"},
+                {"op": "remove", "path": "/a~1b"},
+                {"op": "replace", "path": "/min_ram", "value": 512},
+                {"op": "replace", "path": "/tags", "value": ["x", "y"]},
+                {"op": "replace", "path": "/protected", "value": true}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["name"], "renamed");
+    assert_eq!(v["hw_disk_bus"], "scsi");
+    assert_eq!(v["os_distro"], "debian");
+    assert!(v.get("a/b").is_none());
+    assert_eq!(v["min_ram"], 512);
+    assert_eq!(v["tags"], json!(["x", "y"]));
+    assert_eq!(v["protected"], true);
+    assert_eq!(s.show(&id).await, v);
+
+    // Draft-4 (v2.0) dialect.
+    let r = s
+        .req(Method::PATCH, &path)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.0-json-patch",
+        )
+        .json(&json!([{"replace": "/name", "value": "old-style"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .req(Method::PATCH, &path)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.0-json-patch",
+        )
+        .json(&json!([{"add": "/os_distro", "value": "again"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "v2.0 add of an existing property conflicts"
+    );
+
+    let before_img = s.show(&id).await;
+    let before = s.counts().await;
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!([{"op": "replace", "path": "/status", "value": "active"}]),
+            403,
+            "Attribute 'status' is read-only.",
+        ),
+        (
+            json!([{"op": "replace", "path": "/id", "value": "x"}]),
+            403,
+            "is read-only",
+        ),
+        (
+            json!([{"op": "add", "path": "/os_glance_x", "value": "x"}]),
+            403,
+            "is reserved",
+        ),
+        (
+            json!([{"op": "replace", "path": "/nope", "value": "x"}]),
+            409,
+            "Property nope does not exist.",
+        ),
+        (
+            json!([{"op": "remove", "path": "/nope"}]),
+            409,
+            "Property nope does not exist.",
+        ),
+        (
+            json!([{"op": "remove", "path": "/name"}]),
+            403,
+            "Property name may not be removed.",
+        ),
+        (
+            json!([{"op": "move", "path": "/name", "value": "x"}]),
+            400,
+            "Invalid operation: `move`",
+        ),
+        (
+            json!([{"op": "test", "path": "/name", "value": "x"}]),
+            400,
+            "Invalid operation",
+        ),
+        (
+            json!([{"path": "/name", "value": "x"}]),
+            400,
+            "Unable to find `op`",
+        ),
+        (
+            json!([{"op": "add", "value": "x"}]),
+            400,
+            "Unable to find 'path'",
+        ),
+        (
+            json!([{"op": "add", "path": "/x"}]),
+            400,
+            "requires a member named",
+        ),
+        (
+            json!([{"op": "add", "path": "name", "value": "x"}]),
+            400,
+            "does not start with",
+        ),
+        (
+            json!([{"op": "add", "path": "/a/b", "value": "x"}]),
+            400,
+            "Invalid JSON pointer for this resource",
+        ),
+        (
+            json!([{"op": "add", "path": "/a~2", "value": "x"}]),
+            400,
+            "recognized escape sequence",
+        ),
+        (
+            json!([{"op": "replace", "path": "/min_ram", "value": "big"}]),
+            400,
+            "does not match schema",
+        ),
+        (
+            json!([{"op": "replace", "path": "/visibility", "value": "everyone"}]),
+            400,
+            "does not match schema",
+        ),
+        (
+            json!({"op": "add"}),
+            400,
+            "Request body must be a JSON array of operation objects.",
+        ),
+        (json!(["x"]), 400, "Operations must be JSON objects."),
+        // Half-way failure: the first change is valid, the second is not; nothing is applied.
+        (
+            json!([{"op": "replace", "path": "/name", "value": "half"}, {"op": "replace", "path": "/nope", "value": "x"}]),
+            409,
+            "does not exist",
+        ),
+        (
+            json!([{"op": "add", "path": "/k", "value": "v"}, {"op": "remove", "path": "/disk_format"}]),
+            403,
+            "may not be removed",
+        ),
+        (
+            json!([{"op": "replace", "path": "/locations", "value": []}]),
+            403,
+            "locations",
+        ),
+    ];
+    for (ops, code, msg) in cases {
+        let r = s
+            .req(Method::PATCH, &path)
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
+            .header("Accept", "application/json")
+            .json(&ops)
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, code, "{ops}: {text}");
+        assert!(text.contains(msg), "{ops}: {text}");
+    }
+    let r = s
+        .req(Method::PATCH, &path)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .body("{bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        s.show(&id).await,
+        before_img,
+        "refused PATCHes must change nothing"
+    );
+    assert_eq!(s.counts().await, before);
+
+    // Another project's member cannot modify; a non-admin cannot change the owner.
+    let mine = s
+        .create_as("p1", json!({"name": "mine", "visibility": "community"}))
+        .await;
+    let r = Server::as_project(
+        s.req(
+            Method::PATCH,
+            &format!("/v2/images/{}", mine["id"].as_str().unwrap()),
+        ),
+        "p2",
+        "member",
+    )
+    .header(
+        "Content-Type",
+        "application/openstack-images-v2.1-json-patch",
+    )
+    .json(&json!([{"op": "replace", "path": "/name", "value": "stolen"}]))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = Server::as_project(
+        s.req(
+            Method::PATCH,
+            &format!("/v2/images/{}", mine["id"].as_str().unwrap()),
+        ),
+        "p1",
+        "member",
+    )
+    .header(
+        "Content-Type",
+        "application/openstack-images-v2.1-json-patch",
+    )
+    .json(&json!([{"op": "replace", "path": "/owner", "value": "p2"}]))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    // Protected images cannot be deleted.
+    let r = s.req(Method::DELETE, &path).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("is protected and cannot be deleted")
+    );
+}
+
+async fn list_filters_and_visibility(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let public = s
+        .create_as(
+            "p1",
+            json!({"name": "pub", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let pid = public["id"].as_str().unwrap().to_string();
+    // Admin publicizes.
+    assert_eq!(
+        s.patch(
+            &pid,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}])
+        )
+        .await
+        .status(),
+        200
+    );
+    let private = s.create_as("p1", json!({"name": "priv", "visibility": "private", "tags": ["a", "b"], "os_distro": "ubuntu"})).await;
+    let community = s
+        .create_as(
+            "p1",
+            json!({"name": "glass, darkly", "visibility": "community", "tags": ["a"]}),
+        )
+        .await;
+    let hidden = s
+        .create_as("p2", json!({"name": "hidden", "os_hidden": true}))
+        .await;
+    let shared2 = s
+        .create_as("p2", json!({"name": "share me", "protected": true}))
+        .await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+
+    let as_p = |project: &str, q: &str| {
+        Server::as_project(s.get(&format!("/v2/images{q}")), project, "member,reader")
+    };
+    async fn ids(rb: reqwest::RequestBuilder) -> Vec<String> {
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let mut v = image_ids(&r.json().await.unwrap());
+        v.sort();
+        v
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // p2 sees public and its own non-hidden images; not p1's private nor community.
+    assert_eq!(
+        ids(as_p("p2", "")).await,
+        sorted(vec![pid.clone(), id(&shared2)])
+    );
+    // p1 sees its own community image without asking.
+    assert_eq!(
+        ids(as_p("p1", "")).await,
+        sorted(vec![pid.clone(), id(&private), id(&community)])
+    );
+    assert_eq!(
+        ids(as_p("p2", "?visibility=community")).await,
+        vec![id(&community)]
+    );
+    assert_eq!(ids(as_p("p2", "?os_hidden=true")).await, vec![id(&hidden)]);
+    assert_eq!(
+        ids(as_p("p2", "?visibility=private")).await,
+        Vec::<String>::new()
+    );
+    // p2 cannot show p1's private image: 404, not 403.
+    let r = Server::as_project(
+        s.get(&format!("/v2/images/{}", id(&private))),
+        "p2",
+        "member",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    // Admin (no project) sees everything but community (Glance's rule) and hidden.
+    assert_eq!(
+        sorted(image_ids(&list(&s, "").await)),
+        sorted(vec![pid.clone(), id(&private), id(&shared2)])
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?visibility=all&os_hidden=true").await),
+        vec![id(&hidden)]
+    );
+    assert_eq!(
+        sorted(image_ids(&list(&s, "?visibility=all").await)).len(),
+        4
+    );
+
+    // Filters.
+    assert_eq!(
+        image_ids(&list(&s, "?tag=a&tag=b").await),
+        vec![id(&private)]
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?os_distro=ubuntu").await),
+        vec![id(&private)]
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?protected=true").await),
+        vec![id(&shared2)]
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?disk_format=raw").await),
+        vec![pid.clone()]
+    );
+    assert_eq!(
+        sorted(image_ids(
+            &list(
+                &s,
+                "?visibility=all&name=in:%22glass,%20darkly%22,share%20me"
+            )
+            .await
+        )),
+        sorted(vec![id(&community), id(&shared2)])
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?status=in:active,saving").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?created_at=gt:2999-01-01T00:00:00Z").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list(&s, "?created_at=lte:2999-01-01T00:00:00Z").await["images"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        list(&s, "?updated_at=gte:2000-01-01T00:00:00Z").await["images"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Size filters need data.
+    let r = s.upload(&pid, random_bytes(1000)).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        image_ids(&list(&s, "?size_min=1000&size_max=1000").await),
+        vec![pid.clone()]
+    );
+    assert_eq!(
+        image_ids(&list(&s, "?size_min=1001").await),
+        Vec::<String>::new()
+    );
+
+    for (q, msg) in [
+        (
+            "?changes-since=2020-01-01T00:00:00Z",
+            "no longer available on v2",
+        ),
+        ("?size_min=big", "non-numeric"),
+        ("?visibility=everyone", "Invalid visibility value"),
+        ("?os_hidden=maybe", "Invalid value 'maybe' for 'os_hidden'"),
+        ("?protected=maybe", "Invalid value 'maybe' for 'protected'"),
+        ("?member_status=bogus", "Invalid status"),
+        ("?limit=-1", "limit param must be positive"),
+        ("?limit=x", "limit param must be an integer"),
+        ("?sort_key=owner", "Invalid sort key: owner"),
+        ("?sort_dir=up", "Invalid sort direction: up"),
+        (
+            "?sort=name:asc&sort_key=id",
+            "Old and new sorting syntax cannot be combined",
+        ),
+        (
+            "?sort_key=name&sort_key=id&sort_dir=asc&sort_dir=desc&sort_dir=asc",
+            "Number of sort dirs",
+        ),
+        ("?created_at=gt:yesterday", "ISO 8601"),
+        (
+            "?created_at=between:2020-01-01T00:00:00Z",
+            "unknown operator",
+        ),
+        ("?name=like:x", "unknown operator 'like'"),
+        (
+            "?marker=6f1b1e2a-9c1d-4f6e-8a3b-0c2d4e6f8a10",
+            "No image found with ID",
+        ),
+    ] {
+        let r = s
+            .get(&format!("/v2/images{q}"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, 400, "{q}: {text}");
+        assert!(text.contains(msg), "{q}: {text}");
+    }
+}
+
+async fn sorting_and_paging(b: Backend) {
+    let Some(s) =
+        Server::start_with(b, "[DEFAULT]\nlimit_param_default = 4\napi_limit_max = 5\n").await
+    else {
+        return;
+    };
+    let names = ["d", "b", "a", "c", "e", "b", "f"];
+    let mut ids = Vec::new();
+    for n in names {
+        ids.push(
+            s.create(json!({"name": n})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Page through sorted by name asc, then id: all images, each once, in order.
+    let mut seen = Vec::new();
+    let mut next = Some("/v2/images?sort=name:asc,id:asc&limit=2".to_string());
+    let mut pages = 0;
+    while let Some(url) = next {
+        pages += 1;
+        assert!(pages < 10, "paging does not end");
+        let v: Value = s.get(&url).send().await.unwrap().json().await.unwrap();
+        assert!(
+            v["first"]
+                .as_str()
+                .unwrap()
+                .starts_with("/v2/images?sort=name%3Aasc%2Cid%3Aasc&limit=2")
+        );
+        assert!(!v["first"].as_str().unwrap().contains("marker"));
+        assert_eq!(v["schema"], "/v2/schemas/images");
+        for i in v["images"].as_array().unwrap() {
+            seen.push((
+                i["name"].as_str().unwrap().to_string(),
+                i["id"].as_str().unwrap().to_string(),
+            ));
+        }
+        next = v["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(pages, 4, "7 images in pages of 2, the last one short");
+    let mut expected: Vec<(String, String)> = names
+        .iter()
+        .map(|n| n.to_string())
+        .zip(ids.iter().cloned())
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // Classic syntax, descending.
+    let v = list(&s, "?sort_key=name&sort_dir=desc&limit=3").await;
+    let got: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["f", "e", "d"]);
+    assert!(v["next"].as_str().unwrap().contains("marker="));
+    // Default order is created_at desc (id desc breaks ties): a full default listing pages the same.
+    assert_eq!(
+        list(&s, "").await["images"].as_array().unwrap().len(),
+        4,
+        "limit_param_default"
+    );
+    assert_eq!(
+        list(&s, "?limit=100").await["images"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5,
+        "api_limit_max caps limit"
+    );
+    let v = list(&s, "?limit=0").await;
+    assert_eq!(v["images"].as_array().unwrap().len(), 0);
+    assert!(v.get("next").is_none());
+}
+
+async fn tags_and_actions(b: Backend) {
+    let Some(s) = Server::start_with(b, "[DEFAULT]\nimage_tag_quota = 2\n").await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "t", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let tag = |t: &str| format!("/v2/images/{id}/tags/{t}");
+    assert_eq!(
+        s.req(Method::PUT, &tag("one"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        s.req(Method::PUT, &tag("one"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204,
+        "idempotent"
+    );
+    assert_eq!(
+        s.req(Method::PUT, &tag("two"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = s.req(Method::PUT, &tag("three")).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let long = "t".repeat(256);
+    assert_eq!(
+        s.req(Method::PUT, &tag(&long))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(s.show(&id).await["tags"], json!(["one", "two"]));
+    assert_eq!(
+        s.req(Method::DELETE, &tag("one"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        s.req(Method::DELETE, &tag("one"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(s.show(&id).await["tags"], json!(["two"]));
+
+    // Deactivate needs an active image.
+    let deact = format!("/v2/images/{id}/actions/deactivate");
+    let react = format!("/v2/images/{id}/actions/reactivate");
+    assert_eq!(
+        s.req(Method::POST, &deact).send().await.unwrap().status(),
+        403
+    );
+    assert_eq!(s.upload(&id, b"data".to_vec()).await.status(), 204);
+    assert_eq!(
+        s.req(Method::POST, &deact).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        s.req(Method::POST, &deact).send().await.unwrap().status(),
+        204,
+        "no-op when deactivated"
+    );
+    assert_eq!(s.show(&id).await["status"], "deactivated");
+    // Admins still download; others get 403.
+    assert_eq!(
+        s.get(&format!("/v2/images/{id}/file"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pubimg = s.create(json!({"name": "p", "visibility": "public", "disk_format": "raw", "container_format": "bare"})).await;
+    let pid = pubimg["id"].as_str().unwrap().to_string();
+    assert_eq!(s.upload(&pid, b"abc".to_vec()).await.status(), 204);
+    assert_eq!(
+        s.req(
+            Method::POST,
+            &format!("/v2/images/{pid}/actions/deactivate")
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        204
+    );
+    let r = Server::as_project(s.get(&format!("/v2/images/{pid}/file")), "p9", "reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        s.req(Method::POST, &react).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(s.show(&id).await["status"], "active");
+}
+
+async fn schemas_are_served(b: Backend) {
+    let Some(s) = Server::start_with(b, "[image_format]\ndisk_formats = raw,qcow2\n").await else {
+        return;
+    };
+    let v: Value = s
+        .get("/v2/schemas/image")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["name"], "image");
+    assert_eq!(v["additionalProperties"], json!({"type": "string"}));
+    assert_eq!(
+        v["properties"]["disk_format"]["enum"],
+        json!([null, "raw", "qcow2"])
+    );
+    assert_eq!(
+        v["properties"]["visibility"]["enum"],
+        json!(["community", "public", "private", "shared"])
+    );
+    assert_eq!(v["links"][1], json!({"rel": "enclosure", "href": "{file}"}));
+    let v: Value = s
+        .get("/v2/schemas/images")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["properties"]["images"]["items"]["name"], "image");
+    for (path, name) in [
+        ("member", "member"),
+        ("members", "members"),
+        ("task", "task"),
+        ("tasks", "tasks"),
+    ] {
+        let v: Value = s
+            .get(&format!("/v2/schemas/{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["name"], name);
+    }
+    let v: Value = s
+        .get("/v2/schemas/tasks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["properties"]["tasks"]["items"]["properties"]
+            .get("input")
+            .is_none()
+    );
+}
+
+async fn upload_download_and_delete(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "data", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let file = format!("/v2/images/{id}/file");
+    // No data yet: 204.
+    assert_eq!(s.get(&file).send().await.unwrap().status(), 204);
+    // Wrong content type: 415, nothing changes.
+    let r = s
+        .req(Method::PUT, &file)
+        .header("Content-Type", "application/json")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(s.show(&id).await["status"], "queued");
+
+    let data = random_bytes(3 * 1024 * 1024 + 17);
+    let r = s.upload(&id, data.clone()).await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let v = s.show(&id).await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], data.len());
+    let md5hex = hex::encode(md5::Md5::digest(&data));
+    let sha = hex::encode(sha2::Sha512::digest(&data));
+    assert_eq!(v["checksum"], md5hex);
+    assert_eq!(v["os_hash_algo"], "sha512");
+    assert_eq!(v["os_hash_value"], sha);
+    assert_eq!(
+        s.store_files(),
+        vec![id.clone()],
+        "one file, named by the image id"
+    );
+
+    let r = s.get(&file).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["content-md5"], md5hex.as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
+
+    // Ranges.
+    let n = data.len();
+    for (range, start, end) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=-5", n - 5, n - 1),
+        ("bytes=100-", 100, n - 1),
+        ("bytes=7-7", 7, 7),
+    ] {
+        let r = s.get(&file).header("Range", range).send().await.unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes {start}-{end}/{n}").as_str()
+        );
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            &data[start..=end],
+            "{range}"
+        );
+    }
+    assert_eq!(
+        s.get(&file)
+            .header("Range", format!("bytes={n}-"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        416
+    );
+    assert_eq!(
+        s.get(&file)
+            .header("Range", "bytes=0-1,5-6")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // A second upload to an active image conflicts.
+    assert_eq!(s.upload(&id, b"again".to_vec()).await.status(), 409);
+    // Missing formats: 400, still queued.
+    let bare = s.create(json!({"name": "noformat"})).await;
+    let bid = bare["id"].as_str().unwrap();
+    let r = s.upload(bid, b"x".to_vec()).await;
+    let (st, text) = status_of(r).await;
+    assert_eq!(st, 400);
+    assert!(text.contains("must be set prior to saving data"), "{text}");
+    assert_eq!(s.show(bid).await["status"], "queued");
+    // Declared size mismatch: 400, back to queued, no bytes left.
+    let sized = s
+        .create(json!({"name": "sized", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let sid = sized["id"].as_str().unwrap();
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{sid}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .header("x-openstack-image-size", "10")
+        .body(vec![1u8; 11])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.show(sid).await["status"], "queued");
+    assert_eq!(s.store_files(), vec![id.clone()]);
+
+    // Delete removes the bytes.
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/v2/images/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(s.get(&file).send().await.unwrap().status(), 404);
+    assert!(s.store_files().is_empty());
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/v2/images/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+async fn size_cap_rejects_without_leftovers(b: Backend) {
+    let Some(s) = Server::start_with(b, "[DEFAULT]\nimage_size_cap = 1048576\n").await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "big", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    // Declared too large: refused before reading.
+    assert_eq!(s.upload(&id, vec![0u8; 2 * 1048576]).await.status(), 413);
+    assert_eq!(s.show(&id).await["status"], "queued");
+    // Chunked (no length): refused once the cap is crossed.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![7u8; 300_000])).collect();
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await;
+    // The server answers 413 and closes without reading the rest; the client may see the
+    // answer or only the closed connection, as with Glance.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    let v = s.show(&id).await;
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["size"], Value::Null);
+    assert!(
+        s.store_files().is_empty(),
+        "no partial bytes: {:?}",
+        s.store_files()
+    );
+}
+
+both_databases!(
+    versions_and_negotiation,
+    request_ids_and_error_shapes,
+    create_defaults_and_location,
+    create_rejects_bad_input,
+    patch_rules,
+    list_filters_and_visibility,
+    sorting_and_paging,
+    tags_and_actions,
+    schemas_are_served,
+    upload_download_and_delete,
+    size_cap_rejects_without_leftovers,
+);

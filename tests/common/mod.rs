@@ -1,0 +1,423 @@
+//! Test harness: starts the real `glance-rs` binary on a free loopback port against SQLite or
+//! MariaDB and talks to it over HTTP; runs the real OpenStack clients against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+use sqlx::Row;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// A service the test needs: under CI its absence fails the test; locally the test is skipped
+/// with a message saying how to provide it.
+pub fn require(service: &str, value: Option<String>, how: &str) -> Option<String> {
+    if value.is_some() {
+        return value;
+    }
+    if in_ci() {
+        panic!("{service} is required under CI but is not available: {how}");
+    }
+    eprintln!("SKIPPED: {service} is not available. {how}");
+    None
+}
+
+pub fn mysql_url() -> Option<String> {
+    require(
+        "MariaDB",
+        std::env::var("GLANCE_TEST_MYSQL_URL")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        "run scripts/test, or start one with `scripts/mariadb.sh start DIR PORT` and set GLANCE_TEST_MYSQL_URL",
+    )
+}
+
+pub fn venv() -> Option<PathBuf> {
+    let dir = std::env::var("GLANCE_TEST_VENV")
+        .ok()
+        .map(PathBuf::from)
+        .or_else(|| {
+            let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-env/venv");
+            d.exists().then_some(d)
+        })
+        .filter(|d| d.join("bin/openstack").exists());
+    require(
+        "the OpenStack clients virtualenv",
+        dir.map(|d| d.display().to_string()),
+        "run scripts/install-deps (creates .test-env/venv) or set GLANCE_TEST_VENV",
+    )
+    .map(PathBuf::from)
+}
+
+pub struct Server {
+    pub url: String,
+    pub port: u16,
+    pub backend: Backend,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    child: Child,
+    mysql: Option<(String, String)>, // (admin url, database name)
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_glance-rs")
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Option<Server> {
+        Self::start_with(backend, "").await
+    }
+
+    /// Starts a server; `extra` is a second config file (later files win), e.g.
+    /// "[DEFAULT]\nimage_tag_quota = 2\n".
+    pub async fn start_with(backend: Backend, extra: &str) -> Option<Server> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db_url, mysql) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite:///{}", dir.path().join("glance.sqlite").display()),
+                None,
+            ),
+            Backend::MySql => {
+                let admin = mysql_url()?;
+                let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::MySqlPool::connect(&admin)
+                    .await
+                    .expect("connect MariaDB");
+                sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                    .execute(&pool)
+                    .await
+                    .expect("create database");
+                pool.close().await;
+                let base = admin.trim_end_matches('/');
+                (
+                    format!(
+                        "mysql+pymysql://{}/{name}?charset=utf8",
+                        base.trim_start_matches("mysql://")
+                    ),
+                    Some((admin.clone(), name)),
+                )
+            }
+        };
+        Some(Self::start_on(backend, dir, db_url, mysql, extra).await)
+    }
+
+    async fn start_on(
+        backend: Backend,
+        dir: tempfile::TempDir,
+        db_url: String,
+        mysql: Option<(String, String)>,
+        extra: &str,
+    ) -> Server {
+        let conf = dir.path().join("glance-api.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n\n[database]\nconnection = {db_url}\n\n\
+                 [glance_store]\nfilesystem_store_datadir = {}\n",
+                dir.path().join("images").display()
+            ),
+        )
+        .unwrap();
+        let extra_conf = dir.path().join("extra.conf");
+        std::fs::write(&extra_conf, extra).unwrap();
+        if backend == Backend::MySql {
+            let out = Command::new(bin())
+                .args(["--config-file", conf.to_str().unwrap(), "db", "sync"])
+                .output()
+                .expect("run db sync");
+            assert!(
+                out.status.success(),
+                "db sync failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = Command::new(bin())
+            .args([
+                "--config-file",
+                conf.to_str().unwrap(),
+                "--config-file",
+                extra_conf.to_str().unwrap(),
+                "serve",
+            ])
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start glance-rs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "glance-rs did not start: {}",
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+                );
+            }
+        };
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Server {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            backend,
+            db_url,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            child,
+            mysql,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    /// Files in the store directory (image data and any temporary files).
+    pub fn store_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.images_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.url, path))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.req(Method::GET, path)
+    }
+
+    /// As a project (member role unless `roles` says otherwise).
+    pub fn as_project(rb: RequestBuilder, project: &str, roles: &str) -> RequestBuilder {
+        rb.header("X-Project-Id", project).header("X-Roles", roles)
+    }
+
+    pub async fn create(&self, body: Value) -> Value {
+        let r = self
+            .req(Method::POST, "/v2/images")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "create failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    pub async fn create_as(&self, project: &str, body: Value) -> Value {
+        let r = Self::as_project(self.req(Method::POST, "/v2/images"), project, "member")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "create failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    pub async fn show(&self, id: &str) -> Value {
+        let r = self.get(&format!("/v2/images/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn upload(&self, id: &str, data: Vec<u8>) -> reqwest::Response {
+        self.req(Method::PUT, &format!("/v2/images/{id}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, id: &str, ops: Value) -> reqwest::Response {
+        self.req(Method::PATCH, &format!("/v2/images/{id}"))
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
+            .json(&ops)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Rows in each image table, to prove a refused request changed nothing.
+    pub async fn counts(&self) -> Vec<(String, i64)> {
+        let tables = [
+            "images",
+            "image_properties",
+            "image_tags",
+            "image_locations",
+            "image_members",
+        ];
+        let mut out = Vec::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.dir.path().join("glance.sqlite");
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                for t in tables {
+                    let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {t}"))
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                        .get("n");
+                    out.push((t.to_string(), n));
+                }
+                pool.close().await;
+            }
+            Backend::MySql => {
+                let (admin, name) = self.mysql.clone().unwrap();
+                let pool =
+                    sqlx::MySqlPool::connect(&format!("{}/{name}", admin.trim_end_matches('/')))
+                        .await
+                        .unwrap();
+                for t in tables {
+                    let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {t}"))
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                        .get("n");
+                    out.push((t.to_string(), n));
+                }
+                pool.close().await;
+            }
+        }
+        out
+    }
+
+    /// Runs the real `openstack` CLI against this server without authentication.
+    pub fn openstack(&self, venv: &std::path::Path, args: &[&str]) -> Output {
+        let out = Command::new(venv.join("bin/openstack"))
+            .args(["--os-auth-type", "none", "--os-endpoint", &self.url])
+            .args(args)
+            .stdin(Stdio::null())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run openstack");
+        out
+    }
+
+    pub fn stop(&mut self) {
+        // By pid: the child we started, and nothing else.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some((admin, name)) = self.mysql.take() {
+            // Drop the test database on a private runtime: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(async {
+                        if let Ok(pool) = sqlx::MySqlPool::connect(&admin).await {
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                                .execute(&pool)
+                                .await;
+                            pool.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Declares each `async fn name(Backend)` as two tests, one per database.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::MySql).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    // xorshift: fast, deterministic enough, not compressible.
+    let mut x: u64 = 0x9E3779B97F4A7C15 ^ n as u64;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
