@@ -228,7 +228,7 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
             return Err(invalid());
         }
         // A suffix longer than the image means the whole image.
-        let offset = if n < size { size - n } else { 0 };
+        let offset = size.saturating_sub(n);
         return Ok((offset, size - offset));
     }
     let start: u64 = a.parse().map_err(|_| invalid())?;

@@ -334,14 +334,13 @@ impl Server {
 
     /// Runs the real `openstack` CLI against this server without authentication.
     pub fn openstack(&self, venv: &std::path::Path, args: &[&str]) -> Output {
-        let out = Command::new(venv.join("bin/openstack"))
+        Command::new(venv.join("bin/openstack"))
             .args(["--os-auth-type", "none", "--os-endpoint", &self.url])
             .args(args)
             .stdin(Stdio::null())
             .current_dir(self.dir.path())
             .output()
-            .expect("run openstack");
-        out
+            .expect("run openstack")
     }
 
     pub fn stop(&mut self) {
