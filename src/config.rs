@@ -52,6 +52,7 @@ pub struct Config {
     pub filesystem_store_datadir: PathBuf,
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
+    pub require_image_format_match: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +350,11 @@ impl Config {
                 "container_formats",
                 DEFAULT_CONTAINER_FORMATS,
             ),
+            require_image_format_match: r.bool(
+                "image_format",
+                "require_image_format_match",
+                true,
+            )?,
         })
     }
 }

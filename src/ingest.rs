@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::domain::image::Location;
+use crate::format::{Inspection, Inspector};
 use crate::store::{ImageWriter, StoreError};
 
 /// Size of the buffers handed to hashers and writer.
@@ -110,6 +111,8 @@ pub enum IngestError {
     /// More than `limit` bytes arrived.
     TooLarge,
     Store(StoreError),
+    /// The data failed format inspection (message for the client).
+    Rejected(String),
 }
 
 /// Runs one upload. `next` yields the body's chunks; nothing is committed unless all of them
@@ -125,10 +128,12 @@ pub struct Pipeline {
     buf: BytesMut,
     size: u64,
     limit: u64,
+    inspector: Option<Inspector>,
 }
 
 impl Pipeline {
-    pub fn new(writer: Box<dyn ImageWriter>, algo: &str, limit: u64) -> Self {
+    /// `inspect`: run format inspection on the stream (Glance does for `container_format=bare`).
+    pub fn new(writer: Box<dyn ImageWriter>, algo: &str, limit: u64, inspect: bool) -> Self {
         Pipeline {
             md5: spawn_hasher("md5"),
             multi: spawn_hasher(algo),
@@ -137,6 +142,7 @@ impl Pipeline {
             buf: BytesMut::with_capacity(BATCH),
             size: 0,
             limit,
+            inspector: inspect.then(Inspector::new),
         }
     }
 
@@ -144,6 +150,9 @@ impl Pipeline {
         self.size += chunk.len() as u64;
         if self.size > self.limit {
             return Err(IngestError::TooLarge);
+        }
+        if let Some(i) = self.inspector.as_mut() {
+            i.feed(&chunk);
         }
         if self.buf.is_empty() && chunk.len() >= BATCH {
             return self.dispatch(chunk).await;
@@ -180,12 +189,19 @@ impl Pipeline {
         }
     }
 
-    /// Flushes, commits the store write and returns the digests and location.
-    pub async fn finish(mut self) -> Result<(Digests, Location), IngestError> {
+    /// Flushes, asks `accept` about the inspected data (it returns the virtual size or refuses),
+    /// then commits the store write and returns the digests, virtual size and location. Nothing
+    /// is committed if `accept` refuses.
+    pub async fn finish(
+        mut self,
+        accept: impl FnOnce(Option<&Inspection>) -> Result<Option<u64>, IngestError>,
+    ) -> Result<(Digests, Option<u64>, Location), IngestError> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf).freeze();
             self.dispatch(rest).await?;
         }
+        let inspection = self.inspector.take().map(Inspector::finish);
+        let virtual_size = accept(inspection.as_ref())?;
         if self.writer.0.send(WriterMsg::Commit).await.is_err() {
             return Err(self.writer_error().await);
         }
@@ -222,6 +238,7 @@ impl Pipeline {
                 os_hash_algo: algo,
                 os_hash_value,
             },
+            virtual_size,
             location,
         ))
     }

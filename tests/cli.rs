@@ -10,9 +10,16 @@ use std::time::{Duration, Instant};
 use common::{bin, require};
 
 /// Starts the binary with `args` in `cwd`, waits for its "listening on" line, returns (child, url).
-fn spawn(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+fn spawn(
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut cmd = Command::new(bin());
-    cmd.args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -26,7 +33,9 @@ fn spawn(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (std::pr
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server started");
     let port = addr.rsplit(':').next().unwrap();
     (child, format!("http://127.0.0.1:{port}"))
 }
@@ -38,22 +47,37 @@ fn stop(mut child: std::process::Child) {
 
 #[tokio::test]
 async fn serves_with_no_setup_and_with_the_sample_config() {
-    for conf in [None, Some(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/glance-api.conf"))] {
+    for conf in [
+        None,
+        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/glance-api.conf")),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec![];
         if let Some(c) = conf {
             args.extend(["--config-file", c]);
         }
         // Port 0 through the environment override, so tests never collide on 9292.
-        let (child, url) = spawn(dir.path(), &args, &[("OS_DEFAULT__BIND_PORT", "0"), ("OS_DEFAULT__BIND_HOST", "127.0.0.1")]);
+        let (child, url) = spawn(
+            dir.path(),
+            &args,
+            &[
+                ("OS_DEFAULT__BIND_PORT", "0"),
+                ("OS_DEFAULT__BIND_HOST", "127.0.0.1"),
+            ],
+        );
         let r = reqwest::Client::new()
             .post(format!("{url}/v2/images"))
-            .json(&serde_json::json!({"name": "x", "disk_format": "raw", "container_format": "bare"}))
+            .json(
+                &serde_json::json!({"name": "x", "disk_format": "raw", "container_format": "bare"}),
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let r = reqwest::Client::new()
             .put(format!("{url}/v2/images/{id}/file"))
             .header("Content-Type", "application/octet-stream")
@@ -64,7 +88,10 @@ async fn serves_with_no_setup_and_with_the_sample_config() {
         assert_eq!(r.status(), 204);
         stop(child);
         assert!(dir.path().join("data/glance.sqlite").exists(), "{conf:?}");
-        assert!(dir.path().join("data/images").join(&id).exists(), "{conf:?}");
+        assert!(
+            dir.path().join("data/images").join(&id).exists(),
+            "{conf:?}"
+        );
     }
 }
 
@@ -73,12 +100,24 @@ fn invalid_config_stops_startup_naming_section_and_key() {
     let dir = tempfile::tempdir().unwrap();
     for (text, needle) in [
         ("[DEFAULT]\nbind_port = http\n", "[DEFAULT] bind_port"),
-        ("[DEFAULT]\nshow_image_direct_url = perhaps\n", "[DEFAULT] show_image_direct_url"),
-        ("[DEFAULT]\nhashing_algorithm = crc32\n", "[DEFAULT] hashing_algorithm"),
+        (
+            "[DEFAULT]\nshow_image_direct_url = perhaps\n",
+            "[DEFAULT] show_image_direct_url",
+        ),
+        (
+            "[DEFAULT]\nhashing_algorithm = crc32\n",
+            "[DEFAULT] hashing_algorithm",
+        ),
         ("[DEFAULT]\napi_limit_max = 0\n", "[DEFAULT] api_limit_max"),
-        ("[database]\nconnection = oracle://x/y\n", "[database] connection"),
+        (
+            "[database]\nconnection = oracle://x/y\n",
+            "[database] connection",
+        ),
         ("[paste_deploy]\nflavor = magic\n", "[paste_deploy] flavor"),
-        ("[glance_store]\ndefault_store = swift\n", "[glance_store] default_store"),
+        (
+            "[glance_store]\ndefault_store = swift\n",
+            "[glance_store] default_store",
+        ),
     ] {
         let conf = dir.path().join("bad.conf");
         std::fs::write(&conf, text).unwrap();
@@ -92,34 +131,63 @@ fn invalid_config_stops_startup_naming_section_and_key() {
         assert!(err.contains(needle), "{text}: {err}");
     }
     // A file that does not exist is an error too.
-    let out = Command::new(bin()).args(["--config-file", "/nonexistent.conf"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["--config-file", "/nonexistent.conf"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     // An unwritable store directory stops start-up with a clear message.
     let conf = dir.path().join("store.conf");
-    std::fs::write(&conf, "[glance_store]\nfilesystem_store_datadir = /proc/glance-rs\n").unwrap();
-    let out = Command::new(bin()).args(["--config-file", conf.to_str().unwrap()]).current_dir(dir.path()).output().unwrap();
+    std::fs::write(
+        &conf,
+        "[glance_store]\nfilesystem_store_datadir = /proc/glance-rs\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["--config-file", conf.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("filesystem_store_datadir"));
 }
 
 #[tokio::test]
 async fn db_sync_is_idempotent_and_mysql_needs_it() {
-    let Some(admin) = common::mysql_url() else { return };
+    let Some(admin) = common::mysql_url() else {
+        return;
+    };
     let name = format!("glance_sync_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("g.conf");
-    let url = format!("mysql+pymysql://{}/{name}", admin.trim_start_matches("mysql://").trim_end_matches('/'));
+    let url = format!(
+        "mysql+pymysql://{}/{name}",
+        admin.trim_start_matches("mysql://").trim_end_matches('/')
+    );
     std::fs::write(&conf, format!("[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n[database]\nconnection = {url}\n[glance_store]\nfilesystem_store_datadir = {}\n", dir.path().join("img").display())).unwrap();
     let c = conf.to_str().unwrap();
     // Serving an empty database refuses with the command to run.
-    let out = Command::new(bin()).args(["--config-file", c]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["--config-file", c])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("db sync"));
     for _ in 0..2 {
-        let out = Command::new(bin()).args(["--config-file", c, "db", "sync"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin())
+            .args(["--config-file", c, "db", "sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let tables: Vec<(String,)> = sqlx::query_as(&format!(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = '{name}' ORDER BY table_name"
@@ -128,17 +196,37 @@ async fn db_sync_is_idempotent_and_mysql_needs_it() {
     .await
     .unwrap();
     let tables: Vec<String> = tables.into_iter().map(|t| t.0).collect();
-    for t in ["image_locations", "image_members", "image_properties", "image_tags", "images", "task_info", "tasks"] {
-        assert!(tables.contains(&t.to_string()), "{t} missing from {tables:?}");
+    for t in [
+        "image_locations",
+        "image_members",
+        "image_properties",
+        "image_tags",
+        "images",
+        "task_info",
+        "tasks",
+    ] {
+        assert!(
+            tables.contains(&t.to_string()),
+            "{t} missing from {tables:?}"
+        );
     }
-    sqlx::query(&format!("DROP DATABASE {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn survives_a_database_restart() {
     // A private MariaDB, so stopping it disturbs no other test.
-    let mariadbd = std::path::Path::new("/usr/sbin/mariadbd").exists().then(|| "mariadbd".to_string());
-    let Some(_) = require("mariadbd", mariadbd, "install Debian's mariadb-server (scripts/install-deps)") else {
+    let mariadbd = std::path::Path::new("/usr/sbin/mariadbd")
+        .exists()
+        .then(|| "mariadbd".to_string());
+    let Some(_) = require(
+        "mariadbd",
+        mariadbd,
+        "install Debian's mariadb-server (scripts/install-deps)",
+    ) else {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mariadb.sh");
@@ -149,17 +237,30 @@ async fn survives_a_database_restart() {
         l.local_addr().unwrap().port().to_string()
     };
     let start = || {
-        let out = Command::new(script).args(["start", mdir.to_str().unwrap(), &port]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(script)
+            .args(["start", mdir.to_str().unwrap(), &port])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let stop_db = || {
-        let st = Command::new(script).args(["stop", mdir.to_str().unwrap()]).status().unwrap();
+        let st = Command::new(script)
+            .args(["stop", mdir.to_str().unwrap()])
+            .status()
+            .unwrap();
         assert!(st.success());
     };
     let admin = start();
     let pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
-    sqlx::query("CREATE DATABASE glance").execute(&pool).await.unwrap();
+    sqlx::query("CREATE DATABASE glance")
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let conf = dir.path().join("g.conf");
     std::fs::write(&conf, format!(
@@ -167,10 +268,24 @@ async fn survives_a_database_restart() {
         admin.trim_start_matches("mysql://"), dir.path().join("img").display()
     )).unwrap();
     let c = conf.to_str().unwrap().to_string();
-    assert!(Command::new(bin()).args(["--config-file", &c, "db", "sync"]).status().unwrap().success());
+    assert!(
+        Command::new(bin())
+            .args(["--config-file", &c, "db", "sync"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let (child, url) = spawn(dir.path(), &["--config-file", &c], &[]);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let r = http.post(format!("{url}/v2/images")).json(&serde_json::json!({"name": "before"})).send().await.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{url}/v2/images"))
+        .json(&serde_json::json!({"name": "before"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 
     stop_db();
@@ -184,14 +299,27 @@ async fn survives_a_database_restart() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut status = 0;
     while Instant::now() < deadline {
-        status = http.get(format!("{url}/v2/images")).send().await.unwrap().status().as_u16();
+        status = http
+            .get(format!("{url}/v2/images"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if status == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status, 200, "recovers without a restart");
-    let v: serde_json::Value = http.get(format!("{url}/v2/images")).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = http
+        .get(format!("{url}/v2/images"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["images"][0]["name"], "before");
     stop(child);
     stop_db();

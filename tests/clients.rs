@@ -36,7 +36,9 @@ fn names(list: &Value) -> Vec<String> {
 
 async fn openstack_cli_image_lifecycle(b: Backend) {
     let Some(venv) = venv() else { return };
-    let Some(s) = Server::start(b).await else { return };
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
     let dir = s.dir.path();
     // A real qcow2 made by qemu-img, plus a raw file of random bytes.
     let qcow = dir.join("disk.qcow2");
@@ -49,39 +51,116 @@ async fn openstack_cli_image_lifecycle(b: Backend) {
     let raw_bytes = random_bytes(5 * 1024 * 1024 + 3);
     std::fs::write(&raw, &raw_bytes).unwrap();
 
-    let created = json_out(&s.openstack(&venv, &[
-        "image", "create", "--file", qcow.to_str().unwrap(), "--disk-format", "qcow2",
-        "--container-format", "bare", "--property", "os_distro=cirros", "--tag", "small",
-        "-f", "json", "cirros",
-    ]));
+    let created = json_out(&s.openstack(
+        &venv,
+        &[
+            "image",
+            "create",
+            "--file",
+            qcow.to_str().unwrap(),
+            "--disk-format",
+            "qcow2",
+            "--container-format",
+            "bare",
+            "--property",
+            "os_distro=cirros",
+            "--tag",
+            "small",
+            "-f",
+            "json",
+            "cirros",
+        ],
+    ));
     assert_eq!(created["status"], "active");
     assert_eq!(created["disk_format"], "qcow2");
     let qid = created["id"].as_str().unwrap().to_string();
-    let created = json_out(&s.openstack(&venv, &[
-        "image", "create", "--file", raw.to_str().unwrap(), "--disk-format", "raw",
-        "--container-format", "bare", "--private", "-f", "json", "bigraw",
-    ]));
+    let created = json_out(&s.openstack(
+        &venv,
+        &[
+            "image",
+            "create",
+            "--file",
+            raw.to_str().unwrap(),
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--private",
+            "-f",
+            "json",
+            "bigraw",
+        ],
+    ));
     let rid = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["size"], raw_bytes.len());
     assert_eq!(created["visibility"], "private");
     // A record without data (the CLI would upload its empty stdin, so it comes from the API).
-    s.create(serde_json::json!({"name": "empty", "disk_format": "raw", "container_format": "bare"})).await;
+    s.create(
+        serde_json::json!({"name": "empty", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
 
     let all = json_out(&s.openstack(&venv, &["image", "list", "-f", "json"]));
     assert_eq!(names(&all), ["bigraw", "cirros", "empty"]);
-    let filtered = json_out(&s.openstack(&venv, &["image", "list", "--property", "os_distro=cirros", "-f", "json"]));
+    let filtered = json_out(&s.openstack(
+        &venv,
+        &[
+            "image",
+            "list",
+            "--property",
+            "os_distro=cirros",
+            "-f",
+            "json",
+        ],
+    ));
     assert_eq!(names(&filtered), ["cirros"]);
-    let filtered = json_out(&s.openstack(&venv, &["image", "list", "--tag", "small", "-f", "json"]));
+    let filtered =
+        json_out(&s.openstack(&venv, &["image", "list", "--tag", "small", "-f", "json"]));
     assert_eq!(names(&filtered), ["cirros"]);
     let filtered = json_out(&s.openstack(&venv, &["image", "list", "--private", "-f", "json"]));
     assert_eq!(names(&filtered), ["bigraw"]);
-    let filtered = json_out(&s.openstack(&venv, &["image", "list", "--status", "queued", "-f", "json"]));
+    let filtered = json_out(&s.openstack(
+        &venv,
+        &["image", "list", "--status", "queued", "-f", "json"],
+    ));
     assert_eq!(names(&filtered), ["empty"]);
-    let sorted = json_out(&s.openstack(&venv, &["image", "list", "--sort", "name:desc", "--limit", "2", "-f", "json"]));
-    let first: Vec<&str> = sorted.as_array().unwrap().iter().map(|i| i["Name"].as_str().unwrap()).collect();
+    let sorted = json_out(&s.openstack(
+        &venv,
+        &[
+            "image",
+            "list",
+            "--sort",
+            "name:desc",
+            "--limit",
+            "2",
+            "-f",
+            "json",
+        ],
+    ));
+    let first: Vec<&str> = sorted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Name"].as_str().unwrap())
+        .collect();
     assert_eq!(first[0], "empty");
 
-    ok(&s.openstack(&venv, &["image", "set", "--property", "hw_disk_bus=scsi", "--tag", "extra", "--name", "cirros2", "--min-ram", "128", &qid]));
+    ok(&s.openstack(
+        &venv,
+        &[
+            "image",
+            "set",
+            "--property",
+            "hw_disk_bus=scsi",
+            "--tag",
+            "extra",
+            "--name",
+            "cirros2",
+            "--min-ram",
+            "128",
+            &qid,
+        ],
+    ));
     let shown = json_out(&s.openstack(&venv, &["image", "show", "-f", "json", &qid]));
     assert_eq!(shown["name"], "cirros2");
     assert_eq!(shown["min_ram"], 128);
@@ -90,15 +169,24 @@ async fn openstack_cli_image_lifecycle(b: Backend) {
         Value::String(s) => s.split(", ").collect(),
         other => panic!("tags: {other}"),
     };
-    assert!(tags.contains(&"extra") && tags.contains(&"small"), "{tags:?}");
+    assert!(
+        tags.contains(&"extra") && tags.contains(&"small"),
+        "{tags:?}"
+    );
     assert_eq!(shown["properties"]["hw_disk_bus"], "scsi");
 
     // save verifies os_hash_value itself; then compare bytes.
     let out = dir.join("out.raw");
-    ok(&s.openstack(&venv, &["image", "save", "--file", out.to_str().unwrap(), &rid]));
+    ok(&s.openstack(
+        &venv,
+        &["image", "save", "--file", out.to_str().unwrap(), &rid],
+    ));
     assert_eq!(std::fs::read(&out).unwrap(), raw_bytes);
     let outq = dir.join("out.qcow2");
-    ok(&s.openstack(&venv, &["image", "save", "--file", outq.to_str().unwrap(), &qid]));
+    ok(&s.openstack(
+        &venv,
+        &["image", "save", "--file", outq.to_str().unwrap(), &qid],
+    ));
     assert_eq!(std::fs::read(&outq).unwrap(), std::fs::read(&qcow).unwrap());
 
     ok(&s.openstack(&venv, &["image", "delete", &qid, &rid]));
@@ -111,7 +199,9 @@ async fn openstack_cli_image_lifecycle(b: Backend) {
 
 async fn openstacksdk_flow(b: Backend) {
     let Some(venv) = venv() else { return };
-    let Some(s) = Server::start(b).await else { return };
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sdk_flow.py");
     let out = Command::new(venv.join("bin/python"))
         .args([script, &s.url])
@@ -120,7 +210,14 @@ async fn openstacksdk_flow(b: Backend) {
     let v: Value = serde_json::from_str(ok(&out).lines().last().unwrap_or("")).expect("sdk output");
     assert_eq!(v["status"], "active", "{v}");
     assert_eq!(v["size"], 256 * 4096 + 4);
-    for k in ["checksum_ok", "sha512_ok", "listed", "by_prop", "download_ok", "gone"] {
+    for k in [
+        "checksum_ok",
+        "sha512_ok",
+        "listed",
+        "by_prop",
+        "download_ok",
+        "gone",
+    ] {
         assert_eq!(v[k], true, "{k}: {v}");
     }
     assert_eq!(v["name"], "sdk-renamed");

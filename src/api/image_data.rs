@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use super::AppState;
 use crate::db::Db;
 use crate::db::images::UploadResult;
-use crate::domain::image::{Location, Status};
+use crate::domain::image::{Image, Location, Status};
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
+use crate::format::{Inspection, Verdict};
 use crate::ingest::{BATCH, IngestError, Pipeline};
 use crate::store::{Store, StoreError};
 
@@ -118,7 +119,7 @@ pub async fn upload(
         armed: true,
     };
 
-    match ingest(&s, &id, body, cap).await {
+    match ingest(&s, &img, body, cap).await {
         Ok((result, size)) => {
             if let Some(d) = declared
                 && d != size
@@ -151,13 +152,15 @@ pub async fn upload(
 }
 
 /// Streams the body through the pipeline into the store.
-async fn ingest(s: &AppState, id: &str, body: Body, cap: u64) -> Result<(UploadResult, u64)> {
+async fn ingest(s: &AppState, img: &Image, body: Body, cap: u64) -> Result<(UploadResult, u64)> {
+    let id = img.id.as_str();
     let store = s.store.clone();
     let image_id = id.to_string();
     let writer = tokio::task::spawn_blocking(move || store.begin_write(&image_id))
         .await
         .map_err(|e| Error::Internal(format!("store task failed: {e}")))??;
-    let mut pipe = Pipeline::new(writer, &s.cfg.hashing_algorithm, cap);
+    let inspect = img.container_format.as_deref() == Some("bare");
+    let mut pipe = Pipeline::new(writer, &s.cfg.hashing_algorithm, cap, inspect);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| IngestError::Source(e.to_string()));
@@ -167,14 +170,27 @@ async fn ingest(s: &AppState, id: &str, body: Body, cap: u64) -> Result<(UploadR
         };
         step.map_err(|e| ingest_error(id, e))?;
     }
-    let (d, location) = pipe.finish().await.map_err(|e| ingest_error(id, e))?;
+    let disk_format = img.disk_format.clone().unwrap_or_default();
+    let require_match = s.cfg.require_image_format_match;
+    let accept = |insp: Option<&Inspection>| {
+        let Some(insp) = insp else { return Ok(None) };
+        match insp.verdict(&disk_format, require_match) {
+            Verdict::Accept(vsize) => Ok(vsize.map(|v| v.min(i64::MAX as u64))),
+            Verdict::Mismatch(msg) => Err(IngestError::Rejected(msg)),
+            Verdict::Unsafe(why) => {
+                tracing::warn!(image_id = %id, reason = %why, "image failed safety checks");
+                Err(IngestError::Rejected("Image failed safety checks".into()))
+            }
+        }
+    };
+    let (d, virtual_size, location) = pipe.finish(accept).await.map_err(|e| ingest_error(id, e))?;
     Ok((
         UploadResult {
             size: d.size as i64,
             checksum: d.checksum,
             os_hash_algo: d.os_hash_algo,
             os_hash_value: d.os_hash_value,
-            virtual_size: None,
+            virtual_size: virtual_size.map(|v| v as i64),
             location,
         },
         d.size,
@@ -183,7 +199,9 @@ async fn ingest(s: &AppState, id: &str, body: Body, cap: u64) -> Result<(UploadR
 
 fn ingest_error(id: &str, e: IngestError) -> Error {
     match e {
-        IngestError::TooLarge => Error::TooLarge("The provided image is too large.".into()),
+        IngestError::TooLarge => Error::TooLarge(
+            "The incoming image is too large: The provided image is too large.".into(),
+        ),
         IngestError::Source(msg) => {
             tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
             Error::BadRequest(format!("Error reading image data: {msg}"))
@@ -195,6 +213,7 @@ fn ingest_error(id: &str, e: IngestError) -> Error {
             "Insufficient permissions on image storage media: Permission to write image storage media denied.".into(),
         ),
         IngestError::Store(other) => other.into(),
+        IngestError::Rejected(msg) => Error::UnsupportedMediaType { msg, accept_patch: None },
     }
 }
 
