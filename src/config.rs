@@ -49,7 +49,14 @@ pub struct Config {
     pub flavor: Flavor,
     pub stores: Vec<String>,
     pub default_store: String,
-    pub filesystem_store_datadir: PathBuf,
+    /// Directories of the file store with their priority (`filesystem_store_datadir` is one
+    /// directory of priority 0).
+    pub filesystem_store_datadirs: Vec<(PathBuf, i64)>,
+    /// chmod for image files (0: leave as created).
+    pub filesystem_store_file_perm: u32,
+    pub filesystem_thin_provisioning: bool,
+    /// Seconds a blocking store call may take (0: no limit).
+    pub filesystem_store_timeout: u64,
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
@@ -72,10 +79,11 @@ pub enum ConfigError {
     },
 }
 
-/// Raw key/values by (section, key), lowercased section names except DEFAULT.
+/// Raw key/values by (section, key), lowercased section names except DEFAULT. A key may repeat
+/// within a file (oslo's multi-valued options); a later file replaces an earlier one's values.
 #[derive(Default, Debug)]
 pub struct RawConfig {
-    values: HashMap<(String, String), String>,
+    values: HashMap<(String, String), Vec<String>>,
 }
 
 impl RawConfig {
@@ -105,15 +113,16 @@ impl RawConfig {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;
+        let mut file: HashMap<(String, String), Vec<String>> = HashMap::new();
         for (section, props) in ini.iter() {
             let section = normalize_section(section.unwrap_or("DEFAULT"));
             for (k, v) in props.iter() {
-                self.values.insert(
-                    (section.clone(), k.trim().to_string()),
-                    v.trim().to_string(),
-                );
+                file.entry((section.clone(), k.trim().to_string()))
+                    .or_default()
+                    .push(v.trim().to_string());
             }
         }
+        self.values.extend(file);
         Ok(())
     }
 
@@ -125,22 +134,29 @@ impl RawConfig {
             let Some((section, key)) = rest.split_once("__") else {
                 continue;
             };
-            self.values
-                .insert((normalize_section(section), key.to_lowercase()), value);
+            self.values.insert(
+                (normalize_section(section), key.to_lowercase()),
+                vec![value],
+            );
         }
     }
 
     pub fn set(&mut self, section: &str, key: &str, value: &str) {
         self.values.insert(
             (normalize_section(section), key.to_string()),
-            value.to_string(),
+            vec![value.to_string()],
         );
     }
 
     fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.get_all(section, key).last().map(String::as_str)
+    }
+
+    fn get_all(&self, section: &str, key: &str) -> &[String] {
         self.values
             .get(&(section.to_string(), key.to_string()))
-            .map(String::as_str)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -339,11 +355,20 @@ impl Config {
             flavor,
             stores,
             default_store,
-            filesystem_store_datadir: PathBuf::from(r.string(
+            filesystem_store_datadirs: datadirs(raw)?,
+            filesystem_store_file_perm: file_perm(&r)?,
+            filesystem_thin_provisioning: r.bool(
                 "glance_store",
-                "filesystem_store_datadir",
-                "./data/images",
-            )),
+                "filesystem_thin_provisioning",
+                false,
+            )?,
+            filesystem_store_timeout: r.int(
+                "glance_store",
+                "filesystem_store_timeout",
+                60u64,
+                Some(0),
+                None,
+            )?,
             disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
             container_formats: r.list(
                 "image_format",
@@ -357,6 +382,67 @@ impl Config {
             )?,
         })
     }
+}
+
+fn datadirs(raw: &RawConfig) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
+    let multi = raw.get_all("glance_store", "filesystem_store_datadirs");
+    let single = raw.get("glance_store", "filesystem_store_datadir");
+    if multi.is_empty() {
+        return Ok(vec![(PathBuf::from(single.unwrap_or("./data/images")), 0)]);
+    }
+    if single.is_some() {
+        return Err(Reader::invalid(
+            "glance_store",
+            "filesystem_store_datadirs",
+            "filesystem_store_datadir and filesystem_store_datadirs cannot both be set",
+        ));
+    }
+    let mut dirs = Vec::new();
+    for entry in multi {
+        // "path:priority"; the priority is optional (0).
+        let (path, prio) = match entry.rsplit_once(':') {
+            Some((p, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '-') => {
+                let prio = n.parse().map_err(|_| {
+                    Reader::invalid(
+                        "glance_store",
+                        "filesystem_store_datadirs",
+                        format!("bad priority in {entry:?}"),
+                    )
+                })?;
+                (p, prio)
+            }
+            _ => (entry.as_str(), 0),
+        };
+        if path.is_empty() {
+            return Err(Reader::invalid(
+                "glance_store",
+                "filesystem_store_datadirs",
+                format!("empty path in {entry:?}"),
+            ));
+        }
+        dirs.push((PathBuf::from(path), prio));
+    }
+    Ok(dirs)
+}
+
+/// Octal digits as glance_store reads them (`640` means rw-r-----); owner read is required.
+fn file_perm(r: &Reader) -> Result<u32, ConfigError> {
+    let v = r.string("glance_store", "filesystem_store_file_perm", "0");
+    let perm = u32::from_str_radix(v.trim(), 8).map_err(|_| {
+        Reader::invalid(
+            "glance_store",
+            "filesystem_store_file_perm",
+            format!("{v:?} is not an octal mode"),
+        )
+    })?;
+    if perm != 0 && (perm & 0o400 == 0 || perm > 0o777) {
+        return Err(Reader::invalid(
+            "glance_store",
+            "filesystem_store_file_perm",
+            format!("{v} must give the owner read permission and be at most 777"),
+        ));
+    }
+    Ok(perm)
 }
 
 /// Turns an SQLAlchemy URL into an sqlx one: `mysql+pymysql://u:p@h/db?charset=utf8` →
@@ -433,6 +519,35 @@ mod tests {
         assert!(err.to_string().contains("[DEFAULT] show_image_direct_url"));
         let err = Config::from_raw(&raw(&[("database", "connection", "oracle://x")])).unwrap_err();
         assert!(err.to_string().contains("[database] connection"));
+    }
+
+    #[test]
+    fn store_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.conf");
+        std::fs::write(
+            &f,
+            "[glance_store]\nfilesystem_store_datadirs = /a:100\nfilesystem_store_datadirs = /b\nfilesystem_store_file_perm = 640\n",
+        )
+        .unwrap();
+        let mut r = RawConfig::default();
+        r.merge_file(&f).unwrap();
+        let c = Config::from_raw(&r).unwrap();
+        assert_eq!(
+            c.filesystem_store_datadirs,
+            vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
+        );
+        assert_eq!(c.filesystem_store_file_perm, 0o640);
+        let err = Config::from_raw(&raw(&[(
+            "glance_store",
+            "filesystem_store_file_perm",
+            "200",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[glance_store] filesystem_store_file_perm")
+        );
     }
 
     #[test]

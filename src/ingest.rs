@@ -129,11 +129,19 @@ pub struct Pipeline {
     size: u64,
     limit: u64,
     inspector: Option<Inspector>,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Pipeline {
     /// `inspect`: run format inspection on the stream (Glance does for `container_format=bare`).
-    pub fn new(writer: Box<dyn ImageWriter>, algo: &str, limit: u64, inspect: bool) -> Self {
+    /// `timeout`: how long the store writer may take to accept a buffer or commit.
+    pub fn new(
+        writer: Box<dyn ImageWriter>,
+        algo: &str,
+        limit: u64,
+        inspect: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
         Pipeline {
             md5: spawn_hasher("md5"),
             multi: spawn_hasher(algo),
@@ -143,6 +151,7 @@ impl Pipeline {
             size: 0,
             limit,
             inspector: inspect.then(Inspector::new),
+            timeout,
         }
     }
 
@@ -181,6 +190,18 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Sends to the writer within the store timeout; true if the writer has stopped.
+    async fn send_to_writer(&mut self, msg: WriterMsg) -> Result<bool, IngestError> {
+        let send = self.writer.0.send(msg);
+        let sent = match self.timeout {
+            None => send.await,
+            Some(l) => tokio::time::timeout(l, send)
+                .await
+                .map_err(|_| IngestError::Store(StoreError::Timeout(l)))?,
+        };
+        Ok(sent.is_err())
+    }
+
     async fn writer_error(&mut self) -> IngestError {
         match (&mut self.writer.1).await {
             Ok(Err(e)) => IngestError::Store(e),
@@ -202,7 +223,7 @@ impl Pipeline {
         }
         let inspection = self.inspector.take().map(Inspector::finish);
         let virtual_size = accept(inspection.as_ref())?;
-        if self.writer.0.send(WriterMsg::Commit).await.is_err() {
+        if self.send_to_writer(WriterMsg::Commit).await? {
             return Err(self.writer_error().await);
         }
         let Pipeline {
@@ -211,12 +232,19 @@ impl Pipeline {
             writer,
             algo,
             size,
+            timeout,
             ..
         } = self;
         drop(md5.0);
         drop(multi.0);
         drop(writer.0);
-        let location = match writer.1.await {
+        let committed = match timeout {
+            None => writer.1.await,
+            Some(l) => tokio::time::timeout(l, writer.1)
+                .await
+                .map_err(|_| IngestError::Store(StoreError::Timeout(l)))?,
+        };
+        let location = match committed {
             Ok(Ok(Some(loc))) => loc,
             Ok(Ok(None)) => {
                 return Err(IngestError::Store(StoreError::Other(

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use glance_rs::api::{self, AppState};
 use glance_rs::config::{Config, Flavor, normalize_connection};
 use glance_rs::db::Db;
-use glance_rs::store::file::FileStore;
+use glance_rs::store::file::{FileStore, FileStoreOptions};
 
 #[derive(Parser)]
 #[command(
@@ -129,8 +129,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
             Err(e) => tracing::warn!(error = %e, "database unreachable at start-up"),
         }
     }
-    let store =
-        FileStore::new(&cfg.filesystem_store_datadir).map_err(|e| format!("[glance_store] {e}"))?;
+    let store = FileStore::new(FileStoreOptions {
+        dirs: cfg.filesystem_store_datadirs.clone(),
+        file_perm: cfg.filesystem_store_file_perm,
+        thin: cfg.filesystem_thin_provisioning,
+        timeout_secs: cfg.filesystem_store_timeout,
+    })
+    .map_err(|e| format!("[glance_store] {e}"))?;
     let addr = format!("{}:{}", cfg.bind_host, cfg.bind_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

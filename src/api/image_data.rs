@@ -19,7 +19,12 @@ use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Verdict};
 use crate::ingest::{BATCH, IngestError, Pipeline};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, blocking};
+
+/// A receiver whose sender is gone: the stream ends at its next poll.
+fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
+    mpsc::channel(1).1
+}
 
 /// Returns an image left in `saving` to `queued` if the upload does not finish, including when
 /// the request future is dropped because the client went away.
@@ -119,7 +124,7 @@ pub async fn upload(
         armed: true,
     };
 
-    match ingest(&s, &img, body, cap).await {
+    match ingest(&s, &img, body, cap, declared.or(content_length)).await {
         Ok((result, size)) => {
             if let Some(d) = declared
                 && d != size
@@ -152,15 +157,28 @@ pub async fn upload(
 }
 
 /// Streams the body through the pipeline into the store.
-async fn ingest(s: &AppState, img: &Image, body: Body, cap: u64) -> Result<(UploadResult, u64)> {
+async fn ingest(
+    s: &AppState,
+    img: &Image,
+    body: Body,
+    cap: u64,
+    size_hint: Option<u64>,
+) -> Result<(UploadResult, u64)> {
     let id = img.id.as_str();
     let store = s.store.clone();
     let image_id = id.to_string();
-    let writer = tokio::task::spawn_blocking(move || store.begin_write(&image_id))
-        .await
-        .map_err(|e| Error::Internal(format!("store task failed: {e}")))??;
+    let writer = blocking(s.store.timeout(), move || {
+        store.begin_write(&image_id, size_hint)
+    })
+    .await?;
     let inspect = img.container_format.as_deref() == Some("bare");
-    let mut pipe = Pipeline::new(writer, &s.cfg.hashing_algorithm, cap, inspect);
+    let mut pipe = Pipeline::new(
+        writer,
+        &s.cfg.hashing_algorithm,
+        cap,
+        inspect,
+        s.store.timeout(),
+    );
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| IngestError::Source(e.to_string()));
@@ -206,23 +224,20 @@ fn ingest_error(id: &str, e: IngestError) -> Error {
             tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
             Error::BadRequest(format!("Error reading image data: {msg}"))
         }
-        IngestError::Store(StoreError::Full) => {
-            Error::TooLarge("Image storage media is full: There is not enough disk space on the image storage media.".into())
-        }
-        IngestError::Store(StoreError::WriteDenied) => Error::Unavailable(
-            "Insufficient permissions on image storage media: Permission to write image storage media denied.".into(),
-        ),
         IngestError::Store(other) => other.into(),
-        IngestError::Rejected(msg) => Error::UnsupportedMediaType { msg, accept_patch: None },
+        IngestError::Rejected(msg) => Error::UnsupportedMediaType {
+            msg,
+            accept_patch: None,
+        },
     }
 }
 
-async fn delete_quietly(store: Arc<dyn Store>, loc: Location) {
+/// Removes stored data; a failure leaves an orphan no row points to, logged for the operator.
+pub async fn delete_quietly(store: Arc<dyn Store>, loc: Location) {
     let url = loc.url.clone();
-    match tokio::task::spawn_blocking(move || store.delete(&loc)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(location = %url, error = %e, "could not remove image data"),
-        Err(e) => tracing::error!(location = %url, error = %e, "delete task failed"),
+    let limit = store.timeout();
+    if let Err(e) = blocking(limit, move || store.delete(&loc)).await {
+        tracing::error!(location = %url, error = %e, "could not remove image data");
     }
 }
 
@@ -292,9 +307,7 @@ pub async fn download(
     let store = s.store.clone();
     let reader = {
         let loc = loc.clone();
-        tokio::task::spawn_blocking(move || store.open_read(&loc, offset))
-            .await
-            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+        blocking(s.store.timeout(), move || store.open_read(&loc, offset)).await
     };
     let reader = match reader {
         Ok(r) => r,
@@ -305,7 +318,11 @@ pub async fn download(
         Err(e) => return Err(e.into()),
     };
 
-    let mut resp = Response::new(stream_reader(reader.take(len), id.clone()));
+    let mut resp = Response::new(stream_reader(
+        reader.take(len),
+        id.clone(),
+        s.store.timeout(),
+    ));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -331,7 +348,12 @@ pub async fn download(
 
 /// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of
 /// the socket, a few at a time.
-fn stream_reader(mut reader: impl Read + Send + 'static, id: String) -> Body {
+/// If the store stalls longer than `limit` between buffers, the body ends with an error.
+fn stream_reader(
+    mut reader: impl Read + Send + 'static,
+    id: String,
+    limit: Option<std::time::Duration>,
+) -> Body {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {
@@ -359,8 +381,22 @@ fn stream_reader(mut reader: impl Read + Send + 'static, id: String) -> Body {
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        let item = match limit {
+            None => rx.recv().await,
+            Some(l) => match tokio::time::timeout(l, rx.recv()).await {
+                Ok(item) => item,
+                Err(_) => Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "image store read timed out",
+                ))),
+            },
+        };
+        // After an error the stream ends.
+        item.map(|i| {
+            let stop = i.is_err();
+            (i, if stop { closed_receiver() } else { rx })
+        })
     });
     Body::from_stream(stream)
 }

@@ -333,15 +333,7 @@ pub async fn delete(
     // The record is a tombstone now; the bytes go too. A failure here leaves an orphan file
     // that no row points to, which we log for the operator rather than fail the delete.
     for loc in locations {
-        let store = s.store.clone();
-        let url = loc.url.clone();
-        match tokio::task::spawn_blocking(move || store.delete(&loc)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(image_id = %id, location = %url, error = %e, "could not delete image data")
-            }
-            Err(e) => tracing::error!(image_id = %id, error = %e, "delete task failed"),
-        }
+        super::image_data::delete_quietly(s.store.clone(), loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

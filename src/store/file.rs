@@ -1,84 +1,200 @@
-//! The filesystem store: one file per image in `filesystem_store_datadir`, which in production is
-//! an NFS mount shared by several API nodes.
+//! The filesystem store: one file per image, named by its id, in one of the configured data
+//! directories (`filesystem_store_datadir`, or `filesystem_store_datadirs` with priorities). In
+//! production a directory is an NFS mount shared by several API nodes.
 //!
 //! Data is written under a temporary name in the same directory and renamed into place after
-//! fsync, so the image's own name never holds a truncated file, and a crash leaves only a
-//! temporary file that no location points to.
+//! fsync, so the image's own name never holds a truncated file and a crash leaves only a
+//! temporary file no location points to. Every call here blocks; callers run them off the async
+//! runtime with a timeout (see `store::blocking`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{ImageWriter, Store, StoreError, classify_io};
 use crate::domain::image::Location;
 
+/// Granularity of hole detection with thin provisioning (glance_store's chunk size).
+const THIN_CHUNK: usize = 64 * 1024;
+
 pub struct FileStore {
-    dir: PathBuf,
+    /// Directories, highest priority first.
+    dirs: Vec<(PathBuf, i64)>,
+    file_perm: u32,
+    thin: bool,
+    timeout: Option<Duration>,
+}
+
+pub struct FileStoreOptions {
+    pub dirs: Vec<(PathBuf, i64)>,
+    pub file_perm: u32,
+    pub thin: bool,
+    pub timeout_secs: u64,
 }
 
 impl FileStore {
-    /// Opens the store, creating the directory, and refuses a directory we cannot write.
-    pub fn new(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create filesystem_store_datadir {}: {e}",
-                dir.display()
-            )
-        })?;
-        let dir = dir
-            .canonicalize()
-            .map_err(|e| format!("filesystem_store_datadir {}: {e}", dir.display()))?;
-        let probe = dir.join(format!(".glance-rs-probe-{}", uuid::Uuid::new_v4()));
-        File::create(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| {
+    /// Opens the store, creating missing directories, and refuses one we cannot write.
+    pub fn new(opts: FileStoreOptions) -> Result<Self, String> {
+        let mut dirs = Vec::new();
+        for (dir, prio) in opts.dirs {
+            std::fs::create_dir_all(&dir).map_err(|e| {
                 format!(
-                    "filesystem_store_datadir {} is not writable: {e}",
+                    "cannot create filesystem_store_datadir {}: {e}",
                     dir.display()
                 )
             })?;
-        Ok(FileStore { dir })
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| format!("filesystem_store_datadir {}: {e}", dir.display()))?;
+            let probe = dir.join(format!(".glance-rs-probe-{}", uuid::Uuid::new_v4()));
+            File::create(&probe)
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|e| {
+                    format!(
+                        "filesystem_store_datadir {} is not writable: {e}",
+                        dir.display()
+                    )
+                })?;
+            dirs.push((dir, prio));
+        }
+        dirs.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(FileStore {
+            dirs,
+            file_perm: opts.file_perm,
+            thin: opts.thin,
+            timeout: (opts.timeout_secs > 0).then(|| Duration::from_secs(opts.timeout_secs)),
+        })
     }
 
     fn path_for(&self, location: &Location) -> Result<PathBuf, StoreError> {
         let path = location
             .url
             .strip_prefix("file://")
+            .or_else(|| location.url.strip_prefix("filesystem://"))
             .ok_or_else(|| StoreError::Other(format!("not a file location: {}", location.url)))?;
         let path = PathBuf::from(path);
-        // Never follow a location outside our directory (a tampered row must not reach /etc).
-        if path.parent() != Some(self.dir.as_path()) {
+        // Never follow a location outside our directories (a tampered row must not reach /etc).
+        let inside = self
+            .dirs
+            .iter()
+            .any(|(d, _)| path.parent() == Some(d.as_path()));
+        if !inside {
             return Err(StoreError::Other(format!(
-                "location {} is outside the store directory",
+                "location {} is outside the store directories",
                 location.url
             )));
         }
         Ok(path)
     }
+
+    /// glance_store's choice: the highest priority; within it, the most free space; with a
+    /// known size, only directories it fits in. A single directory is not checked.
+    fn pick_dir(&self, size: Option<u64>) -> Result<&Path, StoreError> {
+        if self.dirs.len() == 1 {
+            return Ok(&self.dirs[0].0);
+        }
+        let mut best: Option<(i64, u64, &Path)> = None;
+        for (dir, prio) in &self.dirs {
+            let free = free_bytes(dir)?;
+            if size.is_some_and(|s| s > free) {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((bp, bf, _)) => *prio > bp || (*prio == bp && free > bf),
+            };
+            if better {
+                best = Some((*prio, free, dir));
+            }
+        }
+        best.map(|(_, _, d)| d).ok_or(StoreError::Full)
+    }
+}
+
+fn free_bytes(dir: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| StoreError::Other("directory name contains NUL".into()))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(classify_io(std::io::Error::last_os_error()));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 struct FileWriter {
     tmp: PathBuf,
     dest: PathBuf,
     file: Option<File>,
+    thin: bool,
+    perm: u32,
+    /// Bytes accepted so far (with thin provisioning, more than were written).
+    len: u64,
+}
+
+impl FileWriter {
+    fn write_thin(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let f = self.file.as_mut().ok_or_else(closed)?;
+        for piece in buf.chunks(THIN_CHUNK) {
+            if piece.iter().all(|b| *b == 0) {
+                f.seek(SeekFrom::Current(piece.len() as i64))
+                    .map_err(classify_io)?;
+            } else {
+                f.write_all(piece).map_err(classify_io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Other("writer already closed".into())
 }
 
 impl ImageWriter for FileWriter {
     fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
-        match self.file.as_mut() {
-            Some(f) => f.write_all(buf).map_err(classify_io),
-            None => Err(StoreError::Other("writer already closed".into())),
+        if self.thin {
+            self.write_thin(buf)?;
+        } else {
+            self.file
+                .as_mut()
+                .ok_or_else(closed)?
+                .write_all(buf)
+                .map_err(classify_io)?;
         }
+        self.len += buf.len() as u64;
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<Location, StoreError> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StoreError::Other("writer already closed".into()))?;
-        file.sync_all().map_err(classify_io)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(classify_io)?;
+        let file = self.file.take().ok_or_else(closed)?;
+        let result = (|| {
+            if self.thin {
+                // Trailing holes: the length must still be the image's.
+                file.set_len(self.len).map_err(classify_io)?;
+            }
+            if self.perm != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(self.perm))
+                    .map_err(classify_io)?;
+            }
+            file.sync_all().map_err(classify_io)?;
+            drop(file);
+            if self.dest.exists() {
+                return Err(StoreError::Other(format!(
+                    "image data {} already exists",
+                    self.dest.display()
+                )));
+            }
+            std::fs::rename(&self.tmp, &self.dest).map_err(classify_io)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         Ok(Location {
             url: format!("file://{}", self.dest.display()),
             metadata: serde_json::json!({}),
@@ -102,11 +218,18 @@ impl Store for FileStore {
         "file"
     }
 
-    fn begin_write(&self, image_id: &str) -> Result<Box<dyn ImageWriter>, StoreError> {
-        let dest = self.dir.join(image_id);
-        let tmp = self
-            .dir
-            .join(format!(".{image_id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn begin_write(
+        &self,
+        image_id: &str,
+        size: Option<u64>,
+    ) -> Result<Box<dyn ImageWriter>, StoreError> {
+        let dir = self.pick_dir(size)?;
+        let dest = dir.join(image_id);
+        let tmp = dir.join(format!(".{image_id}.{}.tmp", uuid::Uuid::new_v4().simple()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -116,6 +239,9 @@ impl Store for FileStore {
             tmp,
             dest,
             file: Some(file),
+            thin: self.thin,
+            perm: self.file_perm,
+            len: 0,
         }))
     }
 
@@ -148,16 +274,27 @@ impl Store for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn store(dirs: Vec<(PathBuf, i64)>, thin: bool, perm: u32) -> FileStore {
+        FileStore::new(FileStoreOptions {
+            dirs,
+            file_perm: perm,
+            thin,
+            timeout_secs: 5,
+        })
+        .unwrap()
+    }
 
     #[test]
     fn uncommitted_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path()).unwrap();
-        let mut w = store.begin_write("abc").unwrap();
+        let store = store(vec![(dir.path().into(), 0)], false, 0);
+        let mut w = store.begin_write("abc", None).unwrap();
         w.write(b"partial").unwrap();
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut w = store.begin_write("abc").unwrap();
+        let mut w = store.begin_write("abc", None).unwrap();
         w.write(b"whole").unwrap();
         let loc = w.commit().unwrap();
         let mut s = String::new();
@@ -174,12 +311,54 @@ mod tests {
     #[test]
     fn foreign_locations_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path()).unwrap();
+        let store = store(vec![(dir.path().into(), 0)], false, 0);
         let loc = Location {
             url: "file:///etc/passwd".into(),
             metadata: serde_json::json!({}),
         };
         assert!(store.open_read(&loc, 0).is_err());
         assert!(store.delete(&loc).is_err());
+    }
+
+    #[test]
+    fn thin_provisioning_makes_holes_and_keeps_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(vec![(dir.path().into(), 0)], true, 0o640);
+        let mut w = store.begin_write("thin", None).unwrap();
+        let mut data = vec![0u8; 8 << 20];
+        data[100] = 1;
+        w.write(&data).unwrap();
+        w.write(&[0u8; 1000]).unwrap();
+        let loc = w.commit().unwrap();
+        let meta = std::fs::metadata(dir.path().join("thin")).unwrap();
+        assert_eq!(meta.len(), (8 << 20) + 1000);
+        assert!(
+            meta.blocks() * 512 < 1 << 20,
+            "zeros became holes: {} blocks",
+            meta.blocks()
+        );
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        let mut back = Vec::new();
+        store
+            .open_read(&loc, 0)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(&back[..data.len()], &data[..]);
+    }
+
+    #[test]
+    fn highest_priority_directory_wins() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let store = store(vec![(a.path().into(), 1), (b.path().into(), 100)], false, 0);
+        let w = store.begin_write("img", Some(10)).unwrap();
+        let loc = w.commit().unwrap();
+        assert!(b.path().join("img").exists(), "{}", loc.url);
+        // Nothing fits an absurd size: the store is full.
+        assert!(matches!(
+            store.begin_write("big", Some(u64::MAX)),
+            Err(StoreError::Full)
+        ));
     }
 }

@@ -17,6 +17,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("store error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("The image store did not answer within {0:?}.")]
+    Timeout(std::time::Duration),
     #[error("{0}")]
     Other(String),
 }
@@ -25,9 +27,16 @@ impl From<StoreError> for crate::error::Error {
     fn from(e: StoreError) -> Self {
         use crate::error::Error;
         match e {
-            StoreError::Full => Error::TooLarge(e.to_string()),
-            StoreError::WriteDenied => Error::Unavailable(e.to_string()),
+            // Glance's wording for the two failures clients are told about.
+            StoreError::Full => Error::TooLarge(format!("Image storage media is full: {e}")),
+            StoreError::WriteDenied => Error::Unavailable(format!(
+                "Insufficient permissions on image storage media: {e}"
+            )),
             StoreError::NotFound(_) => Error::NotFound(e.to_string()),
+            StoreError::Timeout(_) => {
+                tracing::error!(error = %e, "store call timed out");
+                Error::Unavailable(e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Error::Internal("Error in store configuration.".into())
@@ -55,7 +64,14 @@ pub trait ImageWriter: Send {
 pub trait Store: Send + Sync {
     /// The URL scheme of the locations this store owns (`file`, `rbd`, ...).
     fn scheme(&self) -> &'static str;
-    fn begin_write(&self, image_id: &str) -> Result<Box<dyn ImageWriter>, StoreError>;
+    /// How long one blocking call may take before the request fails (None: no limit).
+    fn timeout(&self) -> Option<std::time::Duration>;
+    /// Starts writing an image; `size` is the expected size when the client declared it.
+    fn begin_write(
+        &self,
+        image_id: &str,
+        size: Option<u64>,
+    ) -> Result<Box<dyn ImageWriter>, StoreError>;
     /// A reader positioned at `offset`.
     fn open_read(
         &self,
@@ -63,4 +79,39 @@ pub trait Store: Send + Sync {
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError>;
     fn delete(&self, location: &Location) -> Result<(), StoreError>;
+}
+
+/// Runs a blocking store call on the blocking pool, failing with `Timeout` if it takes longer
+/// than `limit`: a hung mount fails the request instead of stalling the server. (The stuck
+/// thread itself cannot be cancelled; it finishes or stays blocked in the kernel.)
+pub async fn blocking<T: Send + 'static>(
+    limit: Option<std::time::Duration>,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let task = tokio::task::spawn_blocking(f);
+    let joined = match limit {
+        Some(l) => tokio::time::timeout(l, task)
+            .await
+            .map_err(|_| StoreError::Timeout(l))?,
+        None => task.await,
+    };
+    joined.map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_hung_call_times_out() {
+        let t = Instant::now();
+        let r = blocking(Some(Duration::from_millis(100)), || {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        })
+        .await;
+        assert!(matches!(r, Err(StoreError::Timeout(_))));
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
 }

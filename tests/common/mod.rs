@@ -122,12 +122,19 @@ impl Server {
         extra: &str,
     ) -> Server {
         let conf = dir.path().join("glance-api.conf");
+        // The default store directory, unless the test configures its own.
+        let store = if extra.contains("filesystem_store_datadir") {
+            String::new()
+        } else {
+            format!(
+                "[glance_store]\nfilesystem_store_datadir = {}\n",
+                dir.path().join("images").display()
+            )
+        };
         std::fs::write(
             &conf,
             format!(
-                "[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n\n[database]\nconnection = {db_url}\n\n\
-                 [glance_store]\nfilesystem_store_datadir = {}\n",
-                dir.path().join("images").display()
+                "[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n\n[database]\nconnection = {db_url}\n\n{store}"
             ),
         )
         .unwrap();
