@@ -59,7 +59,7 @@ impl FileStore {
                 })?;
             dirs.push((dir, prio));
         }
-        dirs.sort_by(|a, b| b.1.cmp(&a.1));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.1));
         Ok(FileStore {
             dirs,
             file_perm: opts.file_perm,
