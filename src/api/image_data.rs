@@ -178,7 +178,7 @@ async fn ingest(
         cap,
         inspect,
         s.store.timeout(),
-    );
+    )?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| IngestError::Source(e.to_string()));
@@ -348,6 +348,9 @@ pub async fn download(
 
 /// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of
 /// the socket, a few at a time.
+/// Download buffer size: large reads and few, large socket writes.
+const READ_CHUNK: usize = 1 << 20;
+
 /// If the store stalls longer than `limit` between buffers, the body ends with an error.
 fn stream_reader(
     mut reader: impl Read + Send + 'static,
@@ -357,25 +360,18 @@ fn stream_reader(
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {
-            let mut buf = vec![0u8; BATCH];
-            let mut filled = 0;
-            // Fill the whole buffer unless the data ends, so chunks stay large.
-            while filled < BATCH {
-                match reader.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::error!(image_id = %id, error = %e, "read from store failed");
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            // Fill a whole buffer unless the data ends, so chunks stay large; read_to_end
+            // writes into spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(READ_CHUNK);
+            match (&mut reader).take(READ_CHUNK as u64).read_to_end(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(image_id = %id, error = %e, "read from store failed");
+                    let _ = tx.blocking_send(Err(e));
+                    return;
                 }
             }
-            if filled == 0 {
-                return;
-            }
-            buf.truncate(filled);
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return; // client went away
             }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Data-path benchmark: upload/download MB/s of 1 GiB and 4 GiB images through the real HTTP
+# path with curl, peak RSS of the server during the 4 GiB upload and during 50 concurrent
+# 100 MiB uploads, and GET /v2/images latency with 1,000 images — next to this machine's own
+# reference rates measured in the same run (openssl sha512/md5, cat, dd).
+#
+#   benches/bench.sh [WORKDIR]     (default: a temporary directory; needs ~14 GiB free)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-$(mktemp -d /tmp/glance-bench.XXXXXX)}
+mkdir -p "$work"
+cargo build --release -q
+bin=$PWD/target/release/glance-rs
+
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+echo "== reference rates (this machine, this run)"
+speed=$(openssl speed -bytes 1048576 -seconds 3 sha512 md5 2>/dev/null)
+sha512=$(echo "$speed" | awk '/^sha512/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
+md5=$(echo "$speed" | awk '/^md5/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
+echo "openssl sha512 (1 core): $sha512 MB/s; md5: $md5 MB/s"
+
+for gib in 1 4; do
+  f="$work/img-${gib}g.bin"
+  [ -f "$f" ] || head -c $((gib << 30)) /dev/urandom >"$f"
+done
+f1="$work/img-1g.bin"; f4="$work/img-4g.bin"
+cat "$f1" >/dev/null
+t0=$(now); cat "$f1" >/dev/null; t1=$(now)
+cat_rate=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
+echo "cat 1 GiB (page cache): $cat_rate MB/s"
+t0=$(now); dd if=/dev/zero of="$work/dd.bin" bs=1M count=1024 conv=fdatasync status=none; t1=$(now)
+dd_rate=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
+rm -f "$work/dd.bin"
+echo "dd write 1 GiB + fdatasync: $dd_rate MB/s"
+
+srv="$work/server"
+rm -rf "$srv"; mkdir -p "$srv"
+cat >"$srv/glance-api.conf" <<CONF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 0
+[database]
+connection = sqlite:///$srv/glance.sqlite
+[glance_store]
+filesystem_store_datadir = $srv/images
+CONF
+"$bin" --config-file "$srv/glance-api.conf" >"$srv/out" 2>"$srv/log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q "listening on" "$srv/out" 2>/dev/null && break; sleep 0.1; done
+url="http://$(sed -n 's/^listening on //p' "$srv/out")"
+
+create() {
+  curl -sf -X POST "$url/v2/images" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"$1\", \"disk_format\": \"raw\", \"container_format\": \"bare\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+upload() { curl -sf -X PUT "$url/v2/images/$1/file" -H 'Content-Type: application/octet-stream' -T "$2" -o /dev/null; }
+rss_peak_reset() { echo 5 >/proc/$pid/clear_refs; }
+rss_peak() { awk '/VmHWM/ { printf "%.0f", $2/1024 }' /proc/$pid/status; }
+
+echo "== glance-rs (release, SQLite, file store on $(df --output=fstype "$srv" | tail -1))"
+for gib in 1 4; do
+  f="$work/img-${gib}g.bin"; bytes=$((gib << 30))
+  cat "$f" >/dev/null
+  id=$(create "bench-$gib")
+  rss_peak_reset
+  t0=$(now); upload "$id" "$f"; t1=$(now)
+  up=$(mbps $bytes "$(secs "$t0" "$t1")"); peak=$(rss_peak)
+  t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
+  down=$(mbps $bytes "$(secs "$t0" "$t1")")
+  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat), peak RSS during upload $peak MiB"
+  curl -sf -X DELETE "$url/v2/images/$id"
+done
+
+echo "== 50 concurrent 100 MiB uploads"
+head -c $((100 << 20)) "$f1" >"$work/img-100m.bin"
+ids=()
+for i in $(seq 1 50); do ids+=("$(create "conc-$i")"); done
+rss_peak_reset
+t0=$(now)
+printf '%s\n' "${ids[@]}" | xargs -P 50 -I{} curl -sf -X PUT "$url/v2/images/{}/file" \
+  -H 'Content-Type: application/octet-stream' -T "$work/img-100m.bin" -o /dev/null
+t1=$(now)
+echo "50 x 100 MiB: $(secs "$t0" "$t1") s, aggregate $(mbps $((50 * (100 << 20))) "$(secs "$t0" "$t1")") MB/s, peak RSS $(rss_peak) MiB"
+active=$(curl -sf "$url/v2/images?status=active&limit=100" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["images"]))')
+echo "active after the run: $active"
+for id in "${ids[@]}"; do curl -sf -X DELETE "$url/v2/images/$id"; done
+
+echo "== GET /v2/images latency with 1,000 images"
+python3 - "$url" <<'PY'
+import json, sys, time, urllib.request
+url = sys.argv[1]
+def req(method, path, body=None):
+    r = urllib.request.Request(url + path, method=method, data=body and json.dumps(body).encode(),
+                               headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(r) as resp:
+        return resp.read()
+for i in range(1000):
+    req("POST", "/v2/images", {"name": "img-%04d" % i, "os_distro": "bench", "tags": ["a", "b"]})
+for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"), ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name")):
+    times = []
+    for _ in range(100 if "1000" not in q else 20):
+        t = time.perf_counter(); req("GET", "/v2/images" + q); times.append(time.perf_counter() - t)
+    times.sort()
+    print("%s: p50 %.1f ms, p90 %.1f ms" % (label, 1000 * times[len(times) // 2], 1000 * times[int(len(times) * 0.9)]))
+PY
+echo "server RSS now: $(awk '/VmRSS/ { printf "%.0f", $2/1024 }' /proc/$pid/status) MiB"
