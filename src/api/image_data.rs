@@ -18,7 +18,7 @@ use crate::domain::image::{Image, Location, Status};
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Verdict};
-use crate::ingest::{BATCH, IngestError, Pipeline};
+use crate::ingest::{IngestError, Pipeline};
 use crate::store::{Store, StoreError, blocking};
 
 /// A receiver whose sender is gone: the stream ends at its next poll.
