@@ -292,7 +292,48 @@ async fn file_store_options(b: Backend) {
     assert!(!path.exists());
 }
 
+/// Two API nodes on one database and one store directory: data written through one is served,
+/// and deleted, through the other.
+async fn two_nodes_share_one_store(b: Backend) {
+    let Some(a) = Server::start(b).await else {
+        return;
+    };
+    let peer = a.start_peer().await;
+    let id = new_image(&a).await;
+    let data = random_bytes(2 << 20);
+    assert_eq!(a.upload(&id, data.clone()).await.status(), 204);
+    let got = peer
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == data.as_slice());
+    // The image is active for both nodes: a second upload conflicts.
+    assert_eq!(peer.upload(&id, b"x".to_vec()).await.status(), 409);
+    assert_eq!(
+        peer.req(Method::DELETE, &format!("/v2/images/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        a.get(&format!("/v2/images/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(a.store_files().is_empty());
+}
+
 both_databases!(
+    two_nodes_share_one_store,
     client_killed_mid_upload_leaves_nothing,
     racing_uploads_one_wins,
     delete_during_upload_is_gone,

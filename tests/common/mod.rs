@@ -201,6 +201,18 @@ impl Server {
         }
     }
 
+    /// A second API node on the same database and store directory (scale-out).
+    pub async fn start_peer(&self) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = format!(
+            "[database]\nconnection = {}\n[glance_store]\nfilesystem_store_datadir = {}\n",
+            self.db_url,
+            self.images_dir().display()
+        );
+        // The peer shares the database, so it must not drop it when it stops.
+        Self::start_on(self.backend, dir, self.db_url.clone(), None, &extra).await
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
