@@ -60,6 +60,12 @@ pub struct Config {
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
+    pub rbd_store_pool: String,
+    pub rbd_store_user: String,
+    pub rbd_store_ceph_conf: String,
+    pub rbd_store_chunk_size: u64,
+    pub rados_connect_timeout: i64,
+    pub rbd_thin_provisioning: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,11 +313,19 @@ impl Config {
 
         let stores = r.list("glance_store", "stores", &["file", "http"]);
         let default_store = r.string("glance_store", "default_store", "file");
-        if default_store != "file" {
+        let supported: &[&str] = if cfg!(feature = "rbd") {
+            &["file", "rbd"]
+        } else {
+            &["file"]
+        };
+        if !supported.contains(&default_store.as_str()) {
             return Err(Reader::invalid(
                 "glance_store",
                 "default_store",
-                format!("store {default_store:?} is not supported by this build (supported: file)"),
+                format!(
+                    "store {default_store:?} is not supported by this build (supported: {})",
+                    supported.join(", ")
+                ),
             ));
         }
 
@@ -380,6 +394,28 @@ impl Config {
                 "require_image_format_match",
                 true,
             )?,
+            rbd_store_pool: r.string("glance_store", "rbd_store_pool", "images"),
+            rbd_store_user: r.string("glance_store", "rbd_store_user", "admin"),
+            rbd_store_ceph_conf: r.string(
+                "glance_store",
+                "rbd_store_ceph_conf",
+                "/etc/ceph/ceph.conf",
+            ),
+            rbd_store_chunk_size: r.int(
+                "glance_store",
+                "rbd_store_chunk_size",
+                8u64,
+                Some(1),
+                Some(1024),
+            )?,
+            rados_connect_timeout: r.int(
+                "glance_store",
+                "rados_connect_timeout",
+                0i64,
+                Some(-1),
+                None,
+            )?,
+            rbd_thin_provisioning: r.bool("glance_store", "rbd_thin_provisioning", false)?,
         })
     }
 }

@@ -178,6 +178,27 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Abandons the upload and waits (within the store timeout) until the writer has removed
+    /// what it wrote, so that an error response is only sent once nothing is left behind.
+    pub async fn abort(self) {
+        let Pipeline {
+            md5,
+            multi,
+            writer,
+            timeout,
+            ..
+        } = self;
+        drop((md5.0, multi.0, writer.0));
+        match timeout {
+            None => {
+                let _ = writer.1.await;
+            }
+            Some(l) => {
+                let _ = tokio::time::timeout(l, writer.1).await;
+            }
+        }
+    }
+
     /// Sends to the writer within the store timeout; true if the writer has stopped.
     async fn send_to_writer(&mut self, msg: WriterMsg) -> Result<bool, IngestError> {
         let send = self.writer.0.send(msg);
@@ -210,7 +231,13 @@ impl Pipeline {
             self.dispatch(rest).await?;
         }
         let inspection = self.inspector.take().map(Inspector::finish);
-        let virtual_size = accept(inspection.as_ref())?;
+        let virtual_size = match accept(inspection.as_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.abort().await;
+                return Err(e);
+            }
+        };
         if self.send_to_writer(WriterMsg::Commit).await? {
             return Err(self.writer_error().await);
         }

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use glance_rs::api::{self, AppState};
 use glance_rs::config::{Config, Flavor, normalize_connection};
 use glance_rs::db::Db;
+use glance_rs::store::Store;
 use glance_rs::store::file::{FileStore, FileStoreOptions};
 
 #[derive(Parser)]
@@ -129,13 +130,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             Err(e) => tracing::warn!(error = %e, "database unreachable at start-up"),
         }
     }
-    let store = FileStore::new(FileStoreOptions {
-        dirs: cfg.filesystem_store_datadirs.clone(),
-        file_perm: cfg.filesystem_store_file_perm,
-        thin: cfg.filesystem_thin_provisioning,
-        timeout_secs: cfg.filesystem_store_timeout,
-    })
-    .map_err(|e| format!("[glance_store] {e}"))?;
+    let store = open_store(&cfg)?;
     let addr = format!("{}:{}", cfg.bind_host, cfg.bind_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -146,7 +141,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         schemas: Arc::new(api::schemas::Schemas::new(&cfg)),
         cfg,
         db,
-        store: Arc::new(store),
+        store,
     };
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");
@@ -155,6 +150,37 @@ async fn serve(cfg: Config) -> Result<(), String> {
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("server error: {e}"))
+}
+
+/// The store `[glance_store] default_store` names.
+fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, String> {
+    match cfg.default_store.as_str() {
+        #[cfg(feature = "rbd")]
+        "rbd" => {
+            let store =
+                glance_rs::store::rbd::RbdStore::connect(&glance_rs::store::rbd::RbdOptions {
+                    pool: cfg.rbd_store_pool.clone(),
+                    user: cfg.rbd_store_user.clone(),
+                    conf: cfg.rbd_store_ceph_conf.clone(),
+                    chunk_mib: cfg.rbd_store_chunk_size,
+                    connect_timeout: cfg.rados_connect_timeout,
+                    thin: cfg.rbd_thin_provisioning,
+                })
+                .map_err(|e| format!("[glance_store] rbd: {e}"))?;
+            tracing::info!(pool = %cfg.rbd_store_pool, fsid = %store.fsid(), "RBD store connected");
+            Ok(Arc::new(store))
+        }
+        _ => {
+            let store = FileStore::new(FileStoreOptions {
+                dirs: cfg.filesystem_store_datadirs.clone(),
+                file_perm: cfg.filesystem_store_file_perm,
+                thin: cfg.filesystem_thin_provisioning,
+                timeout_secs: cfg.filesystem_store_timeout,
+            })
+            .map_err(|e| format!("[glance_store] {e}"))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 async fn shutdown() {

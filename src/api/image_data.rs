@@ -181,12 +181,14 @@ async fn ingest(
     )?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| IngestError::Source(e.to_string()));
         let step = match chunk {
             Ok(c) => pipe.push(c).await,
-            Err(e) => Err(e),
+            Err(e) => Err(IngestError::Source(e.to_string())),
         };
-        step.map_err(|e| ingest_error(id, e))?;
+        if let Err(e) = step {
+            pipe.abort().await;
+            return Err(ingest_error(id, e));
+        }
     }
     let disk_format = img.disk_format.clone().unwrap_or_default();
     let require_match = s.cfg.require_image_format_match;

@@ -17,6 +17,7 @@ use crate::domain::patch;
 use crate::domain::policy::{self, Context};
 use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
+use crate::store::{StoreError, blocking};
 
 fn isotime(t: &chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -327,13 +328,24 @@ pub async fn delete(
             "Image {id} is protected and cannot be deleted."
         )));
     }
-    let Some(locations) = s.db.delete_image(&id).await? else {
+    // As Glance: the data goes first, so an image whose data cannot be deleted (RBD clones of
+    // its snapshot) keeps its record and stays usable.
+    for loc in &img.locations {
+        let store = s.store.clone();
+        let loc = loc.clone();
+        let limit = store.timeout();
+        match blocking(limit, move || store.delete(&loc)).await {
+            Ok(()) => {}
+            Err(StoreError::InUse(why)) => {
+                return Err(Error::Conflict(format!(
+                    "Image {id} could not be deleted because it is in use: {why}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if s.db.delete_image(&id).await?.is_none() {
         return Err(Error::image_not_found(&id));
-    };
-    // The record is a tombstone now; the bytes go too. A failure here leaves an orphan file
-    // that no row points to, which we log for the operator rather than fail the delete.
-    for loc in locations {
-        super::image_data::delete_quietly(s.store.clone(), loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -2,6 +2,8 @@
 //! their own threads, off the async runtime, so a slow disk or a hung NFS mount never stalls it.
 
 pub mod file;
+#[cfg(feature = "rbd")]
+pub mod rbd;
 
 use std::io::Read;
 
@@ -17,6 +19,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("store error: {0}")]
     Io(#[from] std::io::Error),
+    /// The data is in use (RBD clones of its snapshot): it cannot be deleted now.
+    #[error("{0}")]
+    InUse(String),
     #[error("The image store did not answer within {0:?}.")]
     Timeout(std::time::Duration),
     #[error("{0}")]
@@ -33,6 +38,7 @@ impl From<StoreError> for crate::error::Error {
                 "Insufficient permissions on image storage media: {e}"
             )),
             StoreError::NotFound(_) => Error::NotFound(e.to_string()),
+            StoreError::InUse(_) => Error::Conflict(e.to_string()),
             StoreError::Timeout(_) => {
                 tracing::error!(error = %e, "store call timed out");
                 Error::Unavailable(e.to_string())

@@ -1,0 +1,527 @@
+//! The Ceph RBD store, as glance_store's rbd driver behaves: one RBD image per Glance image,
+//! named by its id, with a protected snapshot `snap` that Nova and Cinder clone from; the
+//! location is `rbd://<fsid>/<pool>/<id>/snap`.
+//!
+//! librados comes from the `ceph` crate's FFI, librbd from `ffi.rs`. One cluster connection
+//! and one I/O context are shared by all requests; every call blocks and runs on the blocking
+//! pool (see `store::blocking`).
+
+mod ffi;
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::raw::c_int;
+use std::ptr;
+use std::sync::Arc;
+
+use ceph::rados::{
+    rados_cluster_fsid, rados_conf_read_file, rados_conf_set, rados_connect, rados_create,
+    rados_ioctx_create, rados_ioctx_destroy, rados_shutdown, rados_t,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+/// What Python's `urllib.parse.quote(s, '')` leaves alone: letters, digits and `_.-~`.
+const URL_PART: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+
+use super::{ImageWriter, Store, StoreError};
+use crate::domain::image::Location;
+use ffi::*;
+
+const SNAP: &str = "snap";
+/// Growth step cap when the size is not known up front (glance_store's 8 GiB).
+const MAX_GROW: u64 = 8 << 30;
+
+pub struct RbdOptions {
+    pub pool: String,
+    pub user: String,
+    pub conf: String,
+    pub chunk_mib: u64,
+    pub connect_timeout: i64,
+    pub thin: bool,
+}
+
+/// The cluster handle and the pool's I/O context, torn down in the right order.
+struct Conn {
+    cluster: rados_t,
+    io: rados_ioctx_t,
+}
+
+// SAFETY: librados handles are thread-safe; the pointers are only freed in Drop.
+unsafe impl Send for Conn {}
+unsafe impl Sync for Conn {}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: created by rados_ioctx_create / rados_create and not freed elsewhere; the
+        // I/O context goes before the cluster it belongs to.
+        unsafe {
+            rados_ioctx_destroy(self.io);
+            rados_shutdown(self.cluster);
+        }
+    }
+}
+
+pub struct RbdStore {
+    conn: Arc<Conn>,
+    pool: String,
+    fsid: String,
+    order: c_int,
+    chunk: u64,
+    thin: bool,
+}
+
+fn cstr(s: &str) -> Result<CString, StoreError> {
+    CString::new(s).map_err(|_| StoreError::Other(format!("{s:?} contains NUL")))
+}
+
+fn check(what: &str, rc: c_int) -> Result<(), StoreError> {
+    if rc >= 0 {
+        return Ok(());
+    }
+    Err(errno(what, -rc))
+}
+
+fn errno(what: &str, e: c_int) -> StoreError {
+    match e {
+        28 | 122 => StoreError::Full,           // ENOSPC, EDQUOT
+        13 | 1 => StoreError::WriteDenied,      // EACCES, EPERM
+        2 => StoreError::NotFound(what.into()), // ENOENT
+        16 => StoreError::InUse(format!("{what}: the image is in use (EBUSY)")),
+        _ => StoreError::Other(format!(
+            "{what} failed: {}",
+            std::io::Error::from_raw_os_error(e)
+        )),
+    }
+}
+
+impl RbdStore {
+    /// Connects once at start-up; refuses to start if the cluster or pool is unreachable.
+    pub fn connect(o: &RbdOptions) -> Result<Self, String> {
+        let user = cstr(&o.user).map_err(|e| e.to_string())?;
+        let conf = cstr(&o.conf).map_err(|e| e.to_string())?;
+        let pool = cstr(&o.pool).map_err(|e| e.to_string())?;
+        let mut cluster: rados_t = ptr::null_mut();
+        // SAFETY: plain librados calls with valid NUL-terminated strings; on failure the handle
+        // is shut down before returning.
+        unsafe {
+            let rc = rados_create(&mut cluster, user.as_ptr());
+            if rc < 0 {
+                return Err(format!(
+                    "rados_create({}): {}",
+                    o.user,
+                    std::io::Error::from_raw_os_error(-rc)
+                ));
+            }
+            let fail = |what: String, rc: c_int| {
+                rados_shutdown(cluster);
+                Err(format!(
+                    "{what}: {}",
+                    std::io::Error::from_raw_os_error(-rc)
+                ))
+            };
+            let rc = rados_conf_read_file(cluster, conf.as_ptr());
+            if rc < 0 {
+                return fail(format!("rbd_store_ceph_conf {}", o.conf), rc);
+            }
+            if o.connect_timeout > 0 {
+                let v = cstr(&o.connect_timeout.to_string()).map_err(|e| e.to_string())?;
+                for opt in [
+                    "rados_osd_op_timeout",
+                    "rados_mon_op_timeout",
+                    "client_mount_timeout",
+                ] {
+                    let k = cstr(opt).map_err(|e| e.to_string())?;
+                    rados_conf_set(cluster, k.as_ptr(), v.as_ptr());
+                }
+            }
+            let rc = rados_connect(cluster);
+            if rc < 0 {
+                return fail(
+                    format!("cannot connect to Ceph as {} with {}", o.user, o.conf),
+                    rc,
+                );
+            }
+            let mut io: rados_ioctx_t = ptr::null_mut();
+            let rc = rados_ioctx_create(cluster, pool.as_ptr(), &mut io);
+            if rc < 0 {
+                return fail(format!("rbd_store_pool {}", o.pool), rc);
+            }
+            let conn = Conn { cluster, io };
+            let mut buf = vec![0u8; 64];
+            let n = rados_cluster_fsid(cluster, buf.as_mut_ptr().cast(), buf.len());
+            if n < 0 {
+                return Err(format!(
+                    "cannot read the cluster fsid: {}",
+                    std::io::Error::from_raw_os_error(-n)
+                ));
+            }
+            buf.truncate(n as usize);
+            let fsid = String::from_utf8_lossy(&buf)
+                .trim_end_matches('\0')
+                .to_string();
+            let chunk = o.chunk_mib.max(1) << 20;
+            Ok(RbdStore {
+                conn: Arc::new(conn),
+                pool: o.pool.clone(),
+                fsid,
+                order: chunk.trailing_zeros() as c_int,
+                chunk,
+                thin: o.thin,
+            })
+        }
+    }
+
+    pub fn fsid(&self) -> &str {
+        &self.fsid
+    }
+
+    fn location(&self, id: &str) -> Location {
+        let q = |s: &str| utf8_percent_encode(s, URL_PART).to_string();
+        // The fsid and id are UUIDs; quoting keeps odd pool names from breaking the URL.
+        Location {
+            url: format!(
+                "rbd://{}/{}/{}/{}",
+                q(&self.fsid),
+                q(&self.pool),
+                q(id),
+                q(SNAP)
+            ),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    /// (pool, image, snapshot) of a location of ours.
+    fn parse(&self, loc: &Location) -> Result<(String, String, Option<String>), StoreError> {
+        let rest = loc
+            .url
+            .strip_prefix("rbd://")
+            .ok_or_else(|| StoreError::Other(format!("not an rbd location: {}", loc.url)))?;
+        let parts: Vec<String> = rest
+            .split('/')
+            .map(|p| percent_decode_str(p).decode_utf8_lossy().to_string())
+            .collect();
+        let (fsid, pool, image, snap) = match parts.as_slice() {
+            [f, p, i, s] => (f.clone(), p.clone(), i.clone(), Some(s.clone())),
+            [f, p, i] => (f.clone(), p.clone(), i.clone(), None),
+            _ => {
+                return Err(StoreError::Other(format!(
+                    "malformed rbd location: {}",
+                    loc.url
+                )));
+            }
+        };
+        if fsid != self.fsid || pool != self.pool {
+            return Err(StoreError::Other(format!(
+                "location {} is not in this store",
+                loc.url
+            )));
+        }
+        Ok((pool, image, snap))
+    }
+
+    fn open(&self, name: &str, snap: Option<&str>, read_only: bool) -> Result<Image, StoreError> {
+        let cname = cstr(name)?;
+        let csnap = snap.map(cstr).transpose()?;
+        let mut img: rbd_image_t = ptr::null_mut();
+        let snap_ptr = csnap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        // SAFETY: valid io context and strings; img receives the handle.
+        let rc = unsafe {
+            if read_only {
+                rbd_open_read_only(self.conn.io, cname.as_ptr(), &mut img, snap_ptr)
+            } else {
+                rbd_open(self.conn.io, cname.as_ptr(), &mut img, snap_ptr)
+            }
+        };
+        check(&format!("open {}/{name}", self.pool), rc)?;
+        Ok(Image {
+            img,
+            _conn: self.conn.clone(),
+        })
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let c = cstr(name)?;
+        // SAFETY: valid io context and name.
+        let rc = unsafe { rbd_remove(self.conn.io, c.as_ptr()) };
+        match rc {
+            0 => Ok(()),
+            // Other snapshots remain (not ours): move it to the trash as glance_store does.
+            -39 => {
+                let rc = unsafe { rbd_trash_move(self.conn.io, c.as_ptr(), 0) };
+                check(&format!("trash move {}/{name}", self.pool), rc)
+            }
+            rc => check(&format!("remove {}/{name}", self.pool), rc),
+        }
+    }
+}
+
+/// An open RBD image; closed on drop. Holds the connection so it cannot outlive it.
+struct Image {
+    img: rbd_image_t,
+    _conn: Arc<Conn>,
+}
+
+// SAFETY: an rbd image handle may be used from any thread, one at a time (we never share it).
+unsafe impl Send for Image {}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // SAFETY: opened by rbd_open and closed only here.
+        unsafe {
+            rbd_close(self.img);
+        }
+    }
+}
+
+impl Image {
+    fn snap(
+        &self,
+        what: &str,
+        f: unsafe extern "C" fn(rbd_image_t, *const std::os::raw::c_char) -> c_int,
+    ) -> Result<(), StoreError> {
+        let s = cstr(SNAP)?;
+        // SAFETY: valid image handle and snapshot name.
+        check(what, unsafe { f(self.img, s.as_ptr()) })
+    }
+
+    fn resize(&self, size: u64) -> Result<(), StoreError> {
+        // SAFETY: valid image handle.
+        check("resize", unsafe { rbd_resize(self.img, size) })
+    }
+}
+
+struct RbdWriter {
+    store: RbdHandle,
+    name: String,
+    image: Option<Image>,
+    size: u64,
+    offset: u64,
+    thin: bool,
+}
+
+/// What a writer needs of the store after `begin_write` returns.
+#[derive(Clone)]
+struct RbdHandle {
+    conn: Arc<Conn>,
+    pool: String,
+    fsid: String,
+    chunk: u64,
+}
+
+impl RbdHandle {
+    fn store(&self) -> RbdStore {
+        RbdStore {
+            conn: self.conn.clone(),
+            pool: self.pool.clone(),
+            fsid: self.fsid.clone(),
+            order: self.chunk.trailing_zeros() as c_int,
+            chunk: self.chunk,
+            thin: false,
+        }
+    }
+}
+
+impl ImageWriter for RbdWriter {
+    fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let img = self
+            .image
+            .as_ref()
+            .ok_or_else(|| StoreError::Other("writer closed".into()))?;
+        let end = self.offset + buf.len() as u64;
+        if end > self.size {
+            // Unknown size: grow by doubling, at most 8 GiB a step (glance_store's rule).
+            let step = self.size.max(self.store.chunk).min(MAX_GROW);
+            let new = end.max(self.size + step);
+            img.resize(new)?;
+            self.size = new;
+        }
+        if !(self.thin && buf.iter().all(|b| *b == 0)) {
+            // SAFETY: buf is valid for buf.len() bytes; the image is open for writing.
+            let n = unsafe { rbd_write2(img.img, self.offset, buf.len(), buf.as_ptr().cast(), 0) };
+            if n < 0 {
+                return Err(errno("write", -(n as c_int)));
+            }
+        }
+        self.offset = end;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<Location, StoreError> {
+        let img = self
+            .image
+            .take()
+            .ok_or_else(|| StoreError::Other("writer closed".into()))?;
+        let result = (|| {
+            if self.size != self.offset {
+                img.resize(self.offset)?;
+            }
+            // SAFETY: valid image handle.
+            check("flush", unsafe { rbd_flush(img.img) })?;
+            img.snap("snap create", rbd_snap_create)?;
+            img.snap("snap protect", rbd_snap_protect)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                drop(img);
+                Ok(self.store.store().location(&self.name))
+            }
+            Err(e) => {
+                self.image = Some(img);
+                // Drop cleans up (unprotect, snap rm, rm) what was created.
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for RbdWriter {
+    fn drop(&mut self) {
+        // Not committed: remove what was created.
+        if let Some(img) = self.image.take() {
+            let _ = img.snap("snap unprotect", rbd_snap_unprotect);
+            let _ = img.snap("snap remove", rbd_snap_remove);
+            drop(img);
+            if let Err(e) = self.store.store().remove(&self.name) {
+                tracing::warn!(image = %self.name, error = %e, "could not remove partial RBD image");
+            }
+        }
+    }
+}
+
+struct RbdReader {
+    image: Image,
+    offset: u64,
+}
+
+impl Read for RbdReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: buf is valid for buf.len() bytes; the image is open at the snapshot.
+        let n = unsafe {
+            rbd_read2(
+                self.image.img,
+                self.offset,
+                buf.len(),
+                buf.as_mut_ptr().cast(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::from_raw_os_error(-(n as i32)));
+        }
+        self.offset += n as u64;
+        Ok(n as usize)
+    }
+}
+
+impl Store for RbdStore {
+    fn scheme(&self) -> &'static str {
+        "rbd"
+    }
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn begin_write(
+        &self,
+        image_id: &str,
+        size: Option<u64>,
+    ) -> Result<Box<dyn ImageWriter>, StoreError> {
+        let name = cstr(image_id)?;
+        let mut order = self.order;
+        let size = size.unwrap_or(0);
+        // SAFETY: valid io context, name and order pointer.
+        let rc = unsafe {
+            rbd_create2(
+                self.conn.io,
+                name.as_ptr(),
+                size,
+                FEATURE_LAYERING,
+                &mut order,
+            )
+        };
+        if rc == -17 {
+            return Err(StoreError::Other(format!(
+                "RBD image {}/{image_id} already exists",
+                self.pool
+            )));
+        }
+        check(&format!("create {}/{image_id}", self.pool), rc)?;
+        let image = match self.open(image_id, None, false) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = self.remove(image_id);
+                return Err(e);
+            }
+        };
+        Ok(Box::new(RbdWriter {
+            store: RbdHandle {
+                conn: self.conn.clone(),
+                pool: self.pool.clone(),
+                fsid: self.fsid.clone(),
+                chunk: self.chunk,
+            },
+            name: image_id.to_string(),
+            image: Some(image),
+            size,
+            offset: 0,
+            thin: self.thin,
+        }))
+    }
+
+    fn open_read(
+        &self,
+        location: &Location,
+        offset: u64,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let (_, name, snap) = self.parse(location)?;
+        let image = self
+            .open(&name, snap.as_deref(), true)
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotFound(location.url.clone()),
+                other => other,
+            })?;
+        Ok(Box::new(RbdReader { image, offset }))
+    }
+
+    fn delete(&self, location: &Location) -> Result<(), StoreError> {
+        let (_, name, snap) = self.parse(location)?;
+        if snap.is_some() {
+            let img = match self.open(&name, None, false) {
+                Ok(i) => i,
+                Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match img.snap("snap unprotect", rbd_snap_unprotect) {
+                Ok(()) => {}
+                // EINVAL: not protected (a half-finished earlier delete); ENOENT: no snapshot.
+                Err(StoreError::Other(m)) if m.contains("Invalid argument") => {}
+                Err(StoreError::NotFound(_)) => {}
+                Err(StoreError::InUse(_)) => {
+                    return Err(StoreError::InUse(format!(
+                        "RBD image {}/{name} has clones of its snapshot (copy-on-write children); remove them first",
+                        self.pool
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+            match img.snap("snap remove", rbd_snap_remove) {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.remove(&name) {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(StoreError::InUse(_)) => Err(StoreError::InUse(format!(
+                "RBD image {}/{name} is open by another client",
+                self.pool
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
