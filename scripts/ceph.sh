@@ -25,7 +25,7 @@ pid_of() { # live pid of daemon $1 (mon.a, mgr.x, osd.0) started with our conf
   local f=$dir/run/ceph-$1.pid pid
   [ -s "$f" ] || return 1
   pid=$(cat "$f")
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-c $conf" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "-c $conf" || return 1
   echo "$pid"
 }
 

@@ -6,6 +6,8 @@ use std::os::raw::{c_char, c_int, c_void};
 pub use ceph::rados::rados_ioctx_t;
 
 pub type rbd_image_t = *mut c_void;
+pub type rbd_completion_t = *mut c_void;
+pub type rbd_callback_t = Option<unsafe extern "C" fn(cb: rbd_completion_t, arg: *mut c_void)>;
 
 /// RBD_FEATURE_LAYERING: what copy-on-write clones need.
 pub const FEATURE_LAYERING: u64 = 1;
@@ -33,25 +35,34 @@ unsafe extern "C" {
     ) -> c_int;
     pub fn rbd_close(image: rbd_image_t) -> c_int;
     pub fn rbd_resize(image: rbd_image_t, size: u64) -> c_int;
-    pub fn rbd_write2(
-        image: rbd_image_t,
-        ofs: u64,
-        len: usize,
-        buf: *const c_char,
-        op_flags: c_int,
-    ) -> isize;
-    pub fn rbd_read2(
-        image: rbd_image_t,
-        ofs: u64,
-        len: usize,
-        buf: *mut c_char,
-        op_flags: c_int,
-    ) -> isize;
+    pub fn rbd_get_size(image: rbd_image_t, size: *mut u64) -> c_int;
     pub fn rbd_flush(image: rbd_image_t) -> c_int;
     pub fn rbd_snap_create(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_unprotect(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_remove(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_aio_create_completion(
+        cb_arg: *mut c_void,
+        complete_cb: rbd_callback_t,
+        c: *mut rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_write(
+        image: rbd_image_t,
+        off: u64,
+        len: usize,
+        buf: *const c_char,
+        c: rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_read(
+        image: rbd_image_t,
+        off: u64,
+        len: usize,
+        buf: *mut c_char,
+        c: rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_wait_for_complete(c: rbd_completion_t) -> c_int;
+    pub fn rbd_aio_get_return_value(c: rbd_completion_t) -> isize;
+    pub fn rbd_aio_release(c: rbd_completion_t);
     pub fn rbd_trash_move(io: rados_ioctx_t, name: *const c_char, delay: u64) -> c_int;
 }

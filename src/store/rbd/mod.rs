@@ -294,6 +294,67 @@ impl Image {
     }
 }
 
+/// Operations kept in flight: librbd spreads them over the OSDs, as `rbd import` does.
+const IN_FLIGHT: usize = 8;
+
+/// One asynchronous librbd read or write and the buffer it uses, which must live until it
+/// completes (the completion is waited for on drop).
+struct Aio {
+    c: rbd_completion_t,
+    buf: Vec<u8>,
+    off: u64,
+}
+
+// SAFETY: the completion and buffer are owned by this value and only touched by its owner.
+unsafe impl Send for Aio {}
+
+impl Aio {
+    fn start(img: &Image, off: u64, mut buf: Vec<u8>, write: bool) -> Result<Aio, StoreError> {
+        let mut c: rbd_completion_t = ptr::null_mut();
+        // SAFETY: c receives a new completion; no callback.
+        check("aio completion", unsafe {
+            rbd_aio_create_completion(ptr::null_mut(), None, &mut c)
+        })?;
+        // SAFETY: buf lives in the returned Aio until the operation completes (wait/drop).
+        let rc = unsafe {
+            if write {
+                rbd_aio_write(img.img, off, buf.len(), buf.as_ptr().cast(), c)
+            } else {
+                rbd_aio_read(img.img, off, buf.len(), buf.as_mut_ptr().cast(), c)
+            }
+        };
+        if rc < 0 {
+            unsafe { rbd_aio_release(c) };
+            return Err(errno(if write { "write" } else { "read" }, -rc));
+        }
+        Ok(Aio { c, buf, off })
+    }
+
+    /// Waits for completion; returns the byte count and the buffer.
+    fn wait(mut self) -> Result<(usize, Vec<u8>), StoreError> {
+        // SAFETY: c is a live completion owned by self.
+        let n = unsafe {
+            rbd_aio_wait_for_complete(self.c);
+            rbd_aio_get_return_value(self.c)
+        };
+        let buf = std::mem::take(&mut self.buf);
+        if n < 0 {
+            return Err(errno("aio", -(n as c_int)));
+        }
+        Ok((n as usize, buf))
+    }
+}
+
+impl Drop for Aio {
+    fn drop(&mut self) {
+        // SAFETY: waiting before release keeps librbd from touching a freed buffer.
+        unsafe {
+            rbd_aio_wait_for_complete(self.c);
+            rbd_aio_release(self.c);
+        }
+    }
+}
+
 struct RbdWriter {
     store: RbdHandle,
     name: String,
@@ -301,6 +362,9 @@ struct RbdWriter {
     size: u64,
     offset: u64,
     thin: bool,
+    /// Bytes not yet sent, flushed one object-sized write at a time.
+    pending: Vec<u8>,
+    in_flight: std::collections::VecDeque<Aio>,
 }
 
 /// What a writer needs of the store after `begin_write` returns.
@@ -325,13 +389,30 @@ impl RbdHandle {
     }
 }
 
-impl ImageWriter for RbdWriter {
-    fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+impl RbdWriter {
+    /// Sends `pending` (at `offset - pending.len()`) as one asynchronous write.
+    fn send_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(self.store.chunk as usize),
+        );
+        let off = self.offset - buf.len() as u64;
+        if self.thin && buf.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        if self.in_flight.len() >= IN_FLIGHT
+            && let Some(oldest) = self.in_flight.pop_front()
+        {
+            oldest.wait()?;
+        }
         let img = self
             .image
             .as_ref()
             .ok_or_else(|| StoreError::Other("writer closed".into()))?;
-        let end = self.offset + buf.len() as u64;
+        let end = off + buf.len() as u64;
         if end > self.size {
             // Unknown size: grow by doubling, at most 8 GiB a step (glance_store's rule).
             let step = self.size.max(self.store.chunk).min(MAX_GROW);
@@ -339,18 +420,36 @@ impl ImageWriter for RbdWriter {
             img.resize(new)?;
             self.size = new;
         }
-        if !(self.thin && buf.iter().all(|b| *b == 0)) {
-            // SAFETY: buf is valid for buf.len() bytes; the image is open for writing.
-            let n = unsafe { rbd_write2(img.img, self.offset, buf.len(), buf.as_ptr().cast(), 0) };
-            if n < 0 {
-                return Err(errno("write", -(n as c_int)));
+        self.in_flight.push_back(Aio::start(img, off, buf, true)?);
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<(), StoreError> {
+        while let Some(a) = self.in_flight.pop_front() {
+            a.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl ImageWriter for RbdWriter {
+    fn write(&mut self, mut buf: &[u8]) -> Result<(), StoreError> {
+        let chunk = self.store.chunk as usize;
+        while !buf.is_empty() {
+            let n = (chunk - self.pending.len()).min(buf.len());
+            self.pending.extend_from_slice(&buf[..n]);
+            self.offset += n as u64;
+            buf = &buf[n..];
+            if self.pending.len() == chunk {
+                self.send_pending()?;
             }
         }
-        self.offset = end;
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<Location, StoreError> {
+        self.send_pending()?;
+        self.drain()?;
         let img = self
             .image
             .take()
@@ -381,6 +480,8 @@ impl ImageWriter for RbdWriter {
 
 impl Drop for RbdWriter {
     fn drop(&mut self) {
+        // Writes still in flight finish (or fail) before the image goes.
+        self.in_flight.clear();
         // Not committed: remove what was created.
         if let Some(img) = self.image.take() {
             let _ = img.snap("snap unprotect", rbd_snap_unprotect);
@@ -393,28 +494,55 @@ impl Drop for RbdWriter {
     }
 }
 
+/// Reads at the snapshot, keeping `IN_FLIGHT` object-sized reads ahead of the consumer.
 struct RbdReader {
     image: Image,
-    offset: u64,
+    /// Next offset to request, and the image size at the snapshot.
+    next: u64,
+    size: u64,
+    chunk: u64,
+    ahead: std::collections::VecDeque<Aio>,
+    /// The completed buffer being handed out, and how far.
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl RbdReader {
+    fn fill(&mut self) -> Result<(), StoreError> {
+        while self.ahead.len() < IN_FLIGHT && self.next < self.size {
+            let len = self.chunk.min(self.size - self.next) as usize;
+            // read_to_end-style callers never see this buffer before it is filled.
+            let buf = vec![0u8; len];
+            self.ahead
+                .push_back(Aio::start(&self.image, self.next, buf, false)?);
+            self.next += len as u64;
+        }
+        Ok(())
+    }
 }
 
 impl Read for RbdReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: buf is valid for buf.len() bytes; the image is open at the snapshot.
-        let n = unsafe {
-            rbd_read2(
-                self.image.img,
-                self.offset,
-                buf.len(),
-                buf.as_mut_ptr().cast(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::from_raw_os_error(-(n as i32)));
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let to_io = |e: StoreError| std::io::Error::other(e.to_string());
+        if self.pos == self.current.len() {
+            self.fill().map_err(to_io)?;
+            let Some(a) = self.ahead.pop_front() else {
+                return Ok(0);
+            };
+            let off = a.off;
+            let (n, mut buf) = a.wait().map_err(to_io)?;
+            if n == 0 && off < self.size {
+                return Err(std::io::Error::other("short read from RBD"));
+            }
+            buf.truncate(n);
+            self.current = buf;
+            self.pos = 0;
+            self.fill().map_err(to_io)?;
         }
-        self.offset += n as u64;
-        Ok(n as usize)
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -471,6 +599,8 @@ impl Store for RbdStore {
             size,
             offset: 0,
             thin: self.thin,
+            pending: Vec::with_capacity(self.chunk as usize),
+            in_flight: std::collections::VecDeque::new(),
         }))
     }
 
@@ -486,7 +616,18 @@ impl Store for RbdStore {
                 StoreError::NotFound(_) => StoreError::NotFound(location.url.clone()),
                 other => other,
             })?;
-        Ok(Box::new(RbdReader { image, offset }))
+        let mut size = 0u64;
+        // SAFETY: valid image handle and out pointer.
+        check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
+        Ok(Box::new(RbdReader {
+            image,
+            next: offset.min(size),
+            size,
+            chunk: self.chunk,
+            ahead: std::collections::VecDeque::new(),
+            current: Vec::new(),
+            pos: 0,
+        }))
     }
 
     fn delete(&self, location: &Location) -> Result<(), StoreError> {

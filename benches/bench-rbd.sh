@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# RBD data path: upload/download MB/s of a 1 GiB image through glance-rs (curl, HTTP) next to
+# `rbd import` / `rbd export` of the same file into the same pool, in one run.
+#
+#   CEPH_CONF=... benches/bench-rbd.sh [WORKDIR]   (scripts/ceph.sh start DIR prints CEPH_CONF)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CEPH_CONF:?set CEPH_CONF (scripts/ceph.sh start DIR)}"
+work=${1:-$(mktemp -d /tmp/glance-bench-rbd.XXXXXX)}
+mkdir -p "$work"
+cargo build --release -q --features rbd
+bin=$PWD/target/release/glance-rs
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
+
+f="$work/img-1g.bin"; bytes=$((1 << 30))
+[ -f "$f" ] || head -c $bytes /dev/urandom >"$f"
+cat "$f" >/dev/null
+
+name="bench-import-$$"
+t0=$(now); rbd_ import --no-progress "$f" "images/$name"; t1=$(now)
+imp=$(mbps $bytes "$(secs "$t0" "$t1")")
+t0=$(now); rbd_ export --no-progress "images/$name" - >/dev/null; t1=$(now)
+exp=$(mbps $bytes "$(secs "$t0" "$t1")")
+rbd_ rm --no-progress "images/$name" >/dev/null
+echo "rbd import: $imp MB/s; rbd export: $exp MB/s"
+
+srv="$work/server"; rm -rf "$srv"; mkdir -p "$srv"
+cat >"$srv/glance-api.conf" <<CONF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 0
+[database]
+connection = sqlite:///$srv/glance.sqlite
+[glance_store]
+default_store = rbd
+rbd_store_pool = images
+rbd_store_ceph_conf = $CEPH_CONF
+CONF
+"$bin" --config-file "$srv/glance-api.conf" >"$srv/out" 2>"$srv/log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q "listening on" "$srv/out" 2>/dev/null && break; sleep 0.1; done
+url="http://$(sed -n 's/^listening on //p' "$srv/out")"
+id=$(curl -sf -X POST "$url/v2/images" -d '{"name": "b", "disk_format": "raw", "container_format": "bare"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+t0=$(now); curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
+up=$(mbps $bytes "$(secs "$t0" "$t1")")
+t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
+down=$(mbps $bytes "$(secs "$t0" "$t1")")
+curl -sf -X DELETE "$url/v2/images/$id"
+echo "glance-rs on RBD: upload $up MB/s ($(awk -v a="$up" -v b="$imp" 'BEGIN{printf "%.2f", a/b}') x rbd import), download $down MB/s ($(awk -v a="$down" -v b="$exp" 'BEGIN{printf "%.2f", a/b}') x rbd export)"
