@@ -1281,7 +1281,71 @@ async fn size_cap_rejects_without_leftovers(b: Backend) {
     );
 }
 
+async fn locations_on_the_file_store(b: Backend) {
+    let Some(s) = Server::start_with(b, "[DEFAULT]\nshow_multiple_locations = true\nshow_image_direct_url = true\nimage_location_quota = 1\n").await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "l", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    assert_eq!(img["locations"], json!([]));
+    // Data placed in the store directory by someone else, then registered.
+    std::fs::create_dir_all(s.images_dir()).unwrap();
+    let path = s.images_dir().canonicalize().unwrap().join("external-data");
+    std::fs::write(&path, b"hello locations").unwrap();
+    let url = format!("file://{}", path.display());
+    for (ops, code) in [
+        (
+            json!([{"op": "add", "path": "/locations/5", "value": {"url": url, "metadata": {}}}]),
+            400,
+        ),
+        (
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": "file:///etc/passwd", "metadata": {}}}]),
+            400,
+        ),
+        (
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": url}}]),
+            400,
+        ),
+        (
+            json!([{"op": "replace", "path": "/locations", "value": []}]),
+            403,
+        ),
+    ] {
+        let r = s.patch(&id, ops.clone()).await;
+        assert_eq!(r.status(), code, "{ops}");
+        assert_eq!(s.show(&id).await["status"], "queued");
+    }
+    let r = s.patch(&id, json!([{"op": "replace", "path": "/locations", "value": [{"url": url, "metadata": {"k": "v"}}]}])).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], 15);
+    assert_eq!(
+        v["locations"],
+        json!([{"url": url, "metadata": {"k": "v"}}])
+    );
+    assert_eq!(v["direct_url"], url);
+    let got = s
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), b"hello locations");
+    // image_location_quota = 1.
+    let r = s.patch(&id, json!([{"op": "add", "path": "/locations/-", "value": {"url": format!("{url}2"), "metadata": {}}}])).await;
+    assert_eq!(r.status(), 413);
+    // Mismatching validation data on an active image: 409.
+    let r = s.patch(&id, json!([{"op": "replace", "path": "/locations", "value": [{"url": url, "metadata": {}, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "00"}}]}])).await;
+    assert_eq!(r.status(), 400, "a non-empty list cannot be replaced");
+}
+
 both_databases!(
+    locations_on_the_file_store,
     versions_and_negotiation,
     request_ids_and_error_shapes,
     create_defaults_and_location,

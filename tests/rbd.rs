@@ -256,8 +256,167 @@ async fn openstack_client_on_rbd(b: Backend) {
     assert!(!list.contains(&id));
 }
 
+/// Nova's direct snapshot: the data is written to RBD by the client, then registered on a
+/// queued image through the Locations API (service role) or the legacy PATCH.
+async fn registered_rbd_locations(b: Backend) {
+    use md5::Digest as _;
+    let Some((s, conf)) = start(b).await else {
+        return;
+    };
+    let data = random_bytes(5 << 20);
+    let file = s.dir.path().join("snap.raw");
+    std::fs::write(&file, &data).unwrap();
+    let fsid = fsid(&conf);
+    // Nova acts in the user's project with the service role (its service token).
+    let as_service =
+        |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "service,member,reader");
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let rbd_name = uuid::Uuid::new_v4().to_string();
+        for args in [
+            vec![
+                "import".to_string(),
+                "--no-progress".into(),
+                file.to_str().unwrap().into(),
+                format!("images/{rbd_name}"),
+            ],
+            vec![
+                "snap".into(),
+                "create".into(),
+                format!("images/{rbd_name}@snap"),
+            ],
+            vec![
+                "snap".into(),
+                "protect".into(),
+                format!("images/{rbd_name}@snap"),
+            ],
+        ] {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out) = rbd(&conf, &a);
+            assert!(ok, "{out}");
+        }
+        ids.push(rbd_name);
+    }
+    let url0 = format!("rbd://{fsid}/images/{}/snap", ids[0]);
+    let url1 = format!("rbd://{fsid}/images/{}/snap", ids[1]);
+    let md5hex = hex::encode(md5::Md5::digest(&data));
+    let sha = hex::encode(sha2::Sha512::digest(&data));
+
+    // Locations API.
+    let img = s
+        .create_as(
+            "p1",
+            json!({"name": "snap", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let body = json!({"url": url0, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5hex}});
+    let r = Server::as_project(
+        s.req(Method::POST, &format!("/v2/images/{id}/locations")),
+        "p1",
+        "member",
+    )
+    .json(&body)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "only the service role registers rbd locations"
+    );
+    let r = as_service(s.req(Method::POST, &format!("/v2/images/{id}/locations")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let v = s.show(&id).await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], data.len());
+    assert_eq!(v["os_hash_value"], sha);
+    assert_eq!(v["checksum"], md5hex);
+    assert_eq!(v["direct_url"], url0);
+    let got = s
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == data.as_slice());
+    let r = as_service(s.get(&format!("/v2/images/{id}/locations")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{"url": url0, "metadata": {}}])
+    );
+    let r = s
+        .get(&format!("/v2/images/{id}/locations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "admin without the service role");
+    // Not queued any more: 409.
+    let r = as_service(s.req(Method::POST, &format!("/v2/images/{id}/locations")))
+        .json(&json!({"url": url1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    // Legacy PATCH; a location that is not ours is refused and changes nothing.
+    let img = s
+        .create(json!({"name": "legacy", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id2 = img["id"].as_str().unwrap().to_string();
+    let bad = format!("rbd://{fsid}/images/{}/snap", uuid::Uuid::new_v4());
+    let r = s
+        .patch(
+            &id2,
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": bad, "metadata": {}}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.show(&id2).await["status"], "queued");
+    let r = s
+        .patch(
+            &id2,
+            json!([{"op": "add", "path": "/locations/-", "value": {"url": url1, "metadata": {}}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let v = s.show(&id2).await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], data.len());
+    let r = s
+        .patch(&id2, json!([{"op": "remove", "path": "/locations/0"}]))
+        .await;
+    assert_eq!(r.status(), 403, "the last location stays");
+
+    // Deleting the images removes the RBD images registered with them.
+    for i in [&id, &id2] {
+        assert_eq!(
+            s.req(Method::DELETE, &format!("/v2/images/{i}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+    }
+    let (_, list) = rbd(&conf, &["ls", "images"]);
+    assert!(!list.contains(&ids[0]) && !list.contains(&ids[1]), "{list}");
+}
+
 both_databases!(
     snapshot_clone_and_delete,
     failed_uploads_leave_no_rbd_image,
-    openstack_client_on_rbd
+    openstack_client_on_rbd,
+    registered_rbd_locations,
 );

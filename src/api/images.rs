@@ -303,10 +303,18 @@ pub async fn update(
     let body = json_body(&body)?;
     let changes = patch::parse(&body, dialect, &|v| s.schemas.validate_image(v))?;
     let img = s.visible_image(&ctx, &id).await?;
-    let updated = patch::apply(&ctx, &img, &changes, dialect, s.cfg.show_multiple_locations)?;
+    let opts = patch::PatchOptions {
+        show_multiple_locations: s.cfg.show_multiple_locations,
+        image_location_quota: s.cfg.image_location_quota,
+    };
+    let mut updated = patch::apply(&ctx, &img, &changes, dialect, &opts)?;
     check_quotas(&s.cfg, &updated)?;
+    let removed = accept_new_locations(&s, &img, &mut updated).await?;
     if updated != img {
         s.db.save_image(&img, &updated).await?;
+    }
+    for loc in removed {
+        super::image_data::delete_quietly(s.store.clone(), loc).await;
     }
     // Read back so the response shows what is stored (updated_at included).
     let saved =
@@ -314,6 +322,48 @@ pub async fn update(
             .await?
             .ok_or_else(|| Error::image_not_found(&id))?;
     Ok(json_response(StatusCode::OK, &render(&s.cfg, &saved)))
+}
+
+/// Checks each location `updated` gains against the store (it must be ours and hold data);
+/// a queued image with a location becomes active with that data's size, as when Nova
+/// registers an RBD snapshot. Returns the locations `updated` lost, whose data goes.
+pub async fn accept_new_locations(
+    s: &AppState,
+    old: &Image,
+    updated: &mut Image,
+) -> Result<Vec<crate::domain::image::Location>> {
+    let known = |l: &crate::domain::image::Location, list: &[crate::domain::image::Location]| {
+        list.iter().any(|o| o.url == l.url)
+    };
+    let added: Vec<_> = updated
+        .locations
+        .iter()
+        .filter(|l| !known(l, &old.locations))
+        .cloned()
+        .collect();
+    let removed: Vec<_> = old
+        .locations
+        .iter()
+        .filter(|l| !known(l, &updated.locations))
+        .cloned()
+        .collect();
+    let mut first_size = None;
+    for loc in &added {
+        let store = s.store.clone();
+        let l = loc.clone();
+        let size = blocking(store.timeout(), move || store.size(&l))
+            .await
+            .map_err(|e| Error::BadRequest(format!("Invalid location {}: {e}", loc.url)))?;
+        first_size.get_or_insert(size);
+    }
+    if updated.status == Status::Queued
+        && !updated.locations.is_empty()
+        && let Some(size) = first_size
+    {
+        updated.transition(Status::Active)?;
+        updated.size = Some(size as i64);
+    }
+    Ok(removed)
 }
 
 pub async fn delete(

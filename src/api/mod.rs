@@ -3,6 +3,7 @@
 
 pub mod image_data;
 pub mod images;
+pub mod locations;
 pub mod schemas;
 pub mod tags;
 pub mod versions;
@@ -79,6 +80,10 @@ pub fn router(state: AppState) -> Router {
                 "GET, PUT",
                 get(image_data::download).put(image_data::upload),
             ),
+        )
+        .route(
+            "/v2/images/{id}/locations",
+            only("GET, POST", get(locations::list).post(locations::add)),
         )
         .route(
             "/v2/images/{id}/tags/{tag}",

@@ -196,8 +196,9 @@ impl Db {
         }
     }
 
-    /// Saves what a client may change (attributes, properties, tags) from `old` to `new` in one
-    /// transaction. Status, size and hashes are only written by the data path.
+    /// Saves what a client may change (attributes, properties, tags, locations) from `old` to
+    /// `new` in one transaction. Status, size and hashes change here only when a location
+    /// activates a queued image, and only if the image is still in `old`'s status.
     pub async fn save_image(&self, old: &Image, new: &Image) -> Result<()> {
         let ts = now();
         let removed_props: Vec<&String> = old
@@ -211,6 +212,16 @@ impl Db {
             .filter(|(k, v)| old.properties.get(*k) != Some(*v))
             .collect();
         let removed_tags: Vec<&String> = old.tags.difference(&new.tags).collect();
+        let removed_locs: Vec<&Location> = old
+            .locations
+            .iter()
+            .filter(|l| !new.locations.iter().any(|n| n.url == l.url))
+            .collect();
+        let added_locs: Vec<&Location> = new
+            .locations
+            .iter()
+            .filter(|l| !old.locations.iter().any(|o| o.url == l.url))
+            .collect();
         let added_tags: Vec<&String> = new.tags.difference(&old.tags).collect();
         let rows = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
@@ -257,6 +268,59 @@ impl Db {
                 .bind(ts)
                 .execute(&mut *tx)
                 .await?;
+            }
+            for loc in &removed_locs {
+                sqlx::query(
+                    "UPDATE image_locations SET deleted = 1, deleted_at = ?, status = 'deleted' \
+                     WHERE image_id = ? AND value = ? AND deleted = 0",
+                )
+                .bind(ts)
+                .bind(&new.id)
+                .bind(&loc.url)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for loc in &added_locs {
+                sqlx::query(
+                    "INSERT INTO image_locations (image_id, value, created_at, updated_at, deleted, meta_data, status) \
+                     VALUES (?, ?, ?, ?, 0, ?, 'active')",
+                )
+                .bind(&new.id)
+                .bind(&loc.url)
+                .bind(ts)
+                .bind(ts)
+                .bind(loc.metadata.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            if new.status != old.status
+                || new.size != old.size
+                || new.checksum != old.checksum
+                || new.os_hash_algo != old.os_hash_algo
+                || new.os_hash_value != old.os_hash_value
+            {
+                // Only from the status we read: a concurrent upload or delete wins.
+                let n = sqlx::query(
+                    "UPDATE images SET status = ?, size = ?, checksum = ?, os_hash_algo = ?, os_hash_value = ? \
+                     WHERE id = ? AND status = ? AND deleted = 0",
+                )
+                .bind(new.status.as_str())
+                .bind(new.size)
+                .bind(&new.checksum)
+                .bind(&new.os_hash_algo)
+                .bind(&new.os_hash_value)
+                .bind(&new.id)
+                .bind(old.status.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n != 1 {
+                    tx.rollback().await?;
+                    return Err(Error::Conflict(format!(
+                        "Image {} changed status while it was being updated; retry.",
+                        new.id
+                    )));
+                }
             }
             for t in &removed_tags {
                 sqlx::query("DELETE FROM image_tags WHERE image_id = ? AND value = ?")

@@ -227,25 +227,28 @@ fn check_writable(change: &Change, validate: &dyn Fn(&Value) -> Result<()>) -> R
     Ok(())
 }
 
-/// Applies the changes to a copy of `image`; the caller saves the result once.
+/// Deployment settings PATCH depends on.
+pub struct PatchOptions {
+    pub show_multiple_locations: bool,
+    pub image_location_quota: i64,
+}
+
+/// Applies the changes to a copy of `image`; the caller saves the result once. Location
+/// changes only edit the list (and the hashes from `validation_data`); the caller checks new
+/// locations against the stores, fills in the size and activates a queued image.
 pub fn apply(
     ctx: &Context,
     image: &Image,
     changes: &[Change],
     dialect: Dialect,
-    show_multiple_locations: bool,
+    opts: &PatchOptions,
 ) -> Result<Image> {
     let mut img = image.clone();
     for change in changes {
         let root = change.path[0].as_str();
         if root == "locations" {
-            // Location edits arrive with the location API (issue 4); until then they are refused
-            // the way Glance refuses them when locations are hidden.
-            return Err(Error::Forbidden(if show_multiple_locations {
-                "Updating image locations is not supported by this deployment.".into()
-            } else {
-                "It's not allowed to update locations if locations are invisible.".into()
-            }));
+            apply_location(ctx, &mut img, change, opts)?;
+            continue;
         }
         match change.op {
             Op::Replace | Op::Add => {
@@ -294,6 +297,142 @@ pub fn apply(
         }
     }
     Ok(img)
+}
+
+fn apply_location(
+    ctx: &Context,
+    img: &mut Image,
+    change: &Change,
+    opts: &PatchOptions,
+) -> Result<()> {
+    let verb = match change.op {
+        Op::Add => "add",
+        Op::Remove => "remove",
+        Op::Replace => "update",
+    };
+    if !opts.show_multiple_locations {
+        return Err(Error::Forbidden(format!(
+            "It's not allowed to {verb} locations if locations are invisible."
+        )));
+    }
+    policy::check_modify(ctx, img)?;
+    match change.op {
+        Op::Remove => {
+            // Glance's delete_image_location policy: admins only.
+            if !ctx.is_admin {
+                return Err(Error::Forbidden(
+                    "You are not authorized to complete delete_image_location action.".into(),
+                ));
+            }
+            let pos = position(&change.path[1], img.locations.len(), false)?;
+            if img.locations.len() == 1 {
+                return Err(Error::Forbidden(
+                    "Cannot remove last location in the image.".into(),
+                ));
+            }
+            img.locations.remove(pos);
+        }
+        Op::Add => {
+            let value = change.value.as_ref().cloned().unwrap_or(Value::Null);
+            let pos = position(&change.path[1], img.locations.len(), true)?;
+            add_location(img, value, pos, opts)?;
+        }
+        Op::Replace => {
+            let list = change
+                .value
+                .as_ref()
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if list.is_empty() {
+                return Err(Error::Forbidden(
+                    "Cannot set locations to empty list.".into(),
+                ));
+            }
+            if !img.locations.is_empty() {
+                return Err(Error::BadRequest(
+                    "Cannot replace locations from a non-empty list to a non-empty list.".into(),
+                ));
+            }
+            for v in list {
+                let n = img.locations.len();
+                add_location(img, v, n, opts)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/locations/N` or `/locations/-` (append, for add only).
+fn position(token: &str, len: usize, adding: bool) -> Result<usize> {
+    if adding && token == "-" {
+        return Ok(len);
+    }
+    let bad = || Error::BadRequest(format!("Invalid position for the location: {token}"));
+    let n: usize = token.parse().map_err(|_| bad())?;
+    if (adding && n > len) || (!adding && n >= len) {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+pub fn add_location(img: &mut Image, value: Value, pos: usize, opts: &PatchOptions) -> Result<()> {
+    use crate::domain::image::{Location, Status};
+    if !matches!(img.status, Status::Queued | Status::Active) {
+        return Err(Error::Conflict(format!(
+            "Cannot add a location to an image in status {}.",
+            img.status.as_str()
+        )));
+    }
+    let url = value["url"].as_str().unwrap_or_default().to_string();
+    if img.locations.iter().any(|l| l.url == url) {
+        return Err(Error::BadRequest(format!(
+            "The location {url} is already in the image."
+        )));
+    }
+    let n = img.locations.len() + 1;
+    if opts.image_location_quota >= 0 && n as i64 > opts.image_location_quota {
+        return Err(Error::TooLarge(format!(
+            "The limit has been exceeded on the number of allowed image locations. Attempted: {n}, Maximum: {}",
+            opts.image_location_quota
+        )));
+    }
+    set_validation_data(img, value.get("validation_data"))?;
+    let metadata = value
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    img.locations.insert(pos, Location { url, metadata });
+    Ok(())
+}
+
+/// Hashes that come with a location: they become the image's while it is queued, and must
+/// equal the image's afterwards.
+pub fn set_validation_data(img: &mut Image, vd: Option<&Value>) -> Result<()> {
+    let Some(vd) = vd.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let queued = img.status == crate::domain::image::Status::Queued;
+    for (key, field) in [
+        ("checksum", &mut img.checksum),
+        ("os_hash_algo", &mut img.os_hash_algo),
+        ("os_hash_value", &mut img.os_hash_value),
+    ] {
+        let Some(given) = vd.get(key).and_then(Value::as_str) else {
+            continue;
+        };
+        match field {
+            Some(current) if current != given => {
+                return Err(Error::Conflict(format!(
+                    "{key} of the location's validation data is different from the value set on the image."
+                )));
+            }
+            Some(_) => {}
+            None if queued => *field = Some(given.to_string()),
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Sets a base attribute. Returns false when `key` is not one (a custom property).

@@ -261,6 +261,13 @@ impl Store for FileStore {
         Ok(Box::new(f))
     }
 
+    fn size(&self, location: &Location) -> Result<u64, StoreError> {
+        let path = self.path_for(location)?;
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|_| StoreError::NotFound(location.url.clone()))
+    }
+
     fn delete(&self, location: &Location) -> Result<(), StoreError> {
         let path = self.path_for(location)?;
         match std::fs::remove_file(&path) {

@@ -85,6 +85,9 @@ pub trait Store: Send + Sync {
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError>;
     fn delete(&self, location: &Location) -> Result<(), StoreError>;
+    /// Size of the data at a location of this store; an error if the location is not ours or
+    /// holds nothing (how registered locations are checked).
+    fn size(&self, location: &Location) -> Result<u64, StoreError>;
 }
 
 /// Runs a blocking store call on the blocking pool, failing with `Timeout` if it takes longer

@@ -630,6 +630,15 @@ impl Store for RbdStore {
         }))
     }
 
+    fn size(&self, location: &Location) -> Result<u64, StoreError> {
+        let (_, name, snap) = self.parse(location)?;
+        let image = self.open(&name, snap.as_deref(), true)?;
+        let mut size = 0u64;
+        // SAFETY: valid image handle and out pointer.
+        check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
+        Ok(size)
+    }
+
     fn delete(&self, location: &Location) -> Result<(), StoreError> {
         let (_, name, snap) = self.parse(location)?;
         if snap.is_some() {

@@ -1,0 +1,98 @@
+//! The Locations API (v2.17): `GET/POST /v2/images/{id}/locations`, for the service role —
+//! how Nova and Cinder read where an image lives and register data they wrote themselves.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::images::{accept_new_locations, json_body};
+use super::{AppState, json_response};
+use crate::domain::image::Status;
+use crate::domain::patch::{PatchOptions, add_location};
+use crate::domain::policy::Context;
+use crate::error::{Error, Result};
+
+fn denied(action: &str) -> Error {
+    Error::Forbidden(format!(
+        "You are not authorized to complete {action} action."
+    ))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    // fetch_image_location: the service role only (locations can carry credentials).
+    if !ctx.has_role("service") {
+        return Err(denied("fetch_image_location"));
+    }
+    let locs: Vec<Value> = img
+        .locations
+        .iter()
+        .map(|l| json!({"url": l.url, "metadata": l.metadata}))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(locs)))
+}
+
+pub async fn add(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_body(&body)?;
+    let url = body
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::BadRequest("The location needs a 'url'.".into()))?
+        .to_string();
+    let vd = body.get("validation_data").cloned().unwrap_or(Value::Null);
+    if !vd.is_null() {
+        let ok = vd.is_object()
+            && vd.get("os_hash_algo").is_some_and(Value::is_string)
+                == vd.get("os_hash_value").is_some_and(Value::is_string)
+            && vd
+                .get("checksum")
+                .is_none_or(|c| c.as_str().is_some_and(|c| c.len() == 32));
+        if !ok {
+            return Err(Error::BadRequest(
+                "Provided object does not match schema 'location': invalid validation_data".into(),
+            ));
+        }
+    }
+    let img = s.visible_image(&ctx, &id).await?;
+    // add_image_location: the service role, or the owner's members for http locations (the
+    // only kind a user may point at; we have no http store yet).
+    let owner_member = ctx.owns(&img) && ctx.has_role("member");
+    let http = url.starts_with("http://") || url.starts_with("https://");
+    if !(ctx.has_role("service") || (owner_member && http)) {
+        return Err(denied("add_image_location"));
+    }
+    if img.status != Status::Queued {
+        return Err(Error::Conflict(format!(
+            "Cannot add a location to image {id} in status {}: it must be queued.",
+            img.status.as_str()
+        )));
+    }
+    let opts = PatchOptions {
+        show_multiple_locations: true,
+        image_location_quota: s.cfg.image_location_quota,
+    };
+    let mut updated = img.clone();
+    let n = updated.locations.len();
+    add_location(
+        &mut updated,
+        json!({"url": url, "metadata": {}, "validation_data": vd}),
+        n,
+        &opts,
+    )?;
+    accept_new_locations(&s, &img, &mut updated).await?;
+    s.db.save_image(&img, &updated).await?;
+    tracing::info!(image_id = %id, location = %url, "location added");
+    Ok(StatusCode::ACCEPTED.into_response())
+}
