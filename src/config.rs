@@ -47,25 +47,54 @@ pub struct Config {
     pub hashing_algorithm: String,
     pub database_connection: String,
     pub flavor: Flavor,
-    pub stores: Vec<String>,
-    pub default_store: String,
-    /// Directories of the file store with their priority (`filesystem_store_datadir` is one
-    /// directory of priority 0).
-    pub filesystem_store_datadirs: Vec<(PathBuf, i64)>,
-    /// chmod for image files (0: leave as created).
-    pub filesystem_store_file_perm: u32,
-    pub filesystem_thin_provisioning: bool,
-    /// Seconds a blocking store call may take (0: no limit).
-    pub filesystem_store_timeout: u64,
+    /// The stores, the default first. One (plus `http`) in the legacy single-store setup.
+    pub backends: Vec<Backend>,
+    /// `[DEFAULT] enabled_backends` is set: store ids are shown and can be chosen.
+    pub multi_store: bool,
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
-    pub rbd_store_pool: String,
-    pub rbd_store_user: String,
-    pub rbd_store_ceph_conf: String,
-    pub rbd_store_chunk_size: u64,
-    pub rados_connect_timeout: i64,
-    pub rbd_thin_provisioning: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendKind {
+    File {
+        /// Directories with their priority (`filesystem_store_datadir` is one of priority 0).
+        dirs: Vec<(PathBuf, i64)>,
+        /// chmod for image files (0: leave as created).
+        file_perm: u32,
+        thin: bool,
+        /// Seconds a blocking call may take (0: no limit).
+        timeout: u64,
+    },
+    Rbd {
+        pool: String,
+        user: String,
+        conf: String,
+        chunk_mib: u64,
+        connect_timeout: i64,
+        thin: bool,
+    },
+    /// Read-only: serves images whose location is an http(s) URL.
+    Http,
+}
+
+impl BackendKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BackendKind::File { .. } => "file",
+            BackendKind::Rbd { .. } => "rbd",
+            BackendKind::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub id: String,
+    pub kind: BackendKind,
+    pub weight: i64,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,23 +340,7 @@ impl Config {
             }
         };
 
-        let stores = r.list("glance_store", "stores", &["file", "http"]);
-        let default_store = r.string("glance_store", "default_store", "file");
-        let supported: &[&str] = if cfg!(feature = "rbd") {
-            &["file", "rbd"]
-        } else {
-            &["file"]
-        };
-        if !supported.contains(&default_store.as_str()) {
-            return Err(Reader::invalid(
-                "glance_store",
-                "default_store",
-                format!(
-                    "store {default_store:?} is not supported by this build (supported: {})",
-                    supported.join(", ")
-                ),
-            ));
-        }
+        let (backends, multi_store) = backends(&r)?;
 
         let public_endpoint = r
             .opt_string(d, "public_endpoint")
@@ -367,22 +380,8 @@ impl Config {
             hashing_algorithm,
             database_connection: connection,
             flavor,
-            stores,
-            default_store,
-            filesystem_store_datadirs: datadirs(raw)?,
-            filesystem_store_file_perm: file_perm(&r)?,
-            filesystem_thin_provisioning: r.bool(
-                "glance_store",
-                "filesystem_thin_provisioning",
-                false,
-            )?,
-            filesystem_store_timeout: r.int(
-                "glance_store",
-                "filesystem_store_timeout",
-                60u64,
-                Some(0),
-                None,
-            )?,
+            backends,
+            multi_store,
             disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
             container_formats: r.list(
                 "image_format",
@@ -394,41 +393,167 @@ impl Config {
                 "require_image_format_match",
                 true,
             )?,
-            rbd_store_pool: r.string("glance_store", "rbd_store_pool", "images"),
-            rbd_store_user: r.string("glance_store", "rbd_store_user", "admin"),
-            rbd_store_ceph_conf: r.string(
-                "glance_store",
-                "rbd_store_ceph_conf",
-                "/etc/ceph/ceph.conf",
-            ),
-            rbd_store_chunk_size: r.int(
-                "glance_store",
-                "rbd_store_chunk_size",
-                8u64,
-                Some(1),
-                Some(1024),
-            )?,
-            rados_connect_timeout: r.int(
-                "glance_store",
-                "rados_connect_timeout",
-                0i64,
-                Some(-1),
-                None,
-            )?,
-            rbd_thin_provisioning: r.bool("glance_store", "rbd_thin_provisioning", false)?,
         })
     }
 }
 
-fn datadirs(raw: &RawConfig) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
-    let multi = raw.get_all("glance_store", "filesystem_store_datadirs");
-    let single = raw.get("glance_store", "filesystem_store_datadir");
+/// Store types this build has.
+fn supported_types() -> &'static [&'static str] {
+    if cfg!(feature = "rbd") {
+        &["file", "rbd", "http"]
+    } else {
+        &["file", "http"]
+    }
+}
+
+/// The stores: `[DEFAULT] enabled_backends = id:type,...` with a section per id and
+/// `[glance_store] default_backend`; or, without it, the legacy `[glance_store] default_store`.
+fn backends(r: &Reader) -> Result<(Vec<Backend>, bool), ConfigError> {
+    let enabled = r.list("DEFAULT", "enabled_backends", &[]);
+    if enabled.is_empty() {
+        let default_store = r.string("glance_store", "default_store", "file");
+        let stores = r.list("glance_store", "stores", &["file", "http"]);
+        if default_store == "http" || !supported_types().contains(&default_store.as_str()) {
+            return Err(Reader::invalid(
+                "glance_store",
+                "default_store",
+                format!(
+                    "store {default_store:?} is not supported by this build (supported: {})",
+                    supported_types()
+                        .iter()
+                        .filter(|t| **t != "http")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let mut list = vec![backend(r, "glance_store", &default_store, &default_store)?];
+        if default_store != "http" && stores.iter().any(|s| s == "http") {
+            list.push(Backend {
+                id: "http".into(),
+                kind: BackendKind::Http,
+                weight: 0,
+                description: None,
+            });
+        }
+        return Ok((list, false));
+    }
+    let mut list = Vec::new();
+    for entry in &enabled {
+        let (id, kind) = entry
+            .split_once(':')
+            .map(|(a, b)| (a.trim(), b.trim()))
+            .ok_or_else(|| {
+                Reader::invalid(
+                    "DEFAULT",
+                    "enabled_backends",
+                    format!("{entry:?} is not id:type"),
+                )
+            })?;
+        if !supported_types().contains(&kind) {
+            return Err(Reader::invalid(
+                "DEFAULT",
+                "enabled_backends",
+                format!("store type {kind:?} of {id:?} is not supported by this build"),
+            ));
+        }
+        if list.iter().any(|b: &Backend| b.id == id) {
+            return Err(Reader::invalid(
+                "DEFAULT",
+                "enabled_backends",
+                format!("{id:?} appears twice"),
+            ));
+        }
+        list.push(backend(r, &id.to_lowercase(), id, kind)?);
+    }
+    let default = r
+        .opt_string("glance_store", "default_backend")
+        .ok_or_else(|| {
+            Reader::invalid(
+                "glance_store",
+                "default_backend",
+                "must name one of enabled_backends",
+            )
+        })?;
+    let pos = list.iter().position(|b| b.id == default).ok_or_else(|| {
+        Reader::invalid(
+            "glance_store",
+            "default_backend",
+            format!("{default:?} is not in enabled_backends"),
+        )
+    })?;
+    if list[pos].kind == BackendKind::Http {
+        return Err(Reader::invalid(
+            "glance_store",
+            "default_backend",
+            "the http store is read-only",
+        ));
+    }
+    let d = list.remove(pos);
+    list.insert(0, d);
+    Ok((list, true))
+}
+
+/// One store's options from its section (`glance_store` in the legacy setup).
+fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, ConfigError> {
+    let kind = match kind {
+        "file" => BackendKind::File {
+            dirs: datadirs(r.raw, section)?,
+            file_perm: file_perm(r, section)?,
+            thin: r.bool(section, "filesystem_thin_provisioning", false)?,
+            timeout: r.int(section, "filesystem_store_timeout", 60u64, Some(0), None)?,
+        },
+        "rbd" => BackendKind::Rbd {
+            pool: r.string(section, "rbd_store_pool", "images"),
+            user: r.string(section, "rbd_store_user", "admin"),
+            conf: r.string(section, "rbd_store_ceph_conf", "/etc/ceph/ceph.conf"),
+            chunk_mib: {
+                let c = r.int(section, "rbd_store_chunk_size", 8u64, Some(1), Some(1024))?;
+                if !c.is_power_of_two() {
+                    return Err(Reader::invalid(
+                        section,
+                        "rbd_store_chunk_size",
+                        "must be a power of two",
+                    ));
+                }
+                c
+            },
+            connect_timeout: r.int(section, "rados_connect_timeout", 0i64, Some(-1), None)?,
+            thin: r.bool(section, "rbd_thin_provisioning", false)?,
+        },
+        _ => BackendKind::Http,
+    };
+    Ok(Backend {
+        id: id.to_string(),
+        kind,
+        weight: r.int(section, "weight", 0i64, None, None)?,
+        description: r.opt_string(section, "store_description"),
+    })
+}
+
+fn datadirs(raw: &RawConfig, section: &str) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
+    let multi = raw.get_all(section, "filesystem_store_datadirs");
+    let single = raw.get(section, "filesystem_store_datadir");
     if multi.is_empty() {
-        return Ok(vec![(PathBuf::from(single.unwrap_or("./data/images")), 0)]);
+        let default = if section == "glance_store" {
+            "./data/images"
+        } else {
+            ""
+        };
+        let dir = single.unwrap_or(default);
+        if dir.is_empty() {
+            return Err(Reader::invalid(
+                section,
+                "filesystem_store_datadir",
+                "a file store needs a directory",
+            ));
+        }
+        return Ok(vec![(PathBuf::from(dir), 0)]);
     }
     if single.is_some() {
         return Err(Reader::invalid(
-            "glance_store",
+            section,
             "filesystem_store_datadirs",
             "filesystem_store_datadir and filesystem_store_datadirs cannot both be set",
         ));
@@ -440,7 +565,7 @@ fn datadirs(raw: &RawConfig) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
             Some((p, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '-') => {
                 let prio = n.parse().map_err(|_| {
                     Reader::invalid(
-                        "glance_store",
+                        section,
                         "filesystem_store_datadirs",
                         format!("bad priority in {entry:?}"),
                     )
@@ -451,7 +576,7 @@ fn datadirs(raw: &RawConfig) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
         };
         if path.is_empty() {
             return Err(Reader::invalid(
-                "glance_store",
+                section,
                 "filesystem_store_datadirs",
                 format!("empty path in {entry:?}"),
             ));
@@ -462,18 +587,18 @@ fn datadirs(raw: &RawConfig) -> Result<Vec<(PathBuf, i64)>, ConfigError> {
 }
 
 /// Octal digits as glance_store reads them (`640` means rw-r-----); owner read is required.
-fn file_perm(r: &Reader) -> Result<u32, ConfigError> {
-    let v = r.string("glance_store", "filesystem_store_file_perm", "0");
+fn file_perm(r: &Reader, section: &str) -> Result<u32, ConfigError> {
+    let v = r.string(section, "filesystem_store_file_perm", "0");
     let perm = u32::from_str_radix(v.trim(), 8).map_err(|_| {
         Reader::invalid(
-            "glance_store",
+            section,
             "filesystem_store_file_perm",
             format!("{v:?} is not an octal mode"),
         )
     })?;
     if perm != 0 && (perm & 0o400 == 0 || perm > 0o777) {
         return Err(Reader::invalid(
-            "glance_store",
+            section,
             "filesystem_store_file_perm",
             format!("{v} must give the owner read permission and be at most 777"),
         ));
@@ -569,11 +694,19 @@ mod tests {
         let mut r = RawConfig::default();
         r.merge_file(&f).unwrap();
         let c = Config::from_raw(&r).unwrap();
+        let BackendKind::File {
+            dirs, file_perm, ..
+        } = &c.backends[0].kind
+        else {
+            panic!("file store expected")
+        };
         assert_eq!(
-            c.filesystem_store_datadirs,
-            vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
+            dirs,
+            &vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
         );
-        assert_eq!(c.filesystem_store_file_perm, 0o640);
+        assert_eq!(*file_perm, 0o640);
+        assert!(!c.multi_store);
+        assert_eq!(c.backends[1].kind, BackendKind::Http);
         let err = Config::from_raw(&raw(&[(
             "glance_store",
             "filesystem_store_file_perm",
@@ -583,6 +716,38 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("[glance_store] filesystem_store_file_perm")
+        );
+    }
+
+    #[test]
+    fn multi_store_backends() {
+        let c = Config::from_raw(&raw(&[
+            (
+                "DEFAULT",
+                "enabled_backends",
+                "fast:file, web:http, slow:file",
+            ),
+            ("glance_store", "default_backend", "slow"),
+            ("fast", "filesystem_store_datadir", "/f"),
+            ("fast", "weight", "100"),
+            ("slow", "filesystem_store_datadir", "/s"),
+            ("slow", "store_description", "Slow disks"),
+        ]))
+        .unwrap();
+        assert!(c.multi_store);
+        let ids: Vec<&str> = c.backends.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["slow", "fast", "web"]);
+        assert_eq!(c.backends[1].weight, 100);
+        assert_eq!(c.backends[0].description.as_deref(), Some("Slow disks"));
+        let err = Config::from_raw(&raw(&[
+            ("DEFAULT", "enabled_backends", "a:file"),
+            ("a", "filesystem_store_datadir", "/a"),
+            ("glance_store", "default_backend", "b"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("[glance_store] default_backend"),
+            "{err}"
         );
     }
 

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use glance_rs::api::{self, AppState};
+use glance_rs::config::BackendKind;
 use glance_rs::config::{Config, Flavor, normalize_connection};
 use glance_rs::db::Db;
-use glance_rs::store::Store;
 use glance_rs::store::file::{FileStore, FileStoreOptions};
+use glance_rs::store::http::HttpStore;
+use glance_rs::store::{Store, StoreEntry, Stores};
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +132,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             Err(e) => tracing::warn!(error = %e, "database unreachable at start-up"),
         }
     }
-    let store = open_store(&cfg)?;
+    let stores = Arc::new(open_stores(&cfg)?);
     let addr = format!("{}:{}", cfg.bind_host, cfg.bind_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -141,7 +143,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         schemas: Arc::new(api::schemas::Schemas::new(&cfg)),
         cfg,
         db,
-        store,
+        stores,
     };
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");
@@ -152,35 +154,82 @@ async fn serve(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))
 }
 
-/// The store `[glance_store] default_store` names.
-fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, String> {
-    match cfg.default_store.as_str() {
-        #[cfg(feature = "rbd")]
-        "rbd" => {
-            let store =
-                glance_rs::store::rbd::RbdStore::connect(&glance_rs::store::rbd::RbdOptions {
-                    pool: cfg.rbd_store_pool.clone(),
-                    user: cfg.rbd_store_user.clone(),
-                    conf: cfg.rbd_store_ceph_conf.clone(),
-                    chunk_mib: cfg.rbd_store_chunk_size,
-                    connect_timeout: cfg.rados_connect_timeout,
-                    thin: cfg.rbd_thin_provisioning,
+/// Opens every configured store; any that cannot be opened stops start-up.
+fn open_stores(cfg: &Config) -> Result<Stores, String> {
+    let mut entries = Vec::new();
+    for b in &cfg.backends {
+        let section = if cfg.multi_store {
+            b.id.as_str()
+        } else {
+            "glance_store"
+        };
+        let (store, properties): (Arc<dyn Store>, serde_json::Value) = match &b.kind {
+            BackendKind::File {
+                dirs,
+                file_perm,
+                thin,
+                timeout,
+            } => {
+                let store = FileStore::new(FileStoreOptions {
+                    dirs: dirs.clone(),
+                    file_perm: *file_perm,
+                    thin: *thin,
+                    timeout_secs: *timeout,
                 })
-                .map_err(|e| format!("[glance_store] rbd: {e}"))?;
-            tracing::info!(pool = %cfg.rbd_store_pool, fsid = %store.fsid(), "RBD store connected");
-            Ok(Arc::new(store))
-        }
-        _ => {
-            let store = FileStore::new(FileStoreOptions {
-                dirs: cfg.filesystem_store_datadirs.clone(),
-                file_perm: cfg.filesystem_store_file_perm,
-                thin: cfg.filesystem_thin_provisioning,
-                timeout_secs: cfg.filesystem_store_timeout,
-            })
-            .map_err(|e| format!("[glance_store] {e}"))?;
-            Ok(Arc::new(store))
-        }
+                .map_err(|e| format!("[{section}] {e}"))?;
+                let props = serde_json::json!({
+                    "data_dir": dirs.first().map(|d| d.0.display().to_string()),
+                    "chunk_size": 65536,
+                    "thin_provisioning": thin,
+                });
+                (Arc::new(store), props)
+            }
+            #[cfg(feature = "rbd")]
+            BackendKind::Rbd {
+                pool,
+                user,
+                conf,
+                chunk_mib,
+                connect_timeout,
+                thin,
+            } => {
+                use glance_rs::store::rbd::{RbdOptions, RbdStore};
+                let store = RbdStore::connect(&RbdOptions {
+                    pool: pool.clone(),
+                    user: user.clone(),
+                    conf: conf.clone(),
+                    chunk_mib: *chunk_mib,
+                    connect_timeout: *connect_timeout,
+                    thin: *thin,
+                })
+                .map_err(|e| format!("[{section}] rbd: {e}"))?;
+                tracing::info!(store = %b.id, %pool, fsid = %store.fsid(), "RBD store connected");
+                let props = serde_json::json!({
+                    "pool": pool,
+                    "chunk_size": chunk_mib,
+                    "thin_provisioning": thin,
+                    "fsid": store.fsid(),
+                });
+                (Arc::new(store), props)
+            }
+            #[cfg(not(feature = "rbd"))]
+            BackendKind::Rbd { .. } => {
+                return Err(format!(
+                    "[{section}] this build has no rbd store (build with --features rbd)"
+                ));
+            }
+            BackendKind::Http => (Arc::new(HttpStore::default()), serde_json::json!({})),
+        };
+        entries.push(StoreEntry {
+            id: b.id.clone(),
+            kind: b.kind.type_name(),
+            weight: b.weight,
+            description: b.description.clone(),
+            properties,
+            store,
+        });
     }
+    Ok(Stores::new(entries, cfg.multi_store))
 }
 
 async fn shutdown() {

@@ -1,11 +1,10 @@
 //! `/v2/images/{id}/file`: streaming upload and download of image data.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -19,7 +18,7 @@ use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Verdict};
 use crate::ingest::{IngestError, Pipeline};
-use crate::store::{Store, StoreError, blocking};
+use crate::store::{StoreEntry, StoreError, blocking};
 
 /// A receiver whose sender is gone: the stream ends at its next poll.
 fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
@@ -104,6 +103,7 @@ pub async fn upload(
 
     let mut img = s.visible_image(&ctx, &id).await?;
     policy::check_upload(&ctx, &img)?;
+    let target = target_store(&s, &headers)?;
     let cap = s.cfg.image_size_cap;
     if declared.or(content_length).is_some_and(|n| n > cap) {
         return Err(Error::TooLarge("The provided image is too large.".into()));
@@ -124,12 +124,12 @@ pub async fn upload(
         armed: true,
     };
 
-    match ingest(&s, &img, body, cap, declared.or(content_length)).await {
+    match ingest(&s, &img, target, body, cap, declared.or(content_length)).await {
         Ok((result, size)) => {
             if let Some(d) = declared
                 && d != size
             {
-                delete_quietly(s.store.clone(), result.location.clone()).await;
+                s.stores.delete_quietly(result.location.clone()).await;
                 guard.restore().await;
                 return Err(Error::BadRequest(format!(
                     "Image size mismatch: x-openstack-image-size says {d} bytes, {size} were received."
@@ -137,7 +137,7 @@ pub async fn upload(
             }
             if !s.db.finish_upload(&id, &result).await? {
                 // Deleted (or otherwise moved on) while we were writing.
-                delete_quietly(s.store.clone(), result.location).await;
+                s.stores.delete_quietly(result.location).await;
                 let mut g = guard;
                 g.armed = false;
                 return Err(Error::Gone(format!(
@@ -160,15 +160,17 @@ pub async fn upload(
 async fn ingest(
     s: &AppState,
     img: &Image,
+    target: &StoreEntry,
     body: Body,
     cap: u64,
     size_hint: Option<u64>,
 ) -> Result<(UploadResult, u64)> {
     let id = img.id.as_str();
-    let store = s.store.clone();
+    let store = target.store.clone();
     let image_id = id.to_string();
-    let writer = blocking(s.store.timeout(), move || {
-        store.begin_write(&image_id, size_hint)
+    let writer = blocking(store.timeout(), {
+        let store = store.clone();
+        move || store.begin_write(&image_id, size_hint)
     })
     .await?;
     let inspect = img.container_format.as_deref() == Some("bare");
@@ -177,7 +179,7 @@ async fn ingest(
         &s.cfg.hashing_algorithm,
         cap,
         inspect,
-        s.store.timeout(),
+        store.timeout(),
     )?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -203,7 +205,8 @@ async fn ingest(
             }
         }
     };
-    let (d, virtual_size, location) = pipe.finish(accept).await.map_err(|e| ingest_error(id, e))?;
+    let (d, virtual_size, mut location) =
+        pipe.finish(accept).await.map_err(|e| ingest_error(id, e))?;
     Ok((
         UploadResult {
             size: d.size as i64,
@@ -211,7 +214,12 @@ async fn ingest(
             os_hash_algo: d.os_hash_algo,
             os_hash_value: d.os_hash_value,
             virtual_size: virtual_size.map(|v| v as i64),
-            location,
+            location: {
+                if s.stores.multi {
+                    location.metadata = serde_json::json!({"store": target.id});
+                }
+                location
+            },
         },
         d.size,
     ))
@@ -234,12 +242,25 @@ fn ingest_error(id: &str, e: IngestError) -> Error {
     }
 }
 
-/// Removes stored data; a failure leaves an orphan no row points to, logged for the operator.
-pub async fn delete_quietly(store: Arc<dyn Store>, loc: Location) {
-    let url = loc.url.clone();
-    let limit = store.timeout();
-    if let Err(e) = blocking(limit, move || store.delete(&loc)).await {
-        tracing::error!(location = %url, error = %e, "could not remove image data");
+/// The store an upload goes to: `X-Image-Meta-Store` with multi-store, else the default.
+fn target_store<'a>(s: &'a AppState, headers: &HeaderMap) -> Result<&'a StoreEntry> {
+    let wanted = headers
+        .get("x-image-meta-store")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match wanted {
+        Some(id) if s.stores.multi => {
+            let e = s
+                .stores
+                .get(id)
+                .ok_or_else(|| Error::BadRequest(format!("Store for identifier {id} not found")))?;
+            if e.kind == "http" {
+                return Err(Error::BadRequest(format!("Store {id} is read-only")));
+            }
+            Ok(e)
+        }
+        _ => Ok(s.stores.default_store()),
     }
 }
 
@@ -288,17 +309,56 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
     Ok((start, last - start + 1))
 }
 
+/// Where to read from: locations of configured stores, highest store weight first, or in the
+/// order of `?prefer=a,b` (multi-store only; an unknown store is a 400).
+fn download_order<'a>(
+    s: &'a AppState,
+    locations: &'a [Location],
+    query: Option<&str>,
+) -> Result<Vec<(&'a StoreEntry, &'a Location)>> {
+    let prefer: Vec<String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "prefer")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|p| p.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !prefer.is_empty() {
+        if !s.stores.multi {
+            return Err(Error::BadRequest(
+                "Store selection for download is not available when multiple stores are not configured.".into(),
+            ));
+        }
+        if let Some(bad) = prefer.iter().find(|p| s.stores.get(p).is_none()) {
+            return Err(Error::BadRequest(format!(
+                "Store '{bad}' is not configured."
+            )));
+        }
+    }
+    let mut order: Vec<(&StoreEntry, &Location)> = locations
+        .iter()
+        .filter_map(|l| s.stores.for_location(l).map(|e| (e, l)))
+        .collect();
+    let rank = |e: &StoreEntry| prefer.iter().position(|p| *p == e.id).unwrap_or(usize::MAX);
+    order.sort_by_key(|(e, _)| (rank(e), std::cmp::Reverse(e.weight)));
+    Ok(order)
+}
+
 pub async fn download(
     State(s): State<AppState>,
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
     let img = s.visible_image(&ctx, &id).await?;
     policy::check_download(&ctx, &img)?;
-    let (Some(loc), Some(size)) = (img.locations.first().cloned(), img.size) else {
+    let Some(size) = img.size.filter(|_| !img.locations.is_empty()) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let order = download_order(&s, &img.locations, query.as_deref())?;
     let size = size.max(0) as u64;
     let range = match headers.get(header::RANGE) {
         None => None,
@@ -306,25 +366,33 @@ pub async fn download(
     };
     let (offset, len) = range.unwrap_or((0, size));
 
-    let store = s.store.clone();
-    let reader = {
-        let loc = loc.clone();
-        blocking(s.store.timeout(), move || store.open_read(&loc, offset)).await
-    };
-    let reader = match reader {
-        Ok(r) => r,
-        Err(StoreError::NotFound(_)) => {
-            tracing::error!(image_id = %id, location = %loc.url, "image data missing from store");
+    // Locations in order of preference; the first that opens serves the data.
+    let mut opened = None;
+    let mut last_err = None;
+    for (entry, loc) in order {
+        let store = entry.store.clone();
+        let l = loc.clone();
+        match blocking(store.timeout(), move || store.open_read(&l, offset)).await {
+            Ok(r) => {
+                opened = Some((r, entry.store.timeout()));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "location unreadable");
+                last_err = Some(e);
+            }
+        }
+    }
+    let (reader, timeout) = match (opened, last_err) {
+        (Some(r), _) => r,
+        (None, Some(StoreError::NotFound(_)) | None) => {
+            tracing::error!(image_id = %id, "image data missing from every location");
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        Err(e) => return Err(e.into()),
+        (None, Some(e)) => return Err(e.into()),
     };
 
-    let mut resp = Response::new(stream_reader(
-        reader.take(len),
-        id.clone(),
-        s.store.timeout(),
-    ));
+    let mut resp = Response::new(stream_reader(reader.take(len), id.clone(), timeout));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -60,6 +60,19 @@ pub fn render(cfg: &Config, img: &Image) -> Value {
     {
         m.insert("direct_url".into(), json!(l.url));
     }
+    if cfg.multi_store {
+        let mut ids: Vec<&str> = Vec::new();
+        for l in &img.locations {
+            if let Some(id) = l.metadata.get("store").and_then(Value::as_str)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
+        if !ids.is_empty() {
+            m.insert("stores".into(), json!(ids.join(",")));
+        }
+    }
     m.insert("tags".into(), json!(img.tags.iter().collect::<Vec<_>>()));
     m.insert("self".into(), json!(format!("/v2/images/{}", img.id)));
     m.insert("file".into(), json!(format!("/v2/images/{}/file", img.id)));
@@ -219,6 +232,12 @@ pub async fn create(
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
+    if s.stores.multi {
+        let ids: Vec<&str> = s.stores.entries().iter().map(|e| e.id.as_str()).collect();
+        if let Ok(v) = HeaderValue::from_str(&ids.join(",")) {
+            resp.headers_mut().insert("openstack-image-store-ids", v);
+        }
+    }
     Ok(resp)
 }
 
@@ -314,7 +333,7 @@ pub async fn update(
         s.db.save_image(&img, &updated).await?;
     }
     for loc in removed {
-        super::image_data::delete_quietly(s.store.clone(), loc).await;
+        s.stores.delete_quietly(loc).await;
     }
     // Read back so the response shows what is stored (updated_at included).
     let saved =
@@ -349,12 +368,25 @@ pub async fn accept_new_locations(
         .collect();
     let mut first_size = None;
     for loc in &added {
-        let store = s.store.clone();
+        let entry = s.stores.for_location(loc).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Invalid location {}: no configured store holds it",
+                loc.url
+            ))
+        })?;
+        let store = entry.store.clone();
         let l = loc.clone();
         let size = blocking(store.timeout(), move || store.size(&l))
             .await
             .map_err(|e| Error::BadRequest(format!("Invalid location {}: {e}", loc.url)))?;
         first_size.get_or_insert(size);
+        if s.stores.multi
+            && let Some(l) = updated.locations.iter_mut().find(|l| l.url == loc.url)
+            && l.metadata.get("store").is_none()
+            && let Some(m) = l.metadata.as_object_mut()
+        {
+            m.insert("store".into(), json!(entry.id));
+        }
     }
     if updated.status == Status::Queued
         && !updated.locations.is_empty()
@@ -381,10 +413,13 @@ pub async fn delete(
     // As Glance: the data goes first, so an image whose data cannot be deleted (RBD clones of
     // its snapshot) keeps its record and stays usable.
     for loc in &img.locations {
-        let store = s.store.clone();
-        let loc = loc.clone();
-        let limit = store.timeout();
-        match blocking(limit, move || store.delete(&loc)).await {
+        let Some(entry) = s.stores.for_location(loc) else {
+            tracing::warn!(image_id = %id, location = %loc.url, "no configured store holds this location");
+            continue;
+        };
+        let store = entry.store.clone();
+        let l = loc.clone();
+        match blocking(store.timeout(), move || store.delete(&l)).await {
             Ok(()) => {}
             Err(StoreError::InUse(why)) => {
                 return Err(Error::Conflict(format!(

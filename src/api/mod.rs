@@ -3,6 +3,7 @@
 
 pub mod image_data;
 pub mod images;
+pub mod info;
 pub mod locations;
 pub mod schemas;
 pub mod tags;
@@ -25,13 +26,13 @@ use crate::db::Db;
 use crate::domain::image::Image;
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, ErrorExplanation, Result, pick_format, render_body};
-use crate::store::Store;
+use crate::store::Stores;
 
 #[derive(Clone)]
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub db: Db,
-    pub store: Arc<dyn Store>,
+    pub stores: Arc<Stores>,
     pub schemas: Arc<schemas::Schemas>,
 }
 
@@ -96,6 +97,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v2/images/{id}/actions/reactivate",
             only("POST", post(images::reactivate)),
+        )
+        .route("/v2/info/stores", only("GET", get(info::stores)))
+        .route(
+            "/v2/info/stores/detail",
+            only("GET", get(info::stores_detail)),
+        )
+        .route(
+            "/v2/stores/{store}/{id}",
+            only("DELETE", axum::routing::delete(info::delete_from_store)),
         )
         .route("/v2/schemas/image", only("GET", get(schemas::image)))
         .route("/v2/schemas/images", only("GET", get(schemas::images)))

@@ -11,40 +11,31 @@ use serde_json::{Value, json};
 use super::{AppState, base_url, json_response};
 use crate::config::Config;
 
-/// (version, status) in the order Glance lists them for a deployment without image cache and
-/// without multi-store.
+/// (version, status) in the order Glance lists them for this configuration (without the image
+/// cache, which would add 2.14, 2.16 and 2.18).
 fn versions(cfg: &Config) -> Vec<(&'static str, &'static str)> {
-    let _ = cfg; // cache and multi-store would add 2.8-2.14, 2.16, 2.18
-    let mut v = vec![
-        ("2.15", "SUPPORTED"),
-        ("2.9", "SUPPORTED"),
-        ("2.17", "CURRENT"),
-    ];
-    for minor in (0..=7).rev() {
-        v.push((MINORS[minor], "SUPPORTED"));
+    let mut v = vec![("2.15", "SUPPORTED")];
+    let multi: &[&str] = if cfg.multi_store {
+        &["2.13", "2.12", "2.11", "2.10", "2.9", "2.8"]
+    } else {
+        &["2.9"]
+    };
+    v.extend(multi.iter().map(|m| (*m, "SUPPORTED")));
+    v.push(("2.17", "CURRENT"));
+    for m in ["2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0"] {
+        v.push((m, "SUPPORTED"));
     }
     v
 }
 
-const MINORS: [&str; 8] = ["2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7"];
-
-/// Path prefixes Glance accepts for this configuration.
+/// Path prefixes Glance accepts for this configuration (note: not v2.16 without the cache).
 fn allowed(cfg: &Config, v: &str) -> bool {
-    let _ = cfg;
-    matches!(
-        v,
-        "v2" | "v2.0"
-            | "v2.1"
-            | "v2.2"
-            | "v2.3"
-            | "v2.4"
-            | "v2.5"
-            | "v2.6"
-            | "v2.7"
-            | "v2.9"
-            | "v2.15"
-            | "v2.17"
-    )
+    const ALWAYS: &[&str] = &[
+        "v2", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5", "v2.6", "v2.7", "v2.9", "v2.15",
+        "v2.17",
+    ];
+    const MULTI: &[&str] = &["v2.8", "v2.10", "v2.11", "v2.12", "v2.13"];
+    ALWAYS.contains(&v) || (cfg.multi_store && MULTI.contains(&v))
 }
 
 pub fn document(s: &AppState, req: &Request) -> Value {

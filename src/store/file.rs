@@ -222,6 +222,10 @@ impl Store for FileStore {
         self.timeout
     }
 
+    fn owns(&self, location: &Location) -> bool {
+        self.path_for(location).is_ok()
+    }
+
     fn begin_write(
         &self,
         image_id: &str,

@@ -2,10 +2,13 @@
 //! their own threads, off the async runtime, so a slow disk or a hung NFS mount never stalls it.
 
 pub mod file;
+pub mod http;
 #[cfg(feature = "rbd")]
 pub mod rbd;
 
 use std::io::Read;
+
+use std::sync::Arc;
 
 use crate::domain::image::Location;
 
@@ -22,6 +25,8 @@ pub enum StoreError {
     /// The data is in use (RBD clones of its snapshot): it cannot be deleted now.
     #[error("{0}")]
     InUse(String),
+    #[error("The store is read-only.")]
+    ReadOnly,
     #[error("The image store did not answer within {0:?}.")]
     Timeout(std::time::Duration),
     #[error("{0}")]
@@ -39,6 +44,7 @@ impl From<StoreError> for crate::error::Error {
             )),
             StoreError::NotFound(_) => Error::NotFound(e.to_string()),
             StoreError::InUse(_) => Error::Conflict(e.to_string()),
+            StoreError::ReadOnly => Error::BadRequest(e.to_string()),
             StoreError::Timeout(_) => {
                 tracing::error!(error = %e, "store call timed out");
                 Error::Unavailable(e.to_string())
@@ -70,6 +76,8 @@ pub trait ImageWriter: Send {
 pub trait Store: Send + Sync {
     /// The URL scheme of the locations this store owns (`file`, `rbd`, ...).
     fn scheme(&self) -> &'static str;
+    /// Whether a location is this store's (its scheme, and its cluster, pool or directory).
+    fn owns(&self, location: &Location) -> bool;
     /// How long one blocking call may take before the request fails (None: no limit).
     fn timeout(&self) -> Option<std::time::Duration>;
     /// Starts writing an image; `size` is the expected size when the client declared it.
@@ -88,6 +96,66 @@ pub trait Store: Send + Sync {
     /// Size of the data at a location of this store; an error if the location is not ours or
     /// holds nothing (how registered locations are checked).
     fn size(&self, location: &Location) -> Result<u64, StoreError>;
+}
+
+/// A configured store: its id (`enabled_backends`), settings shown by `/v2/info/stores`, and
+/// the driver.
+pub struct StoreEntry {
+    pub id: String,
+    pub kind: &'static str,
+    pub weight: i64,
+    pub description: Option<String>,
+    /// Type-specific properties for `/v2/info/stores/detail`.
+    pub properties: serde_json::Value,
+    pub store: Arc<dyn Store>,
+}
+
+/// All configured stores; the default one first.
+pub struct Stores {
+    entries: Vec<StoreEntry>,
+    /// `enabled_backends` is set: ids are shown, chosen and recorded in location metadata.
+    pub multi: bool,
+}
+
+impl Stores {
+    pub fn new(entries: Vec<StoreEntry>, multi: bool) -> Self {
+        Stores { entries, multi }
+    }
+
+    pub fn default_store(&self) -> &StoreEntry {
+        &self.entries[0]
+    }
+
+    pub fn entries(&self) -> &[StoreEntry] {
+        &self.entries
+    }
+
+    pub fn get(&self, id: &str) -> Option<&StoreEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    /// The store holding a location: the one its metadata names, else the first that owns it.
+    pub fn for_location(&self, loc: &Location) -> Option<&StoreEntry> {
+        if let Some(id) = loc.metadata.get("store").and_then(|v| v.as_str())
+            && let Some(e) = self.get(id)
+        {
+            return Some(e);
+        }
+        self.entries.iter().find(|e| e.store.owns(loc))
+    }
+
+    /// Removes a location's data; a failure leaves an orphan no row points to, logged.
+    pub async fn delete_quietly(&self, loc: Location) {
+        let Some(entry) = self.for_location(&loc) else {
+            tracing::warn!(location = %loc.url, "no configured store holds this location");
+            return;
+        };
+        let store = entry.store.clone();
+        let url = loc.url.clone();
+        if let Err(e) = blocking(store.timeout(), move || store.delete(&loc)).await {
+            tracing::error!(location = %url, error = %e, "could not remove image data");
+        }
+    }
 }
 
 /// Runs a blocking store call on the blocking pool, failing with `Timeout` if it takes longer

@@ -555,6 +555,10 @@ impl Store for RbdStore {
         None
     }
 
+    fn owns(&self, location: &Location) -> bool {
+        self.parse(location).is_ok()
+    }
+
     fn begin_write(
         &self,
         image_id: &str,

@@ -1,0 +1,128 @@
+//! `/v2/info/stores` (and `/detail`) and `DELETE /v2/stores/{store}/{image}`: the stores of a
+//! multi-store deployment.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{AppState, json_response};
+use crate::domain::image::Status;
+use crate::domain::policy::Context;
+use crate::error::{Error, Result};
+use crate::store::{StoreError, blocking};
+
+fn require_multi(s: &AppState) -> Result<()> {
+    if s.stores.multi {
+        Ok(())
+    } else {
+        Err(Error::NotFound(
+            "Multi backend is not supported at this site.".into(),
+        ))
+    }
+}
+
+fn store_list(s: &AppState, detail: bool) -> Value {
+    let default = s.stores.default_store().id.clone();
+    let stores: Vec<Value> = s
+        .stores
+        .entries()
+        .iter()
+        .map(|e| {
+            let mut m = Map::new();
+            m.insert("id".into(), json!(e.id));
+            if let Some(d) = &e.description {
+                m.insert("description".into(), json!(d));
+            }
+            if e.id == default {
+                m.insert("default".into(), json!("true"));
+            }
+            if e.kind == "http" {
+                m.insert("read-only".into(), json!("true"));
+            }
+            if detail {
+                m.insert("type".into(), json!(e.kind));
+                m.insert("weight".into(), json!(e.weight));
+                m.insert("properties".into(), e.properties.clone());
+            }
+            Value::Object(m)
+        })
+        .collect();
+    json!({ "stores": stores })
+}
+
+pub async fn stores(State(s): State<AppState>) -> Result<Response> {
+    require_multi(&s)?;
+    Ok(json_response(StatusCode::OK, &store_list(&s, false)))
+}
+
+pub async fn stores_detail(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+) -> Result<Response> {
+    require_multi(&s)?;
+    // stores_info_detail: admins (and the service role).
+    if !(ctx.is_admin || ctx.has_role("service")) {
+        return Err(Error::Forbidden(
+            "You are not authorized to complete stores_info_detail action.".into(),
+        ));
+    }
+    Ok(json_response(StatusCode::OK, &store_list(&s, true)))
+}
+
+/// Removes the image's data from one store, keeping the others.
+pub async fn delete_from_store(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((store_id, id)): Path<(String, String)>,
+) -> Result<Response> {
+    require_multi(&s)?;
+    let entry = s
+        .stores
+        .get(&store_id)
+        .ok_or_else(|| Error::Conflict(format!("Unknown store {store_id}.")))?;
+    let img = s.visible_image(&ctx, &id).await?;
+    // delete_image_location: admins.
+    if !ctx.is_admin {
+        return Err(Error::Forbidden(
+            "You are not authorized to complete delete_image_location action.".into(),
+        ));
+    }
+    if img.status != Status::Active {
+        return Err(Error::Conflict(
+            "It's not allowed to remove image data from store if image status is not 'active'"
+                .into(),
+        ));
+    }
+    let Some(loc) = img
+        .locations
+        .iter()
+        .find(|l| s.stores.for_location(l).is_some_and(|e| e.id == store_id))
+        .cloned()
+    else {
+        return Err(Error::NotFound(format!(
+            "Image {id} does not have data in store {store_id}."
+        )));
+    };
+    if img.locations.len() == 1 {
+        return Err(Error::Conflict(format!(
+            "Image {id} has data only in store {store_id}; delete the image instead."
+        )));
+    }
+    let mut updated = img.clone();
+    updated.locations.retain(|l| l.url != loc.url);
+    let store = entry.store.clone();
+    let l = loc.clone();
+    match blocking(store.timeout(), move || store.delete(&l)).await {
+        Ok(()) => {}
+        Err(StoreError::InUse(why)) => {
+            return Err(Error::Conflict(format!(
+                "Image {id} data is in use in store {store_id}: {why}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    s.db.save_image(&img, &updated).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
