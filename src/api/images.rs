@@ -413,13 +413,7 @@ pub async fn delete(
     // As Glance: the data goes first, so an image whose data cannot be deleted (RBD clones of
     // its snapshot) keeps its record and stays usable.
     for loc in &img.locations {
-        let Some(entry) = s.stores.for_location(loc) else {
-            tracing::warn!(image_id = %id, location = %loc.url, "no configured store holds this location");
-            continue;
-        };
-        let store = entry.store.clone();
-        let l = loc.clone();
-        match blocking(store.timeout(), move || store.delete(&l)).await {
+        match s.stores.delete(loc).await {
             Ok(()) => {}
             Err(StoreError::InUse(why)) => {
                 return Err(Error::Conflict(format!(
@@ -441,29 +435,15 @@ pub async fn deactivate(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
-    policy::check_deactivate(&ctx, &img, "deactivate")?;
-    match img.status {
-        Status::Deactivated => {}
-        Status::Active => {
-            if !s
-                .db
-                .set_status(&id, Status::Active, Status::Deactivated)
-                .await?
-            {
-                return Err(Error::Conflict(format!(
-                    "Image {id} changed status meanwhile; retry."
-                )));
-            }
-        }
-        other => {
-            return Err(Error::Forbidden(format!(
-                "Not allowed to deactivate image in status '{}'",
-                other.as_str()
-            )));
-        }
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    switch_active(
+        &s,
+        &ctx,
+        &id,
+        "deactivate",
+        Status::Active,
+        Status::Deactivated,
+    )
+    .await
 }
 
 pub async fn reactivate(
@@ -471,27 +451,39 @@ pub async fn reactivate(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
-    policy::check_deactivate(&ctx, &img, "reactivate")?;
-    match img.status {
-        Status::Active => {}
-        Status::Deactivated => {
-            if !s
-                .db
-                .set_status(&id, Status::Deactivated, Status::Active)
-                .await?
-            {
-                return Err(Error::Conflict(format!(
-                    "Image {id} changed status meanwhile; retry."
-                )));
-            }
-        }
-        other => {
-            return Err(Error::Forbidden(format!(
-                "Not allowed to reactivate image in status '{}'",
-                other.as_str()
+    switch_active(
+        &s,
+        &ctx,
+        &id,
+        "reactivate",
+        Status::Deactivated,
+        Status::Active,
+    )
+    .await
+}
+
+/// Deactivate/reactivate: `from` → `to`; already `to` is a no-op; any other status is refused.
+async fn switch_active(
+    s: &AppState,
+    ctx: &Context,
+    id: &str,
+    action: &str,
+    from: Status,
+    to: Status,
+) -> Result<Response> {
+    let img = s.visible_image(ctx, id).await?;
+    policy::check_deactivate(ctx, &img, action)?;
+    if img.status == from {
+        if !s.db.set_status(id, from, to).await? {
+            return Err(Error::Conflict(format!(
+                "Image {id} changed status meanwhile; retry."
             )));
         }
+    } else if img.status != to {
+        return Err(Error::Forbidden(format!(
+            "Not allowed to {action} image in status '{}'",
+            img.status.as_str()
+        )));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -11,7 +11,7 @@ use super::{AppState, json_response};
 use crate::domain::image::Status;
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
-use crate::store::{StoreError, blocking};
+use crate::store::StoreError;
 
 fn require_multi(s: &AppState) -> Result<()> {
     if s.stores.multi {
@@ -78,10 +78,9 @@ pub async fn delete_from_store(
     Path((store_id, id)): Path<(String, String)>,
 ) -> Result<Response> {
     require_multi(&s)?;
-    let entry = s
-        .stores
-        .get(&store_id)
-        .ok_or_else(|| Error::Conflict(format!("Unknown store {store_id}.")))?;
+    if s.stores.get(&store_id).is_none() {
+        return Err(Error::Conflict(format!("Unknown store {store_id}.")));
+    }
     let img = s.visible_image(&ctx, &id).await?;
     // delete_image_location: admins.
     if !ctx.is_admin {
@@ -112,9 +111,7 @@ pub async fn delete_from_store(
     }
     let mut updated = img.clone();
     updated.locations.retain(|l| l.url != loc.url);
-    let store = entry.store.clone();
-    let l = loc.clone();
-    match blocking(store.timeout(), move || store.delete(&l)).await {
+    match s.stores.delete(&loc).await {
         Ok(()) => {}
         Err(StoreError::InUse(why)) => {
             return Err(Error::Conflict(format!(

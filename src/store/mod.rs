@@ -144,16 +144,21 @@ impl Stores {
         self.entries.iter().find(|e| e.store.owns(loc))
     }
 
-    /// Removes a location's data; a failure leaves an orphan no row points to, logged.
-    pub async fn delete_quietly(&self, loc: Location) {
-        let Some(entry) = self.for_location(&loc) else {
+    /// Removes a location's data from the store holding it (none configured: nothing to do).
+    pub async fn delete(&self, loc: &Location) -> Result<(), StoreError> {
+        let Some(entry) = self.for_location(loc) else {
             tracing::warn!(location = %loc.url, "no configured store holds this location");
-            return;
+            return Ok(());
         };
         let store = entry.store.clone();
-        let url = loc.url.clone();
-        if let Err(e) = blocking(store.timeout(), move || store.delete(&loc)).await {
-            tracing::error!(location = %url, error = %e, "could not remove image data");
+        let l = loc.clone();
+        blocking(store.timeout(), move || store.delete(&l)).await
+    }
+
+    /// As `delete`; a failure leaves an orphan no row points to, logged for the operator.
+    pub async fn delete_quietly(&self, loc: Location) {
+        if let Err(e) = self.delete(&loc).await {
+            tracing::error!(location = %loc.url, error = %e, "could not remove image data");
         }
     }
 }
