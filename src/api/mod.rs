@@ -5,6 +5,7 @@ pub mod image_data;
 pub mod images;
 pub mod info;
 pub mod locations;
+pub mod members;
 pub mod schemas;
 pub mod tags;
 pub mod versions;
@@ -85,6 +86,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v2/images/{id}/locations",
             only("GET, POST", get(locations::list).post(locations::add)),
+        )
+        .route(
+            "/v2/images/{id}/members",
+            only("GET, POST", get(members::list).post(members::add)),
+        )
+        .route(
+            "/v2/images/{id}/members/{member}",
+            only(
+                "GET, PUT, DELETE",
+                get(members::show)
+                    .put(members::update)
+                    .delete(members::delete),
+            ),
         )
         .route(
             "/v2/images/{id}/tags/{tag}",

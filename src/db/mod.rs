@@ -4,6 +4,7 @@
 //! function is written once and `with_pool!` instantiates it for the pool at hand.
 
 pub mod images;
+pub mod members;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,184 @@
+//! `/v2/images/{id}/members`: sharing a `shared` image with other projects. The owner adds
+//! and removes members; each member accepts or rejects; a member sees only its own entry.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::images::json_body;
+use super::{AppState, json_response};
+use crate::db::members::Member;
+use crate::domain::image::{Image, Visibility};
+use crate::domain::policy::Context;
+use crate::error::{Error, Result};
+
+fn render(m: &Member) -> Value {
+    let t = |d: &chrono::NaiveDateTime| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    json!({
+        "created_at": t(&m.created_at),
+        "image_id": m.image_id,
+        "member_id": m.member_id,
+        "schema": "/v2/schemas/member",
+        "status": m.status,
+        "updated_at": t(&m.updated_at),
+    })
+}
+
+fn shared_only(img: &Image) -> Result<()> {
+    if img.visibility != Visibility::Shared {
+        return Err(Error::Forbidden("Only shared images have members.".into()));
+    }
+    Ok(())
+}
+
+/// The owner's project members (and admins) manage the member list.
+fn owner_only(ctx: &Context, img: &Image, what: &str) -> Result<()> {
+    if ctx.is_admin || (ctx.owns(img) && ctx.has_role("member")) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "Not allowed to {what} members for image {}.",
+            img.id
+        )))
+    }
+}
+
+/// Members the caller may see: all for the owner and admins, else only its own entry.
+fn visible_to(ctx: &Context, img: &Image, members: Vec<Member>) -> Vec<Member> {
+    if ctx.is_admin || ctx.owns(img) {
+        return members;
+    }
+    members
+        .into_iter()
+        .filter(|m| Some(&m.member_id) == ctx.project_id.as_ref())
+        .collect()
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    shared_only(&img)?;
+    let members = visible_to(&ctx, &img, s.db.list_members(&id).await?);
+    let body = json!({
+        "members": members.iter().map(render).collect::<Vec<_>>(),
+        "schema": "/v2/schemas/members",
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((id, member)): Path<(String, String)>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    shared_only(&img)?;
+    let found = visible_to(&ctx, &img, s.db.list_members(&id).await?)
+        .into_iter()
+        .find(|m| m.member_id == member)
+        .ok_or_else(|| not_a_member(&member, &id))?;
+    Ok(json_response(StatusCode::OK, &render(&found)))
+}
+
+fn not_a_member(member: &str, id: &str) -> Error {
+    Error::NotFound(format!(
+        "{member} not found in the member list of the image {id}."
+    ))
+}
+
+pub async fn add(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_body(&body)?;
+    let member = match body.get("member") {
+        None if body.is_object() => {
+            return Err(Error::BadRequest("Member to be added not specified".into()));
+        }
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | Some(Value::Null) => {
+            return Err(Error::BadRequest("Member can't be empty".into()));
+        }
+        _ => {
+            return Err(Error::BadRequest(
+                "Expected a member in the form: {\"member\": \"image_id\"}".into(),
+            ));
+        }
+    };
+    if member.chars().count() > 255 {
+        return Err(Error::BadRequest(
+            "Member id is longer than 255 characters.".into(),
+        ));
+    }
+    let img = s.visible_image(&ctx, &id).await?;
+    owner_only(&ctx, &img, "create")?;
+    shared_only(&img)?;
+    let m =
+        s.db.add_member(&id, &member, s.cfg.image_member_quota)
+            .await?;
+    tracing::info!(image_id = %id, member = %member, "member added");
+    Ok(json_response(StatusCode::OK, &render(&m)))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((id, member)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_body(&body)?;
+    let status = match body.get("status") {
+        None if body.is_object() => return Err(Error::BadRequest("Status not specified".into())),
+        Some(Value::String(st)) => st.clone(),
+        _ => {
+            return Err(Error::BadRequest(
+                "Expected a status in the form: {\"status\": \"status\"}".into(),
+            ));
+        }
+    };
+    let img = s.visible_image(&ctx, &id).await?;
+    shared_only(&img)?;
+    if !matches!(status.as_str(), "pending" | "accepted" | "rejected") {
+        return Err(Error::BadRequest(format!(
+            "Incorrect request: Provided object does not match schema 'member': '{status}' is not one of ['pending', 'accepted', 'rejected']"
+        )));
+    }
+    // Only the member itself (or an admin) says whether it accepts the image.
+    if !(ctx.is_admin || ctx.project_id.as_deref() == Some(member.as_str())) {
+        return Err(Error::Forbidden(format!(
+            "Not allowed to update members for image {id}."
+        )));
+    }
+    if !s.db.set_member_status(&id, &member, &status).await? {
+        return Err(not_a_member(&member, &id));
+    }
+    let m =
+        s.db.list_members(&id)
+            .await?
+            .into_iter()
+            .find(|m| m.member_id == member)
+            .ok_or_else(|| not_a_member(&member, &id))?;
+    Ok(json_response(StatusCode::OK, &render(&m)))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Path((id, member)): Path<(String, String)>,
+) -> Result<Response> {
+    let img = s.visible_image(&ctx, &id).await?;
+    shared_only(&img)?;
+    owner_only(&ctx, &img, "delete")?;
+    if !s.db.delete_member(&id, &member).await? {
+        return Err(not_a_member(&member, &id));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
