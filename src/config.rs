@@ -51,6 +51,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// `[DEFAULT] enabled_backends` is set: store ids are shown and can be chosen.
     pub multi_store: bool,
+    /// `[keystone_authtoken]`, when the keystone flavor is on.
+    pub keystone: Option<crate::auth::keystone::KeystoneConfig>,
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
@@ -341,6 +343,11 @@ impl Config {
         };
 
         let (backends, multi_store) = backends(&r)?;
+        let keystone = if flavor == Flavor::Keystone {
+            Some(keystone(&r)?)
+        } else {
+            None
+        };
 
         let public_endpoint = r
             .opt_string(d, "public_endpoint")
@@ -382,6 +389,7 @@ impl Config {
             flavor,
             backends,
             multi_store,
+            keystone,
             disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
             container_formats: r.list(
                 "image_format",
@@ -395,6 +403,41 @@ impl Config {
             )?,
         })
     }
+}
+
+fn keystone(r: &Reader) -> Result<crate::auth::keystone::KeystoneConfig, ConfigError> {
+    let s = "keystone_authtoken";
+    let need = |key: &str| {
+        r.opt_string(s, key).ok_or_else(|| {
+            Reader::invalid(s, key, "required with [paste_deploy] flavor = keystone")
+        })
+    };
+    let auth_type = r.string(s, "auth_type", "password");
+    if auth_type != "password" {
+        return Err(Reader::invalid(
+            s,
+            "auth_type",
+            format!("{auth_type:?} is not supported (use password)"),
+        ));
+    }
+    let auth_url = need("auth_url")?;
+    Ok(crate::auth::keystone::KeystoneConfig {
+        www_authenticate_uri: r
+            .opt_string(s, "www_authenticate_uri")
+            .unwrap_or_else(|| auth_url.clone()),
+        auth_url,
+        username: need("username")?,
+        password: need("password")?,
+        project_name: need("project_name")?,
+        user_domain_name: r.string(s, "user_domain_name", "Default"),
+        project_domain_name: r.string(s, "project_domain_name", "Default"),
+        service_token_roles: r
+            .list(s, "service_token_roles", &["service"])
+            .into_iter()
+            .map(|x| x.to_lowercase())
+            .collect(),
+        token_cache_time: r.int(s, "token_cache_time", 300u64, Some(0), None)?,
+    })
 }
 
 /// Store types this build has.

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 pub enum Error {
     #[error("{0}")]
     BadRequest(String),
+    #[error("The request you have made requires authentication.")]
+    Unauthorized { www_authenticate: String },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -42,6 +44,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -104,6 +107,11 @@ impl IntoResponse for Error {
         match &self {
             Error::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Error::Unauthorized { www_authenticate } => {
+                if let Ok(v) = HeaderValue::from_str(www_authenticate) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             Error::UnsupportedMediaType {
                 accept_patch: Some(p),

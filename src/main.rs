@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use glance_rs::api::{self, AppState};
 use glance_rs::config::BackendKind;
-use glance_rs::config::{Config, Flavor, normalize_connection};
+use glance_rs::config::{Config, normalize_connection};
 use glance_rs::db::Db;
 use glance_rs::store::file::{FileStore, FileStoreOptions};
 use glance_rs::store::http::HttpStore;
@@ -109,11 +109,6 @@ async fn db_sync(cfg: &Config) -> Result<(), String> {
 }
 
 async fn serve(cfg: Config) -> Result<(), String> {
-    if cfg.flavor == Flavor::Keystone {
-        return Err(
-            "[paste_deploy] flavor = keystone is not supported yet; unset it to run without authentication".into(),
-        );
-    }
     let db = open_db(&cfg).await?;
     if db.is_sqlite() {
         // The embedded default must serve with no setup at all.
@@ -141,9 +136,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let cfg = Arc::new(cfg);
     let state = AppState {
         schemas: Arc::new(api::schemas::Schemas::new(&cfg)),
-        cfg,
+        cfg: cfg.clone(),
         db,
         stores,
+        keystone: cfg
+            .keystone
+            .clone()
+            .map(|k| Arc::new(glance_rs::auth::keystone::Keystone::new(k))),
     };
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# A Keystone for tests: keystone from PyPI served by uWSGI on 127.0.0.1, SQLite, fernet tokens,
+# bootstrapped with what the tests use.
+#
+#   scripts/keystone.sh start DIR [PORT]   install into DIR/venv if missing, bootstrap if DIR is
+#                                          new, start uWSGI, wait until it answers; prints
+#                                          OS_AUTH_URL=http://127.0.0.1:PORT/v3
+#   scripts/keystone.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
+#
+# Accounts (password "secret" everywhere): admin (project admin), glance (project service,
+# roles admin and service), alice (project p1, member), bob (project p2, member).
+set -euo pipefail
+
+cmd=${1:?start|stop}
+dir=$(realpath -m "${2:?keystone directory}")
+port=${3:-35357}
+venv=${KEYSTONE_VENV:-$dir/venv}
+conf=$dir/keystone.conf
+pw=secret
+packages="keystone==30.0.0 uWSGI==2.0.31"
+
+say() { echo "keystone.sh: $*" >&2; }
+
+stop() {
+  [ -s "$dir/uwsgi.pid" ] || return 0
+  local pid; pid=$(cat "$dir/uwsgi.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/uwsgi.pid"
+}
+
+install() {
+  if [ "$(cat "$venv/.packages" 2>/dev/null)" = "$packages" ]; then return 0; fi
+  say "installing $packages into $venv"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $packages
+  echo "$packages" >"$venv/.packages"
+}
+
+manage() { OS_KEYSTONE_CONFIG_FILES=$conf "$venv/bin/keystone-manage" --config-file "$conf" "$@" 2>>"$dir/manage.log"; }
+
+bootstrap() {
+  say "bootstrapping in $dir"
+  mkdir -p "$dir/fernet-keys" "$dir/credential-keys"
+  cat >"$conf" <<CONF
+[DEFAULT]
+log_file = $dir/keystone.log
+[database]
+connection = sqlite:///$dir/keystone.db
+[token]
+provider = fernet
+expiration = ${KEYSTONE_TOKEN_EXPIRATION:-3600}
+[fernet_tokens]
+key_repository = $dir/fernet-keys
+[credential]
+key_repository = $dir/credential-keys
+CONF
+  local me; me=$(id -un)
+  manage db_sync
+  manage fernet_setup --keystone-user "$me" --keystone-group "$(id -gn)"
+  manage credential_setup --keystone-user "$me" --keystone-group "$(id -gn)"
+  manage bootstrap --bootstrap-password "$pw" --bootstrap-admin-url "http://127.0.0.1:$port/v3" \
+    --bootstrap-public-url "http://127.0.0.1:$port/v3" --bootstrap-region-id RegionOne >/dev/null
+  touch "$dir/.bootstrapped"
+}
+
+osc() {
+  "$venv/bin/python" - "$@" <<'PY'
+import sys
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
+url, pw = sys.argv[1], sys.argv[2]
+auth = v3.Password(auth_url=url, username="admin", password=pw, project_name="admin",
+                   user_domain_id="default", project_domain_id="default")
+s = session.Session(auth=auth)
+def find_or_create(kind, name, body):
+    found = s.get(f"{url}/{kind}s?name={name}").json()[f"{kind}s"]
+    if found:
+        return found[0]["id"]
+    return s.post(f"{url}/{kind}s", json={kind: dict(name=name, **body)}).json()[kind]["id"]
+roles = {r: find_or_create("role", r, {}) for r in ("admin", "member", "reader", "service")}
+def user(name, project, role_names):
+    p = find_or_create("project", project, {"domain_id": "default"})
+    u = find_or_create("user", name, {"domain_id": "default", "password": pw, "default_project_id": p})
+    for r in role_names:
+        s.put(f"{url}/projects/{p}/users/{u}/roles/{roles[r]}")
+user("glance", "service", ["admin", "service"])
+user("alice", "p1", ["member", "reader"])
+user("bob", "p2", ["member", "reader"])
+PY
+}
+
+case "$cmd" in
+  start)
+    install
+    mkdir -p "$dir"
+    [ -e "$dir/.bootstrapped" ] || bootstrap
+    if ! { [ -s "$dir/uwsgi.pid" ] && kill -0 "$(cat "$dir/uwsgi.pid")" 2>/dev/null; }; then
+      # keystoneauth reuses connections; uWSGI's http-socket resets them: close after each reply.
+      OS_KEYSTONE_CONFIG_FILES=$conf "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
+        --module keystone.wsgi.api:application --master --processes 2 --threads 2 \
+        --enable-threads --lazy-apps --die-on-term --add-header "Connection: close" \
+        --pidfile "$dir/uwsgi.pid" --daemonize2 "$dir/uwsgi.log" --virtualenv "$venv"
+    fi
+    for _ in $(seq 1 300); do
+      curl -sf "http://127.0.0.1:$port/v3" >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    curl -sf "http://127.0.0.1:$port/v3" >/dev/null || { say "keystone did not start; see $dir/uwsgi.log"; exit 1; }
+    [ -e "$dir/.accounts" ] || { osc "http://127.0.0.1:$port/v3" "$pw" && touch "$dir/.accounts"; }
+    echo "OS_AUTH_URL=http://127.0.0.1:$port/v3"
+    ;;
+  stop) stop ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,432 @@
+//! Keystone authentication against a real Keystone (`scripts/keystone.sh`, started by
+//! `scripts/test`), with the real clients logging in by password: tokens, 401s, revocation,
+//! disabled users, Keystone outages, and image sharing between two projects.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Server, require, venv};
+use serde_json::{Value, json};
+
+fn auth_url() -> Option<String> {
+    require(
+        "Keystone",
+        std::env::var("OS_AUTH_URL").ok().filter(|s| !s.is_empty()),
+        "run scripts/test, or `scripts/keystone.sh start DIR` and set OS_AUTH_URL",
+    )
+}
+
+fn glance_conf(auth: &str, cache_secs: u64) -> String {
+    let base = auth.trim_end_matches("/v3");
+    format!(
+        "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nwww_authenticate_uri = {base}\n\
+         auth_url = {base}\nauth_type = password\nusername = glance\npassword = secret\n\
+         project_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n\
+         token_cache_time = {cache_secs}\n"
+    )
+}
+
+/// A token for `user` in `project` (password "secret").
+async fn token(auth: &str, user: &str, project: &str) -> (String, Value) {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "password": "secret", "domain": {"id": "default"}}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let r = reqwest::Client::new()
+        .post(format!("{auth}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "login as {user}");
+    let t = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+    (t, r.json().await.unwrap())
+}
+
+fn clouds_yaml(s: &Server, auth: &str) -> std::path::PathBuf {
+    let mut y = String::from("clouds:\n");
+    for (name, project) in [("alice", "p1"), ("bob", "p2"), ("admin", "admin")] {
+        y.push_str(&format!(
+            "  {name}:\n    auth:\n      auth_url: {auth}\n      username: {name}\n      password: secret\n      \
+             project_name: {project}\n      user_domain_name: Default\n      project_domain_name: Default\n    \
+             image_endpoint_override: {}\n    region_name: RegionOne\n",
+            s.url
+        ));
+    }
+    let p = s.dir.path().join("clouds.yaml");
+    std::fs::write(&p, y).unwrap();
+    p
+}
+
+fn cli(venv: &std::path::Path, clouds: &std::path::Path, cloud: &str, args: &[&str]) -> Output {
+    Command::new(venv.join("bin/openstack"))
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .args(["--os-cloud", cloud])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+async fn sharing_between_projects_with_the_cli(b: Backend) {
+    let (Some(auth), Some(venv)) = (auth_url(), venv()) else {
+        return;
+    };
+    let Some(s) = Server::start_with(b, &glance_conf(&auth, 300)).await else {
+        return;
+    };
+    let clouds = clouds_yaml(&s, &auth);
+    let f = s.dir.path().join("disk.raw");
+    std::fs::write(&f, b"shared bytes").unwrap();
+    let id = ok(&cli(
+        &venv,
+        &clouds,
+        "alice",
+        &[
+            "image",
+            "create",
+            "--file",
+            f.to_str().unwrap(),
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--private",
+            "-f",
+            "value",
+            "-c",
+            "id",
+            "alice-img",
+        ],
+    ));
+    // Private: invisible to the other project, in list and show.
+    assert!(
+        !ok(&cli(
+            &venv,
+            &clouds,
+            "bob",
+            &["image", "list", "-f", "value", "-c", "ID"]
+        ))
+        .contains(&id)
+    );
+    assert!(
+        !cli(&venv, &clouds, "bob", &["image", "show", &id])
+            .status
+            .success()
+    );
+    // Non-admins cannot publicize.
+    let o = cli(&venv, &clouds, "alice", &["image", "set", "--public", &id]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Share with p2; bob accepts; bob sees it.
+    let bob_project = ok(&cli(
+        &venv,
+        &clouds,
+        "bob",
+        &["token", "issue", "-f", "value", "-c", "project_id"],
+    ));
+    ok(&cli(
+        &venv,
+        &clouds,
+        "alice",
+        &["image", "set", "--shared", &id],
+    ));
+    ok(&cli(
+        &venv,
+        &clouds,
+        "alice",
+        &["image", "add", "project", &id, &bob_project],
+    ));
+    assert!(
+        !ok(&cli(
+            &venv,
+            &clouds,
+            "bob",
+            &["image", "list", "-f", "value", "-c", "ID"]
+        ))
+        .contains(&id),
+        "pending"
+    );
+    ok(&cli(
+        &venv,
+        &clouds,
+        "bob",
+        &["image", "set", "--accept", &id],
+    ));
+    assert!(
+        ok(&cli(
+            &venv,
+            &clouds,
+            "bob",
+            &["image", "list", "-f", "value", "-c", "ID"]
+        ))
+        .contains(&id)
+    );
+    let out = s.dir.path().join("bob.raw");
+    ok(&cli(
+        &venv,
+        &clouds,
+        "bob",
+        &["image", "save", "--file", out.to_str().unwrap(), &id],
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), b"shared bytes");
+    // Bob cannot delete it; alice can.
+    assert!(
+        !cli(&venv, &clouds, "bob", &["image", "delete", &id])
+            .status
+            .success()
+    );
+    ok(&cli(&venv, &clouds, "alice", &["image", "delete", &id]));
+    // Community images are listed on request.
+    let cid = ok(&cli(
+        &venv,
+        &clouds,
+        "alice",
+        &[
+            "image",
+            "create",
+            "--community",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "-f",
+            "value",
+            "-c",
+            "id",
+            "community-img",
+        ],
+    ));
+    assert!(
+        !ok(&cli(
+            &venv,
+            &clouds,
+            "bob",
+            &["image", "list", "-f", "value", "-c", "ID"]
+        ))
+        .contains(&cid)
+    );
+    assert!(
+        ok(&cli(
+            &venv,
+            &clouds,
+            "bob",
+            &["image", "list", "--community", "-f", "value", "-c", "ID"]
+        ))
+        .contains(&cid)
+    );
+}
+
+async fn tokens_are_checked(b: Backend) {
+    let Some(auth) = auth_url() else { return };
+    let Some(s) = Server::start_with(b, &glance_conf(&auth, 2)).await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let list = |t: Option<&str>| {
+        let mut rb = http.get(format!("{}/v2/images", s.url));
+        if let Some(t) = t {
+            rb = rb.header("X-Auth-Token", t);
+        }
+        rb.send()
+    };
+    let r = list(None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let base = auth.trim_end_matches("/v3");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        format!("Keystone uri=\"{base}\"").as_str()
+    );
+    assert_eq!(list(Some("not-a-token")).await.unwrap().status(), 401);
+
+    // A revoked token stops working within token_cache_time.
+    let (t, _) = token(&auth, "alice", "p1").await;
+    assert_eq!(list(Some(&t)).await.unwrap().status(), 200);
+    let (admin, _) = token(&auth, "admin", "admin").await;
+    let r = http
+        .delete(format!("{auth}/auth/tokens"))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(list(Some(&t)).await.unwrap().status(), 401, "revoked");
+
+    // A disabled user's token is refused.
+    let name = format!("carol-{}", uuid::Uuid::new_v4().simple());
+    let r = http
+        .post(format!("{auth}/users"))
+        .header("X-Auth-Token", &admin)
+        .json(&json!({"user": {"name": name, "password": "secret", "domain_id": "default"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let uid = r.json::<Value>().await.unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let roles: Value = http
+        .get(format!("{auth}/roles?name=member"))
+        .header("X-Auth-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rid = roles["roles"][0]["id"].as_str().unwrap().to_string();
+    let projects: Value = http
+        .get(format!("{auth}/projects?name=p1"))
+        .header("X-Auth-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid = projects["projects"][0]["id"].as_str().unwrap().to_string();
+    http.put(format!("{auth}/projects/{pid}/users/{uid}/roles/{rid}"))
+        .header("X-Auth-Token", &admin)
+        .send()
+        .await
+        .unwrap();
+    let (ct, _) = token(&auth, &name, "p1").await;
+    assert_eq!(list(Some(&ct)).await.unwrap().status(), 200);
+    let r = http
+        .patch(format!("{auth}/users/{uid}"))
+        .header("X-Auth-Token", &admin)
+        .json(&json!({"user": {"enabled": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        list(Some(&ct)).await.unwrap().status(),
+        401,
+        "disabled user"
+    );
+
+    // The service role, from the user's token or a service token, reaches the Locations API.
+    let img = {
+        let (alice, _) = token(&auth, "alice", "p1").await;
+        let r = http
+            .post(format!("{}/v2/images", s.url))
+            .header("X-Auth-Token", &alice)
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = http
+            .get(format!("{}/v2/images/{id}/locations", s.url))
+            .header("X-Auth-Token", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let (svc, _) = token(&auth, "glance", "service").await;
+        let r = http
+            .get(format!("{}/v2/images/{id}/locations", s.url))
+            .header("X-Auth-Token", &alice)
+            .header("X-Service-Token", &svc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        id
+    };
+    assert!(!img.is_empty());
+}
+
+/// A private Keystone with short-lived tokens: expiry, then an outage (503) and recovery.
+async fn keystone_outage_and_expiry(b: Backend) {
+    let Some(_) = auth_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kdir = dir.path().join("ks");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
+    let start = || {
+        let out = Command::new(script)
+            .args(["start", kdir.to_str().unwrap(), &port])
+            .env("KEYSTONE_TOKEN_EXPIRATION", "6")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("OS_AUTH_URL=")
+            .to_string()
+    };
+    let auth = start();
+    let Some(s) = Server::start_with(b, &glance_conf(&auth, 1)).await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let (t, _) = token(&auth, "alice", "p1").await;
+    let get = |t: String| {
+        http.get(format!("{}/v2/images", s.url))
+            .header("X-Auth-Token", t)
+            .send()
+    };
+    assert_eq!(get(t.clone()).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(get(t).await.unwrap().status(), 401, "expired");
+
+    let (t, _) = token(&auth, "alice", "p1").await;
+    let st = Command::new(script)
+        .args(["stop", kdir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get(t.clone()).await.unwrap().status(), 503, "Keystone down");
+    start();
+    // The old token may have expired meanwhile (6 s): a fresh one must work again.
+    let (t, _) = token(&auth, "alice", "p1").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = get(t.clone()).await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(status, 200, "recovers without a restart");
+    let _ = Command::new(script)
+        .args(["stop", kdir.to_str().unwrap()])
+        .status();
+}
+
+both_databases!(
+    sharing_between_projects_with_the_cli,
+    tokens_are_checked,
+    keystone_outage_and_expiry
+);
