@@ -106,7 +106,7 @@ pub async fn upload(
     let target = target_store(&s, &headers)?;
     let cap = s.cfg.image_size_cap;
     if declared.or(content_length).is_some_and(|n| n > cap) {
-        return Err(Error::TooLarge("The provided image is too large.".into()));
+        return Err(too_large());
     }
     img.transition(Status::Saving)?;
     if !s.db.set_status(&id, Status::Queued, Status::Saving).await? {
@@ -225,11 +225,14 @@ async fn ingest(
     ))
 }
 
+/// `image_size_cap` exceeded, in Glance's words.
+fn too_large() -> Error {
+    Error::TooLarge("The incoming image is too large: The provided image is too large.".into())
+}
+
 fn ingest_error(id: &str, e: IngestError) -> Error {
     match e {
-        IngestError::TooLarge => Error::TooLarge(
-            "The incoming image is too large: The provided image is too large.".into(),
-        ),
+        IngestError::TooLarge => too_large(),
         IngestError::Source(msg) => {
             tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
             Error::BadRequest(format!("Error reading image data: {msg}"))
