@@ -51,6 +51,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// `[DEFAULT] enabled_backends` is set: store ids are shown and can be chosen.
     pub multi_store: bool,
+    /// `[oslo_policy] policy_file` as written (resolved against the config files' directory).
+    pub policy_file: Option<String>,
     /// `[keystone_authtoken]`, when the keystone flavor is on.
     pub keystone: Option<crate::auth::keystone::KeystoneConfig>,
     pub disk_formats: Vec<String>,
@@ -389,6 +391,7 @@ impl Config {
             flavor,
             backends,
             multi_store,
+            policy_file: r.opt_string("oslo_policy", "policy_file"),
             keystone,
             disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
             container_formats: r.list(

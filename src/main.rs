@@ -13,6 +13,7 @@ use glance_rs::api::{self, AppState};
 use glance_rs::config::BackendKind;
 use glance_rs::config::{Config, normalize_connection};
 use glance_rs::db::Db;
+use glance_rs::domain::rules::Policy;
 use glance_rs::store::file::{FileStore, FileStoreOptions};
 use glance_rs::store::http::HttpStore;
 use glance_rs::store::{Store, StoreEntry, Stores};
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(cfg).await,
+            Command::Serve => serve(cfg, &cli.config_file).await,
             Command::Db {
                 action: DbAction::Sync,
             } => db_sync(&cfg).await,
@@ -108,7 +109,37 @@ async fn db_sync(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(cfg: Config) -> Result<(), String> {
+/// Glance's policy: the defaults, overridden by `[oslo_policy] policy_file` (relative paths are
+/// looked up next to the last config file; the default name `policy.yaml` is optional).
+fn load_policy(cfg: &Config, files: &[PathBuf]) -> Result<Policy, String> {
+    let base = files
+        .last()
+        .and_then(|f| f.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let (name, required) = match &cfg.policy_file {
+        Some(f) => (f.clone(), true),
+        None => ("policy.yaml".to_string(), false),
+    };
+    let path = if std::path::Path::new(&name).is_absolute() {
+        PathBuf::from(&name)
+    } else {
+        base.join(&name)
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let p = Policy::with_overrides(&text)
+                .map_err(|e| format!("[oslo_policy] policy_file {}: {e}", path.display()))?;
+            tracing::info!(file = %path.display(), "policy overrides loaded");
+            Ok(p)
+        }
+        Err(e) if required => Err(format!("[oslo_policy] policy_file {}: {e}", path.display())),
+        Err(_) => Ok(Policy::default()),
+    }
+}
+
+async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
+    let policy = Arc::new(load_policy(&cfg, files)?);
     let db = open_db(&cfg).await?;
     if db.is_sqlite() {
         // The embedded default must serve with no setup at all.
@@ -139,6 +170,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         cfg: cfg.clone(),
         db,
         stores,
+        policy,
         keystone: cfg
             .keystone
             .clone()

@@ -1353,7 +1353,95 @@ async fn locations_on_the_file_store(b: Backend) {
     assert_eq!(r.status(), 400, "a non-empty list cannot be replaced");
 }
 
+/// An operator's policy file overrides Glance's defaults (oslo.policy syntax).
+async fn policy_file_overrides_defaults(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "# site policy\n\"publicize_image\": \"role:member and project_id:%(project_id)s\"\n\
+         \"delete_image\": \"!\"\n\"download_image\": \"role:admin\"\n",
+    )
+    .unwrap();
+    let Some(s) = Server::start_with(
+        b,
+        &format!("[oslo_policy]\npolicy_file = {}\n", policy.display()),
+    )
+    .await
+    else {
+        return;
+    };
+    let img = s
+        .create_as(
+            "p1",
+            json!({"name": "x", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let as_p1 = |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "member,reader");
+    let r = as_p1(s.req(Method::PATCH, &format!("/v2/images/{id}")))
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .json(&json!([{"op": "replace", "path": "/visibility", "value": "public"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "members may publicize under this policy");
+    assert_eq!(
+        as_p1(s.req(Method::PUT, &format!("/v2/images/{id}/file")))
+            .header("Content-Type", "application/octet-stream")
+            .body("abc")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        as_p1(s.get(&format!("/v2/images/{id}/file")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        s.get(&format!("/v2/images/{id}/file"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = s
+        .req(Method::DELETE, &format!("/v2/images/{id}"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("delete_image"));
+    // A broken policy file stops start-up, naming the option.
+    std::fs::write(&policy, "\"delete_image\": \"role:admin and (\"\n").unwrap();
+    let conf = dir.path().join("g.conf");
+    std::fs::write(
+        &conf,
+        format!("[oslo_policy]\npolicy_file = {}\n", policy.display()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["--config-file", conf.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[oslo_policy] policy_file"));
+}
+
 both_databases!(
+    policy_file_overrides_defaults,
     locations_on_the_file_store,
     versions_and_negotiation,
     request_ids_and_error_shapes,

@@ -62,12 +62,7 @@ pub async fn stores_detail(
     Extension(ctx): Extension<Context>,
 ) -> Result<Response> {
     require_multi(&s)?;
-    // stores_info_detail: admins (and the service role).
-    if !(ctx.is_admin || ctx.has_role("service")) {
-        return Err(Error::Forbidden(
-            "You are not authorized to complete stores_info_detail action.".into(),
-        ));
-    }
+    ctx.enforce("stores_info_detail", &std::collections::HashMap::new())?;
     Ok(json_response(StatusCode::OK, &store_list(&s, true)))
 }
 
@@ -82,12 +77,7 @@ pub async fn delete_from_store(
         return Err(Error::Conflict(format!("Unknown store {store_id}.")));
     }
     let img = s.visible_image(&ctx, &id).await?;
-    // delete_image_location: admins.
-    if !ctx.is_admin {
-        return Err(Error::Forbidden(
-            "You are not authorized to complete delete_image_location action.".into(),
-        ));
-    }
+    ctx.enforce_on("delete_image_location", &img)?;
     if img.status != Status::Active {
         return Err(Error::Conflict(
             "It's not allowed to remove image data from store if image status is not 'active'"

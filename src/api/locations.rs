@@ -27,10 +27,8 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let img = s.visible_image(&ctx, &id).await?;
-    // fetch_image_location: the service role only (locations can carry credentials).
-    if !ctx.has_role("service") {
-        return Err(denied("fetch_image_location"));
-    }
+    // The service role only by default (locations can carry credentials).
+    ctx.enforce_on("fetch_image_location", &img)?;
     let locs: Vec<Value> = img
         .locations
         .iter()
@@ -68,9 +66,9 @@ pub async fn add(
     let img = s.visible_image(&ctx, &id).await?;
     // add_image_location: the service role, or the owner's members for http locations (the
     // only kind a user may point at; we have no http store yet).
-    let owner_member = ctx.owns(&img) && ctx.has_role("member");
+    ctx.enforce_on("add_image_location", &img)?;
     let http = url.starts_with("http://") || url.starts_with("https://");
-    if !(ctx.has_role("service") || (owner_member && http)) {
+    if !(ctx.has_role("service") || http) {
         return Err(denied("add_image_location"));
     }
     if img.status != Status::Queued {

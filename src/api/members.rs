@@ -119,7 +119,7 @@ pub async fn add(
         ));
     }
     let img = s.visible_image(&ctx, &id).await?;
-    owner_only(&ctx, &img, "create")?;
+    owner_only(&ctx, &img, "add")?;
     shared_only(&img)?;
     let m =
         s.db.add_member(&id, &member, s.cfg.image_member_quota)

@@ -34,6 +34,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub db: Db,
     pub stores: Arc<Stores>,
+    /// Glance's policy rules (defaults, or the operator's policy file).
+    pub policy: Arc<crate::domain::rules::Policy>,
     /// Token validation, with `[paste_deploy] flavor = keystone`.
     pub keystone: Option<Arc<crate::auth::keystone::Keystone>>,
     pub schemas: Arc<schemas::Schemas>,

@@ -17,6 +17,7 @@ use axum::response::IntoResponse;
 
 use crate::api::{AppState, RequestId};
 use crate::domain::policy::Context;
+use crate::domain::rules::Policy;
 use crate::error::Error;
 use keystone::{AuthError, Keystone};
 
@@ -26,6 +27,7 @@ async fn from_keystone(
     ks: Arc<Keystone>,
     h: &HeaderMap,
     request_id: String,
+    policy: Arc<Policy>,
 ) -> Result<Context, Error> {
     let unauthorized = || Error::Unauthorized {
         www_authenticate: ks.www_authenticate(),
@@ -69,6 +71,7 @@ async fn from_keystone(
         user_id: user.user_id,
         roles,
         request_id,
+        policy,
     })
 }
 
@@ -79,11 +82,13 @@ pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let ctx = match &s.keystone {
-        None => from_headers(req.headers(), request_id),
-        Some(ks) => match from_keystone(ks.clone(), req.headers(), request_id).await {
-            Ok(ctx) => ctx,
-            Err(e) => return e.into_response(),
-        },
+        None => from_headers(req.headers(), request_id, s.policy.clone()),
+        Some(ks) => {
+            match from_keystone(ks.clone(), req.headers(), request_id, s.policy.clone()).await {
+                Ok(ctx) => ctx,
+                Err(e) => return e.into_response(),
+            }
+        }
     };
     req.extensions_mut().insert(ctx);
     next.run(req).await
@@ -98,12 +103,12 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// The noauth context: identity headers when given, else an admin with no project.
-pub fn from_headers(h: &HeaderMap, request_id: String) -> Context {
+pub fn from_headers(h: &HeaderMap, request_id: String, policy: Arc<Policy>) -> Context {
     let project = header(h, "x-project-id").or_else(|| header(h, "x-tenant-id"));
     let user = header(h, "x-user-id");
     let roles = header(h, "x-roles");
     if project.is_none() && user.is_none() && roles.is_none() {
-        return Context::unauthenticated(request_id);
+        return Context::unauthenticated(request_id, policy);
     }
     // Glance lowercases roles. A project without roles acts as its member.
     let roles: Vec<String> = match roles {
@@ -120,5 +125,6 @@ pub fn from_headers(h: &HeaderMap, request_id: String) -> Context {
         user_id: user,
         roles,
         request_id,
+        policy,
     }
 }

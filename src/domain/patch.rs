@@ -318,12 +318,7 @@ fn apply_location(
     policy::check_modify(ctx, img)?;
     match change.op {
         Op::Remove => {
-            // Glance's delete_image_location policy: admins only.
-            if !ctx.is_admin {
-                return Err(Error::Forbidden(
-                    "You are not authorized to complete delete_image_location action.".into(),
-                ));
-            }
+            ctx.enforce_on("delete_image_location", img)?;
             let pos = position(&change.path[1], img.locations.len(), false)?;
             if img.locations.len() == 1 {
                 return Err(Error::Forbidden(

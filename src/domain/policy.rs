@@ -1,9 +1,14 @@
-//! Who may do what: the caller's context and Glance's default (secure RBAC) image rules.
+//! Who may do what: the caller's context, and the checks of Glance's policy rules (defaults or
+//! the operator's policy file, see `rules`) against an image.
 //!
 //! Pure functions over the context and the image; where the identity comes from (noauth headers
-//! now, Keystone later) is the auth layer's business.
+//! or Keystone) is the auth layer's business.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::domain::image::{Image, Visibility};
+use crate::domain::rules::{Creds, Policy};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -13,17 +18,19 @@ pub struct Context {
     pub roles: Vec<String>,
     pub is_admin: bool,
     pub request_id: String,
+    pub policy: Arc<Policy>,
 }
 
 impl Context {
     /// Glance's unauthenticated context: an admin with no project.
-    pub fn unauthenticated(request_id: String) -> Self {
+    pub fn unauthenticated(request_id: String, policy: Arc<Policy>) -> Self {
         Context {
             project_id: None,
             user_id: None,
             roles: vec!["admin".into()],
             is_admin: true,
             request_id,
+            policy,
         }
     }
 
@@ -35,16 +42,37 @@ impl Context {
         self.project_id.is_some() && image.owner == self.project_id
     }
 
-    /// `project_member_or_admin` in Glance's base policies.
-    fn member_of_owner(&self, image: &Image) -> bool {
-        self.is_admin || (self.owns(image) && self.has_role("member"))
+    /// Checks `action` against a target (`project_id`/`owner`, `visibility`, `member_id`, ...).
+    pub fn enforce(&self, action: &str, target: &HashMap<&str, String>) -> Result<()> {
+        let creds = Creds {
+            roles: &self.roles,
+            project_id: self.project_id.as_deref(),
+            user_id: self.user_id.as_deref(),
+            is_admin: self.is_admin,
+        };
+        if self.policy.allows(action, &creds, target) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "You are not authorized to complete {action} action."
+            )))
+        }
+    }
+
+    /// `action` on an image: the target is the image's owner and visibility.
+    pub fn enforce_on(&self, action: &str, image: &Image) -> Result<()> {
+        self.enforce(action, &target(image))
     }
 }
 
-fn denied(action: &str) -> Error {
-    Error::Forbidden(format!(
-        "You are not authorized to complete {action} action."
-    ))
+/// The policy target of an image, as Glance builds it.
+pub fn target(image: &Image) -> HashMap<&'static str, String> {
+    let owner = image.owner.clone().unwrap_or_default();
+    HashMap::from([
+        ("project_id", owner.clone()),
+        ("owner", owner),
+        ("visibility", image.visibility.as_str().to_string()),
+    ])
 }
 
 /// Whether the caller may know the image exists. `is_member` says the caller's project is a
@@ -57,50 +85,43 @@ pub fn can_see(ctx: &Context, image: &Image, is_member: bool) -> bool {
 }
 
 pub fn check_modify(ctx: &Context, image: &Image) -> Result<()> {
-    ctx.member_of_owner(image)
-        .then_some(())
-        .ok_or_else(|| denied("modify_image"))
+    ctx.enforce_on("modify_image", image)
 }
 
 pub fn check_delete(ctx: &Context, image: &Image) -> Result<()> {
-    ctx.member_of_owner(image)
-        .then_some(())
-        .ok_or_else(|| denied("delete_image"))
+    ctx.enforce_on("delete_image", image)
 }
 
 pub fn check_upload(ctx: &Context, image: &Image) -> Result<()> {
-    ctx.member_of_owner(image)
-        .then_some(())
-        .ok_or_else(|| denied("upload_image"))
+    ctx.enforce_on("upload_image", image)
 }
 
 pub fn check_deactivate(ctx: &Context, image: &Image, action: &str) -> Result<()> {
-    ctx.member_of_owner(image)
-        .then_some(())
-        .ok_or_else(|| denied(action))
+    ctx.enforce_on(action, image)
 }
 
-/// Setting a visibility: public needs admin (publicize_image), community needs the owner's member
-/// (communitize_image).
+/// Setting a visibility: public needs publicize_image, community communitize_image.
 pub fn check_visibility(ctx: &Context, image: &Image, v: Visibility) -> Result<()> {
     match v {
-        Visibility::Public if !ctx.is_admin => Err(denied("publicize_image")),
-        Visibility::Community if !ctx.member_of_owner(image) => Err(denied("communitize_image")),
+        Visibility::Public => ctx.enforce_on("publicize_image", image),
+        Visibility::Community => ctx.enforce_on("communitize_image", image),
         _ => Ok(()),
     }
 }
 
 pub fn check_create(ctx: &Context, owner: Option<&str>) -> Result<()> {
-    if ctx.is_admin {
-        return Ok(());
-    }
-    if !ctx.has_role("member") {
-        return Err(denied("add_image"));
-    }
+    let project = owner
+        .map(str::to_string)
+        .or_else(|| ctx.project_id.clone())
+        .unwrap_or_default();
+    ctx.enforce(
+        "add_image",
+        &HashMap::from([("project_id", project.clone()), ("owner", project)]),
+    )?;
     match owner {
-        Some(o) if Some(o) != ctx.project_id.as_deref() => Err(Error::Forbidden(format!(
-            "You are not permitted to create images owned by '{o}'."
-        ))),
+        Some(o) if !ctx.is_admin && Some(o) != ctx.project_id.as_deref() => Err(Error::Forbidden(
+            format!("You are not permitted to create images owned by '{o}'."),
+        )),
         _ => Ok(()),
     }
 }
@@ -111,5 +132,5 @@ pub fn check_download(ctx: &Context, image: &Image) -> Result<()> {
             "The requested image has been deactivated. Image data download is forbidden.".into(),
         ));
     }
-    Ok(())
+    ctx.enforce_on("download_image", image)
 }
