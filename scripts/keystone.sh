@@ -8,7 +8,8 @@
 #   scripts/keystone.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
 #
 # Accounts (password "secret" everywhere): admin (project admin), glance (project service,
-# roles admin and service), alice (project p1, member), bob (project p2, member).
+# roles admin and service), alice (project p1, member), bob (project p2, member); the image
+# service in the catalog at http://127.0.0.1:$GLANCE_CATALOG_PORT (default 9292).
 set -euo pipefail
 
 cmd=${1:?start|stop}
@@ -91,6 +92,13 @@ def user(name, project, role_names):
 user("glance", "service", ["admin", "service"])
 user("alice", "p1", ["member", "reader"])
 user("bob", "p2", ["member", "reader"])
+# The image service in the catalog, where the tests' catalog-login test serves it.
+image_url = sys.argv[3]
+services = s.get(f"{url}/services?type=image").json()["services"]
+sid = services[0]["id"] if services else s.post(f"{url}/services", json={"service": {"name": "glance", "type": "image"}}).json()["service"]["id"]
+if not s.get(f"{url}/endpoints?service_id={sid}").json()["endpoints"]:
+    for iface in ("public", "internal", "admin"):
+        s.post(f"{url}/endpoints", json={"endpoint": {"service_id": sid, "interface": iface, "url": image_url, "region_id": "RegionOne"}})
 PY
 }
 
@@ -111,7 +119,7 @@ case "$cmd" in
       sleep 0.2
     done
     curl -sf "http://127.0.0.1:$port/v3" >/dev/null || { say "keystone did not start; see $dir/uwsgi.log"; exit 1; }
-    [ -e "$dir/.accounts" ] || { osc "http://127.0.0.1:$port/v3" "$pw" && touch "$dir/.accounts"; }
+    [ -e "$dir/.accounts" ] || { osc "http://127.0.0.1:$port/v3" "$pw" "http://127.0.0.1:${GLANCE_CATALOG_PORT:-9292}" && touch "$dir/.accounts"; }
     echo "OS_AUTH_URL=http://127.0.0.1:$port/v3"
     ;;
   stop) stop ;;

@@ -425,6 +425,59 @@ async fn keystone_outage_and_expiry(b: Backend) {
         .status();
 }
 
+/// Plain password login with the endpoint from Keystone's catalog (no clouds.yaml): the
+/// bootstrap registers the image service at 127.0.0.1:9292, so this one test serves there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_through_the_catalog() {
+    let (Some(auth), Some(venv)) = (auth_url(), venv()) else {
+        return;
+    };
+    let extra = format!("{}[DEFAULT]\nbind_port = 9292\n", glance_conf(&auth, 300));
+    let Some(s) = Server::start_with(Backend::Sqlite, &extra).await else {
+        return;
+    };
+    assert_eq!(s.port, 9292);
+    let run = |args: &[&str]| {
+        Command::new(venv.join("bin/openstack"))
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .args([
+                "--os-auth-url",
+                &auth,
+                "--os-username",
+                "alice",
+                "--os-password",
+                "secret",
+                "--os-project-name",
+                "p1",
+                "--os-user-domain-name",
+                "Default",
+                "--os-project-domain-name",
+                "Default",
+                "--os-region-name",
+                "RegionOne",
+            ])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let id = ok(&run(&[
+        "image",
+        "create",
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "-f",
+        "value",
+        "-c",
+        "id",
+        "via-catalog",
+    ]));
+    assert!(ok(&run(&["image", "list", "-f", "value", "-c", "ID"])).contains(&id));
+    ok(&run(&["image", "delete", &id]));
+}
+
 both_databases!(
     sharing_between_projects_with_the_cli,
     tokens_are_checked,
