@@ -1423,6 +1423,28 @@ async fn policy_file_overrides_defaults(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("delete_image"));
+    // Without a reader, member or admin role nothing is visible (get_images, get_image).
+    let observer = |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "observer");
+    assert_eq!(
+        observer(s.get("/v2/images")).send().await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        observer(s.get(&format!("/v2/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        as_p1(s.get(&format!("/v2/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // A broken policy file stops start-up, naming the option.
     std::fs::write(&policy, "\"delete_image\": \"role:admin and (\"\n").unwrap();
     let conf = dir.path().join("g.conf");

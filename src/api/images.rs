@@ -258,6 +258,11 @@ pub async fn list(
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+    let project = ctx.project_id.clone().unwrap_or_default();
+    ctx.enforce(
+        "get_images",
+        &std::collections::HashMap::from([("project_id", project)]),
+    )?;
     let q = ListQuery::parse(&pairs, s.cfg.limit_param_default, s.cfg.api_limit_max)?;
     let marker = match &q.marker {
         None => None,

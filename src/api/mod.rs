@@ -52,11 +52,11 @@ impl AppState {
         let member = !ctx.is_admin
             && !ctx.owns(&img)
             && self.db.is_member(id, ctx.project_id.as_deref()).await?;
-        if policy::can_see(ctx, &img, member) {
-            Ok(img)
-        } else {
-            Err(Error::image_not_found(id))
+        if !policy::can_see(ctx, &img, member) {
+            return Err(Error::image_not_found(id));
         }
+        ctx.enforce_on("get_image", &img)?;
+        Ok(img)
     }
 }
 

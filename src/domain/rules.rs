@@ -14,6 +14,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "role:admin or (role:member and project_id:%(project_id)s)",
     ),
     ("service_api", "role:service"),
+    ("get_image", "role:admin or role:reader or role:member"),
+    ("get_images", "role:admin or role:reader or role:member"),
     ("add_image", "rule:admin_or_project_member"),
     ("modify_image", "rule:admin_or_project_member"),
     ("upload_image", "rule:admin_or_project_member"),
