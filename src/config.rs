@@ -439,6 +439,7 @@ fn keystone(r: &Reader) -> Result<crate::auth::keystone::KeystoneConfig, ConfigE
             .into_iter()
             .map(|x| x.to_lowercase())
             .collect(),
+        service_token_roles_required: r.bool(s, "service_token_roles_required", false)?,
         token_cache_time: r.int(s, "token_cache_time", 300u64, Some(0), None)?,
     })
 }

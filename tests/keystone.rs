@@ -342,6 +342,16 @@ async fn tokens_are_checked(b: Backend) {
             .await
             .unwrap();
         assert_eq!(r.status(), 403);
+        // A service token without the service role lends nothing.
+        let (bob, _) = token(&auth, "bob", "p2").await;
+        let r = http
+            .get(format!("{}/v2/images/{id}/locations", s.url))
+            .header("X-Auth-Token", &alice)
+            .header("X-Service-Token", &bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
         let (svc, _) = token(&auth, "glance", "service").await;
         let r = http
             .get(format!("{}/v2/images/{id}/locations", s.url))

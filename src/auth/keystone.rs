@@ -19,6 +19,8 @@ pub struct KeystoneConfig {
     pub user_domain_name: String,
     pub project_domain_name: String,
     pub service_token_roles: Vec<String>,
+    /// Refuse (401) a service token that lacks `service_token_roles`.
+    pub service_token_roles_required: bool,
     pub token_cache_time: u64,
 }
 
@@ -207,5 +209,9 @@ impl Keystone {
         id.roles
             .iter()
             .any(|r| self.cfg.service_token_roles.contains(r))
+    }
+
+    pub fn service_roles_required(&self) -> bool {
+        self.cfg.service_token_roles_required
     }
 }

@@ -57,6 +57,12 @@ async fn from_keystone(
             ));
         }
     };
+    if let Some(sv) = &service
+        && ks.service_roles_required()
+        && !ks.is_service(sv)
+    {
+        return Err(unauthorized());
+    }
     let mut roles = user.roles.clone();
     // A valid service token with a service role lends its role (Glance's service_api rule).
     if let Some(sv) = &service
