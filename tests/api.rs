@@ -1462,7 +1462,25 @@ async fn policy_file_overrides_defaults(b: Backend) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("[oslo_policy] policy_file"));
 }
 
+/// `hashing_algorithm` chooses os_hash_algo; the MD5 checksum is always there.
+async fn configured_hashing_algorithm(b: Backend) {
+    let Some(s) = Server::start_with(b, "[DEFAULT]\nhashing_algorithm = sha256\n").await else {
+        return;
+    };
+    let img = s
+        .create(json!({"name": "h", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap();
+    let data = random_bytes(3 << 20);
+    assert_eq!(s.upload(id, data.clone()).await.status(), 204);
+    let v = s.show(id).await;
+    assert_eq!(v["os_hash_algo"], "sha256");
+    assert_eq!(v["os_hash_value"], hex::encode(sha2::Sha256::digest(&data)));
+    assert_eq!(v["checksum"], hex::encode(md5::Md5::digest(&data)));
+}
+
 both_databases!(
+    configured_hashing_algorithm,
     policy_file_overrides_defaults,
     locations_on_the_file_store,
     versions_and_negotiation,
