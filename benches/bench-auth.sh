@@ -10,13 +10,14 @@ work=$(mktemp -d /tmp/glance-bench-auth.XXXXXX)
 cargo build --release -q
 bin=$PWD/target/release/glance-rs
 base=${OS_AUTH_URL%/v3}
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+# start() runs in $(...), a subshell: pids are recorded in a file, not a variable.
+trap 'while read -r p; do kill "$p" 2>/dev/null; done <"$work/pids"' EXIT
+: >"$work/pids"
 start() { # name, extra config -> prints URL
   local d="$work/$1"; mkdir -p "$d"
   printf '[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n[database]\nconnection = sqlite:///%s/g.sqlite\n[glance_store]\nfilesystem_store_datadir = %s/images\n%b' "$d" "$d" "$2" >"$d/g.conf"
   "$bin" --config-file "$d/g.conf" >"$d/out" 2>"$d/log" &
-  pids+=($!)
+  echo $! >>"$work/pids"
   for _ in $(seq 1 100); do grep -q "listening on" "$d/out" 2>/dev/null && break; sleep 0.1; done
   echo "http://$(sed -n 's/^listening on //p' "$d/out")"
 }

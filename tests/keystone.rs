@@ -395,6 +395,16 @@ async fn keystone_outage_and_expiry(b: Backend) {
             .to_string()
     };
     let auth = start();
+    // Stops the private Keystone whatever happens below.
+    struct Stop<'a>(&'a str, std::path::PathBuf);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0)
+                .args(["stop", self.1.to_str().unwrap_or("")])
+                .status();
+        }
+    }
+    let _stop = Stop(script, kdir.clone());
     let Some(s) = Server::start_with(b, &glance_conf(&auth, 1)).await else {
         return;
     };
@@ -430,9 +440,6 @@ async fn keystone_outage_and_expiry(b: Backend) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(status, 200, "recovers without a restart");
-    let _ = Command::new(script)
-        .args(["stop", kdir.to_str().unwrap()])
-        .status();
 }
 
 /// Plain password login with the endpoint from Keystone's catalog (no clouds.yaml): the

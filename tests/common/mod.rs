@@ -166,6 +166,8 @@ impl Server {
             .spawn()
             .expect("start glance-rs");
         let stdout = child.stdout.take().unwrap();
+        // Killed on drop until it is handed to the Server: a panic in between leaks nothing.
+        let mut child = ChildGuard(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -177,8 +179,7 @@ impl Server {
         let addr = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(child);
                 panic!(
                     "glance-rs did not start: {}",
                     std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
@@ -196,7 +197,7 @@ impl Server {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
-            child,
+            child: child.0.take().expect("child present"),
             mysql,
         }
     }
@@ -375,6 +376,18 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Kills and reaps a child process when dropped.
+pub struct ChildGuard(pub Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
