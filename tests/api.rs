@@ -221,14 +221,7 @@ async fn create_defaults_and_location(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{custom}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(s.delete(custom).await, 204);
     let r = s
         .req(Method::POST, "/v2/images")
         .json(&json!({"id": custom}))
@@ -1224,24 +1217,10 @@ async fn upload_download_and_delete(b: Backend) {
     assert_eq!(s.store_files(), vec![id.clone()]);
 
     // Delete removes the bytes.
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(s.delete(&id).await, 204);
     assert_eq!(s.get(&file).send().await.unwrap().status(), 404);
     assert!(s.store_files().is_empty());
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(s.delete(&id).await, 404);
 }
 
 async fn size_cap_rejects_without_leftovers(b: Backend) {
@@ -1336,15 +1315,8 @@ async fn locations_on_the_file_store(b: Backend) {
         json!([{"url": url, "metadata": {"k": "v"}}])
     );
     assert_eq!(v["direct_url"], url);
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(got.as_ref(), b"hello locations");
+    let got = s.download(&id).await;
+    assert_eq!(got, b"hello locations");
     // image_location_quota = 1.
     let r = s.patch(&id, json!([{"op": "add", "path": "/locations/-", "value": {"url": format!("{url}2"), "metadata": {}}}])).await;
     assert_eq!(r.status(), 413);

@@ -117,12 +117,7 @@ async fn delete_during_upload_is_gone(b: Backend) {
         .send();
     let delete = async {
         wait_status(&s, &id, "saving").await;
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        s.delete(&id).await
     };
     let (up, del) = tokio::join!(upload, delete);
     assert_eq!(del, 204);
@@ -272,23 +267,9 @@ async fn file_store_options(b: Backend) {
         meta.blocks()
     );
     assert_eq!(meta.mode() & 0o777, 0o640);
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    let got = s.download(&id).await;
+    assert!(got == data);
+    assert_eq!(s.delete(&id).await, 204);
     assert!(!path.exists());
 }
 
@@ -302,25 +283,11 @@ async fn two_nodes_share_one_store(b: Backend) {
     let id = new_image(&a).await;
     let data = random_bytes(2 << 20);
     assert_eq!(a.upload(&id, data.clone()).await.status(), 204);
-    let got = peer
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
+    let got = peer.download(&id).await;
+    assert!(got == data);
     // The image is active for both nodes: a second upload conflicts.
     assert_eq!(peer.upload(&id, b"x".to_vec()).await.status(), 409);
-    assert_eq!(
-        peer.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(peer.delete(&id).await, 204);
     assert_eq!(
         a.get(&format!("/v2/images/{id}"))
             .send()

@@ -228,7 +228,7 @@ async fn stores_choose_and_report(b: Backend) {
             .bytes()
             .await
             .unwrap();
-        assert!(got.as_ref() == data.as_slice(), "{q}");
+        assert!(got == data, "{q}");
     }
     assert_eq!(
         s.get(&format!("/v2/images/{id}/file?prefer=bogus"))
@@ -254,15 +254,8 @@ async fn stores_choose_and_report(b: Backend) {
     assert_eq!(s.show(&id).await["stores"], "slow");
     assert_eq!(del("fast").send().await.unwrap().status(), 404);
     assert_eq!(del("slow").send().await.unwrap().status(), 409);
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
+    let got = s.download(&id).await;
+    assert!(got == data);
 }
 
 async fn http_store_serves_registered_urls(b: Backend) {
@@ -299,15 +292,8 @@ async fn http_store_serves_registered_urls(b: Backend) {
     assert_eq!(v["status"], "active");
     assert_eq!(v["size"], data.len());
     assert_eq!(v["stores"], "web");
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
+    let got = s.download(&id).await;
+    assert!(got == data);
     // A missing URL is refused and changes nothing.
     let img = s
         .create_as(
@@ -328,14 +314,7 @@ async fn http_store_serves_registered_urls(b: Backend) {
     assert_eq!(r.status(), 400);
     assert_eq!(s.show(&id2).await["status"], "queued");
     // Deleting the image leaves the remote file alone.
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(s.delete(&id).await, 204);
     assert!(web.join("disk.raw").exists());
 }
 
@@ -444,16 +423,9 @@ async fn file_and_rbd_side_by_side(b: Backend) {
             .bytes()
             .await
             .unwrap();
-        assert!(got.as_ref() == data.as_slice(), "{q}");
+        assert!(got == data, "{q}");
     }
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(s.delete(&id).await, 204);
     assert!(!copy.exists());
 }
 

@@ -133,28 +133,14 @@ async fn snapshot_clone_and_delete(b: Backend) {
     );
     let v = s.show(&id).await;
     assert_eq!(v["status"], "active");
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
+    let got = s.download(&id).await;
+    assert!(got == data);
     let (ok, info) = rbd(&conf, &["info", &format!("images/{id}@snap")]);
     assert!(ok && info.contains("protected: True"), "{info}");
 
     let (ok, out) = rbd(&conf, &["rm", &vol]);
     assert!(ok, "{out}");
-    assert_eq!(
-        s.req(Method::DELETE, &format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(s.delete(&id).await, 204);
     let (ok, list) = rbd(&conf, &["ls", "images"]);
     assert!(ok);
     assert!(!list.contains(&id), "rbd ls images still lists {id}");
@@ -338,15 +324,8 @@ async fn registered_rbd_locations(b: Backend) {
     assert_eq!(v["os_hash_value"], sha);
     assert_eq!(v["checksum"], md5hex);
     assert_eq!(v["direct_url"], url0);
-    let got = s
-        .get(&format!("/v2/images/{id}/file"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(got.as_ref() == data.as_slice());
+    let got = s.download(&id).await;
+    assert!(got == data);
     let r = as_service(s.get(&format!("/v2/images/{id}/locations")))
         .send()
         .await
@@ -401,14 +380,7 @@ async fn registered_rbd_locations(b: Backend) {
 
     // Deleting the images removes the RBD images registered with them.
     for i in [&id, &id2] {
-        assert_eq!(
-            s.req(Method::DELETE, &format!("/v2/images/{i}"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            204
-        );
+        assert_eq!(s.delete(i).await, 204);
     }
     let (_, list) = rbd(&conf, &["ls", "images"]);
     assert!(!list.contains(&ids[0]) && !list.contains(&ids[1]), "{list}");

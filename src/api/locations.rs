@@ -12,14 +12,8 @@ use super::images::{accept_new_locations, json_body};
 use super::{AppState, json_response};
 use crate::domain::image::Status;
 use crate::domain::patch::{PatchOptions, add_location};
-use crate::domain::policy::Context;
+use crate::domain::policy::{Context, denied};
 use crate::error::{Error, Result};
-
-fn denied(action: &str) -> Error {
-    Error::Forbidden(format!(
-        "You are not authorized to complete {action} action."
-    ))
-}
 
 pub async fn list(
     State(s): State<AppState>,

@@ -53,9 +53,7 @@ impl Context {
         if self.policy.allows(action, &creds, target) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "You are not authorized to complete {action} action."
-            )))
+            Err(denied(action))
         }
     }
 
@@ -63,6 +61,13 @@ impl Context {
     pub fn enforce_on(&self, action: &str, image: &Image) -> Result<()> {
         self.enforce(action, &target(image))
     }
+}
+
+/// Glance's refusal of a policy action.
+pub fn denied(action: &str) -> Error {
+    Error::Forbidden(format!(
+        "You are not authorized to complete {action} action."
+    ))
 }
 
 /// The policy target of an image, as Glance builds it.

@@ -294,6 +294,22 @@ impl Server {
             .unwrap()
     }
 
+    /// The image's data as an admin downloads it (the body, whatever the status).
+    pub async fn download(&self, id: &str) -> Vec<u8> {
+        let r = self
+            .get(&format!("/v2/images/{id}/file"))
+            .send()
+            .await
+            .unwrap();
+        r.bytes().await.unwrap().to_vec()
+    }
+
+    /// DELETE of the image as an admin; the status code.
+    pub async fn delete(&self, id: &str) -> u16 {
+        let r = self.req(reqwest::Method::DELETE, &format!("/v2/images/{id}"));
+        r.send().await.unwrap().status().as_u16()
+    }
+
     pub async fn patch(&self, id: &str, ops: Value) -> reqwest::Response {
         self.req(Method::PATCH, &format!("/v2/images/{id}"))
             .header(
