@@ -193,8 +193,11 @@ impl Server {
             backend,
             db_url,
             dir,
+            // No pooled connections: a connection the server closed after refusing an upload
+            // early (413 before reading the body) must not be reused by the next request.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
             child: child.0.take().expect("child present"),
