@@ -225,21 +225,23 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                 thin,
             } => {
                 use glance_rs::store::rbd::{RbdOptions, RbdStore};
-                let store = RbdStore::connect(&RbdOptions {
+                let store = RbdStore::new(RbdOptions {
                     pool: pool.clone(),
                     user: user.clone(),
                     conf: conf.clone(),
                     chunk_mib: *chunk_mib,
                     connect_timeout: *connect_timeout,
                     thin: *thin,
-                })
-                .map_err(|e| format!("[{section}] rbd: {e}"))?;
-                tracing::info!(store = %b.id, %pool, fsid = %store.fsid(), "RBD store connected");
+                });
+                let fsid = store.fsid();
+                if let Some(fsid) = &fsid {
+                    tracing::info!(store = %b.id, %pool, %fsid, "RBD store connected");
+                }
                 let props = serde_json::json!({
                     "pool": pool,
                     "chunk_size": chunk_mib,
                     "thin_provisioning": thin,
-                    "fsid": store.fsid(),
+                    "fsid": fsid,
                 });
                 (Arc::new(store), props)
             }

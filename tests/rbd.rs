@@ -37,14 +37,68 @@ fn rbd(conf: &str, args: &[&str]) -> (bool, String) {
 }
 
 async fn start(b: Backend) -> Option<(Server, String)> {
+    start_on_pool(b, "images").await
+}
+
+async fn start_on_pool(b: Backend, pool: &str) -> Option<(Server, String)> {
     let conf = ceph_conf()?;
     let extra = format!(
         "[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = true\n\
-         [glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = images\n\
+         [glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = {pool}\n\
          rbd_store_user = admin\nrbd_store_ceph_conf = {conf}\nrbd_store_chunk_size = 4\n"
     );
     let s = Server::start_with(b, &extra).await?;
     Some((s, conf))
+}
+
+/// `ceph` with our cluster's conf, bounded like `rbd`.
+fn ceph(conf: &str, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["60", "ceph", "-c", conf])
+        .args(args)
+        .output()
+        .expect("ceph");
+    assert!(
+        out.status.success(),
+        "ceph {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A pool of its own for a test that changes pool settings; deleted on drop.
+struct ScratchPool {
+    conf: String,
+    name: String,
+}
+
+impl ScratchPool {
+    fn new(conf: &str, prefix: &str) -> ScratchPool {
+        let name = format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        ceph(conf, &["osd", "pool", "create", &name, "8"]);
+        let (ok, out) = rbd(conf, &["pool", "init", &name]);
+        assert!(ok, "{out}");
+        ScratchPool {
+            conf: conf.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchPool {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout")
+            .args(["60", "ceph", "-c", &self.conf])
+            .args(["config", "set", "mon", "mon_allow_pool_delete", "true"])
+            .output();
+        let _ = Command::new("timeout")
+            .args(["60", "ceph", "-c", &self.conf, "osd", "pool", "delete"])
+            .args([&self.name, &self.name, "--yes-i-really-really-mean-it"])
+            .output();
+    }
 }
 
 fn fsid(conf: &str) -> String {
@@ -386,7 +440,184 @@ async fn registered_rbd_locations(b: Backend) {
     assert!(!list.contains(&ids[0]) && !list.contains(&ids[1]), "{list}");
 }
 
+/// An image whose RBD image carries a snapshot of someone else's (a backup tool's, say): the
+/// delete unprotects and removes ours, then moves the image to the RBD trash, as glance_store
+/// does, rather than failing.
+async fn other_snapshots_send_it_to_the_trash(b: Backend) {
+    let Some((s, conf)) = start(b).await else {
+        return;
+    };
+    let id = s.create_raw("t").await;
+    assert_eq!(s.upload(&id, random_bytes(5 << 20)).await.status(), 204);
+    let (ok, out) = rbd(&conf, &["snap", "create", &format!("images/{id}@backup")]);
+    assert!(ok, "{out}");
+
+    assert_eq!(s.delete(&id).await, 204);
+    let (_, list) = rbd(&conf, &["ls", "images"]);
+    assert!(!list.contains(&id), "{list}");
+    let (ok, trash) = rbd(&conf, &["trash", "ls", "images"]);
+    assert!(ok && trash.contains(&id), "{trash}");
+    let (_, snaps) = rbd(&conf, &["snap", "ls", &format!("images/{id}@backup")]);
+    assert!(!snaps.contains(" snap "), "our snapshot is gone: {snaps}");
+
+    // Tidy up: restore, drop the foreign snapshot, remove.
+    let trash_id = trash
+        .lines()
+        .find(|l| l.contains(&id))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(rbd(&conf, &["trash", "restore", "-p", "images", &trash_id]).0);
+    assert!(rbd(&conf, &["snap", "purge", &format!("images/{id}")]).0);
+    assert!(rbd(&conf, &["rm", &format!("images/{id}")]).0);
+}
+
+/// A pool over its quota (what a full cluster looks like to a client): the upload fails at once
+/// with 413 instead of waiting for room, the image goes back to `queued` and nothing is left in
+/// the pool; images already there can still be deleted to make room.
+async fn full_pool_gives_413(b: Backend) {
+    let Some(conf) = ceph_conf() else {
+        return;
+    };
+    let pool = ScratchPool::new(&conf, "full");
+    let Some((s, conf)) = start_on_pool(b, &pool.name).await else {
+        return;
+    };
+    ceph(
+        &conf,
+        &[
+            "osd",
+            "pool",
+            "set-quota",
+            &pool.name,
+            "max_bytes",
+            &(4u64 << 20).to_string(),
+        ],
+    );
+    let first = s.create_raw("a").await;
+    // Usage reaches the monitors a few seconds late, so this one still fits.
+    assert_eq!(s.upload(&first, random_bytes(12 << 20)).await.status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let detail = ceph(&conf, &["osd", "pool", "ls", "detail"]);
+        let flagged = detail
+            .lines()
+            .any(|l| l.contains(&format!("'{}'", pool.name)) && l.contains("full_quota"));
+        if flagged {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool never flagged full: {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let id = s.create_raw("b").await;
+    let started = Instant::now();
+    let r = s.upload(&id, random_bytes(6 << 20)).await;
+    assert_eq!(r.status(), 413);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Image storage media is full"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.show(&id).await["status"], "queued");
+    let (_, list) = rbd(&conf, &["ls", &pool.name]);
+    assert!(!list.contains(&id) && list.contains(&first), "{list}");
+
+    // librbd cannot remove an image from a full pool (it goes through the pool's trash): the
+    // delete says so and keeps the record; once the quota is lifted it succeeds.
+    let r = s
+        .req(Method::DELETE, &format!("/v2/images/{first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("could not be removed"));
+    assert_eq!(s.show(&first).await["status"], "active");
+    ceph(
+        &conf,
+        &["osd", "pool", "set-quota", &pool.name, "max_bytes", "0"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = s.delete(&first).await;
+        if status == 204 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delete still {status} after the quota was lifted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, list) = rbd(&conf, &["ls", &pool.name]);
+    assert!(!list.contains(&first), "{list}");
+}
+
+/// A cluster that does not answer: the server still starts and serves metadata, and RBD calls
+/// fail with 503 after rados_connect_timeout instead of hanging; the image stays `queued`.
+async fn unreachable_cluster_fails_within_connect_timeout(b: Backend) {
+    let Some(real) = ceph_conf() else {
+        return;
+    };
+    // A monitor address where nothing listens (a port we bound and released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.conf");
+    let keyring = std::fs::read_to_string(&real)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("keyring = ").map(str::to_string))
+        .unwrap_or_default();
+    std::fs::write(
+        &dead,
+        format!(
+            "[global]\nfsid = {}\nmon host = v2:127.0.0.1:{port}\nkeyring = {keyring}\n",
+            uuid::Uuid::new_v4()
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "[glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = images\n\
+         rbd_store_user = admin\nrbd_store_ceph_conf = {}\nrados_connect_timeout = 2\n",
+        dead.display()
+    );
+    let started = Instant::now();
+    let Some(s) = Server::start_with(b, &extra).await else {
+        return;
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.log().contains("RBD store not connected yet"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(s.get("/v2/images").send().await.unwrap().status(), 200);
+
+    let id = s.create_raw("u").await;
+    let t = Instant::now();
+    let r = s.upload(&id, random_bytes(1 << 20)).await;
+    assert_eq!(r.status(), 503);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(s.show(&id).await["status"], "queued");
+}
+
 both_databases!(
+    other_snapshots_send_it_to_the_trash,
+    full_pool_gives_413,
+    unreachable_cluster_fails_within_connect_timeout,
     snapshot_clone_and_delete,
     failed_uploads_leave_no_rbd_image,
     openstack_client_on_rbd,

@@ -29,6 +29,9 @@ pub enum StoreError {
     ReadOnly,
     #[error("The image store did not answer within {0:?}.")]
     Timeout(std::time::Duration),
+    /// The backend cannot be reached (a Ceph cluster that does not answer).
+    #[error("The image store is unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -47,6 +50,10 @@ impl From<StoreError> for crate::error::Error {
             StoreError::ReadOnly => Error::BadRequest(e.to_string()),
             StoreError::Timeout(_) => {
                 tracing::error!(error = %e, "store call timed out");
+                Error::Unavailable(e.to_string())
+            }
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "store unavailable");
                 Error::Unavailable(e.to_string())
             }
             other => {
@@ -92,6 +99,11 @@ pub trait Store: Send + Sync {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError>;
+    /// The file holding a location's data, for stores that have one (downloads then use
+    /// sendfile); None for the others.
+    fn open_file(&self, _location: &Location) -> Option<Result<std::fs::File, StoreError>> {
+        None
+    }
     fn delete(&self, location: &Location) -> Result<(), StoreError>;
     /// Size of the data at a location of this store; an error if the location is not ours or
     /// holds nothing (how registered locations are checked).

@@ -267,6 +267,16 @@ impl Server {
         r.json().await.unwrap()
     }
 
+    /// Creates a raw/bare image named `name` and returns its id.
+    pub async fn create_raw(&self, name: &str) -> String {
+        let v = self
+            .create(
+                serde_json::json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn create_as(&self, project: &str, body: Value) -> Value {
         let r = Self::as_project(self.req(Method::POST, "/v2/images"), project, "member")
             .json(&body)

@@ -12,6 +12,13 @@ pub type rbd_callback_t = Option<unsafe extern "C" fn(cb: rbd_completion_t, arg:
 /// RBD_FEATURE_LAYERING: what copy-on-write clones need.
 pub const FEATURE_LAYERING: u64 = 1;
 
+#[link(name = "rados")]
+unsafe extern "C" {
+    /// Writes to a full pool fail with ENOSPC / EDQUOT instead of waiting for room (the
+    /// `ceph` crate does not bind it).
+    pub fn rados_set_pool_full_try(io: rados_ioctx_t);
+}
+
 #[link(name = "rbd")]
 unsafe extern "C" {
     pub fn rbd_create2(

@@ -35,6 +35,7 @@ const SNAP: &str = "snap";
 /// Growth step cap when the size is not known up front (glance_store's 8 GiB).
 const MAX_GROW: u64 = 8 << 30;
 
+#[derive(Clone)]
 pub struct RbdOptions {
     pub pool: String,
     pub user: String,
@@ -48,6 +49,7 @@ pub struct RbdOptions {
 struct Conn {
     cluster: rados_t,
     io: rados_ioctx_t,
+    fsid: String,
 }
 
 // SAFETY: librados handles are thread-safe; the pointers are only freed in Drop.
@@ -65,10 +67,13 @@ impl Drop for Conn {
     }
 }
 
+/// The cluster connection is made on first use, not at start-up (as glance_store does): an API
+/// node restarted while Ceph is unreachable still serves everything else, and its RBD calls
+/// fail with 503 until the cluster is back. One connection is then shared by all requests.
 pub struct RbdStore {
-    conn: Arc<Conn>,
+    opts: Arc<RbdOptions>,
+    conn: std::sync::Mutex<Option<Arc<Conn>>>,
     pool: String,
-    fsid: String,
     order: c_int,
     chunk: u64,
     thin: bool,
@@ -98,9 +103,9 @@ fn errno(what: &str, e: c_int) -> StoreError {
     }
 }
 
-impl RbdStore {
-    /// Connects once at start-up; refuses to start if the cluster or pool is unreachable.
-    pub fn connect(o: &RbdOptions) -> Result<Self, String> {
+impl Conn {
+    /// Connects to the cluster and opens the pool; the error names what failed.
+    fn open(o: &RbdOptions) -> Result<Conn, String> {
         let user = cstr(&o.user).map_err(|e| e.to_string())?;
         let conf = cstr(&o.conf).map_err(|e| e.to_string())?;
         let pool = cstr(&o.pool).map_err(|e| e.to_string())?;
@@ -150,7 +155,14 @@ impl RbdStore {
             if rc < 0 {
                 return fail(format!("rbd_store_pool {}", o.pool), rc);
             }
-            let conn = Conn { cluster, io };
+            // A full cluster or pool quota must fail the upload (413), not hang it: librados
+            // otherwise pauses writes until there is room again.
+            rados_set_pool_full_try(io);
+            let mut conn = Conn {
+                cluster,
+                io,
+                fsid: String::new(),
+            };
             let mut buf = vec![0u8; 64];
             let n = rados_cluster_fsid(cluster, buf.as_mut_ptr().cast(), buf.len());
             if n < 0 {
@@ -160,36 +172,59 @@ impl RbdStore {
                 ));
             }
             buf.truncate(n as usize);
-            let fsid = String::from_utf8_lossy(&buf)
+            conn.fsid = String::from_utf8_lossy(&buf)
                 .trim_end_matches('\0')
                 .to_string();
-            let chunk = o.chunk_mib.max(1) << 20;
-            Ok(RbdStore {
-                conn: Arc::new(conn),
-                pool: o.pool.clone(),
-                fsid,
-                order: chunk.trailing_zeros() as c_int,
-                chunk,
-                thin: o.thin,
-            })
+            Ok(conn)
         }
     }
+}
 
-    pub fn fsid(&self) -> &str {
-        &self.fsid
+impl RbdStore {
+    /// The store; tries to connect now so that start-up logs say whether the cluster answers.
+    pub fn new(o: RbdOptions) -> RbdStore {
+        let chunk = o.chunk_mib.max(1) << 20;
+        let store = RbdStore {
+            pool: o.pool.clone(),
+            order: chunk.trailing_zeros() as c_int,
+            chunk,
+            thin: o.thin,
+            opts: Arc::new(o),
+            conn: std::sync::Mutex::new(None),
+        };
+        if let Err(e) = store.conn() {
+            tracing::error!(pool = %store.pool, error = %e, "RBD store not connected yet; retrying on use");
+        }
+        store
     }
 
-    fn location(&self, id: &str) -> Location {
+    /// The shared connection, made now if there is none yet. Blocking (up to
+    /// rados_connect_timeout): call it from a blocking thread.
+    fn conn(&self) -> Result<Arc<Conn>, StoreError> {
+        // One attempt at a time: concurrent requests wait for it rather than each dial.
+        let mut held = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Other("RBD connection state poisoned".into()))?;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Conn::open(&self.opts).map_err(StoreError::Unavailable)?);
+        *held = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The cluster's fsid if connected (never dials).
+    pub fn fsid(&self) -> Option<String> {
+        let held = self.conn.lock().ok()?;
+        held.as_ref().map(|c| c.fsid.clone())
+    }
+
+    fn location(fsid: &str, pool: &str, id: &str) -> Location {
         let q = |s: &str| utf8_percent_encode(s, URL_PART).to_string();
         // The fsid and id are UUIDs; quoting keeps odd pool names from breaking the URL.
         Location {
-            url: format!(
-                "rbd://{}/{}/{}/{}",
-                q(&self.fsid),
-                q(&self.pool),
-                q(id),
-                q(SNAP)
-            ),
+            url: format!("rbd://{}/{}/{}/{}", q(fsid), q(pool), q(id), q(SNAP)),
             metadata: serde_json::json!({}),
         }
     }
@@ -214,7 +249,8 @@ impl RbdStore {
                 )));
             }
         };
-        if fsid != self.fsid || pool != self.pool {
+        // Before the first connection the fsid is unknown: the pool must match.
+        if self.fsid().is_some_and(|f| f != fsid) || pool != self.pool {
             return Err(StoreError::Other(format!(
                 "location {} is not in this store",
                 loc.url
@@ -228,30 +264,36 @@ impl RbdStore {
         let csnap = snap.map(cstr).transpose()?;
         let mut img: rbd_image_t = ptr::null_mut();
         let snap_ptr = csnap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let conn = self.conn()?;
         // SAFETY: valid io context and strings; img receives the handle.
         let rc = unsafe {
             if read_only {
-                rbd_open_read_only(self.conn.io, cname.as_ptr(), &mut img, snap_ptr)
+                rbd_open_read_only(conn.io, cname.as_ptr(), &mut img, snap_ptr)
             } else {
-                rbd_open(self.conn.io, cname.as_ptr(), &mut img, snap_ptr)
+                rbd_open(conn.io, cname.as_ptr(), &mut img, snap_ptr)
             }
         };
         check(&format!("open {}/{name}", self.pool), rc)?;
-        Ok(Image {
-            img,
-            _conn: self.conn.clone(),
-        })
+        Ok(Image { img, _conn: conn })
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
         let c = cstr(name)?;
+        let conn = self.conn()?;
         // SAFETY: valid io context and name.
-        let rc = unsafe { rbd_remove(self.conn.io, c.as_ptr()) };
+        let rc = unsafe { rbd_remove(conn.io, c.as_ptr()) };
         match rc {
             0 => Ok(()),
+            // librbd removes by way of the pool's trash; when the pool is full that step fails
+            // and may come back as ENOENT for an image that is still there.
+            -2 if self.open(name, None, true).is_ok() => Err(StoreError::Unavailable(format!(
+                "RBD image {}/{name} could not be removed (is the pool full?); retry once it has room",
+                self.pool
+            ))),
             // Other snapshots remain (not ours): move it to the trash as glance_store does.
             -39 => {
-                let rc = unsafe { rbd_trash_move(self.conn.io, c.as_ptr(), 0) };
+                // SAFETY: as above.
+                let rc = unsafe { rbd_trash_move(conn.io, c.as_ptr(), 0) };
                 check(&format!("trash move {}/{name}", self.pool), rc)
             }
             rc => check(&format!("remove {}/{name}", self.pool), rc),
@@ -371,17 +413,17 @@ struct RbdWriter {
 #[derive(Clone)]
 struct RbdHandle {
     conn: Arc<Conn>,
+    opts: Arc<RbdOptions>,
     pool: String,
-    fsid: String,
     chunk: u64,
 }
 
 impl RbdHandle {
     fn store(&self) -> RbdStore {
         RbdStore {
-            conn: self.conn.clone(),
+            conn: std::sync::Mutex::new(Some(self.conn.clone())),
+            opts: self.opts.clone(),
             pool: self.pool.clone(),
-            fsid: self.fsid.clone(),
             order: self.chunk.trailing_zeros() as c_int,
             chunk: self.chunk,
             thin: false,
@@ -467,7 +509,11 @@ impl ImageWriter for RbdWriter {
         match result {
             Ok(()) => {
                 drop(img);
-                Ok(self.store.store().location(&self.name))
+                Ok(RbdStore::location(
+                    &self.store.conn.fsid,
+                    &self.store.pool,
+                    &self.name,
+                ))
             }
             Err(e) => {
                 self.image = Some(img);
@@ -567,16 +613,9 @@ impl Store for RbdStore {
         let name = cstr(image_id)?;
         let mut order = self.order;
         let size = size.unwrap_or(0);
+        let conn = self.conn()?;
         // SAFETY: valid io context, name and order pointer.
-        let rc = unsafe {
-            rbd_create2(
-                self.conn.io,
-                name.as_ptr(),
-                size,
-                FEATURE_LAYERING,
-                &mut order,
-            )
-        };
+        let rc = unsafe { rbd_create2(conn.io, name.as_ptr(), size, FEATURE_LAYERING, &mut order) };
         if rc == -17 {
             return Err(StoreError::Other(format!(
                 "RBD image {}/{image_id} already exists",
@@ -593,9 +632,9 @@ impl Store for RbdStore {
         };
         Ok(Box::new(RbdWriter {
             store: RbdHandle {
-                conn: self.conn.clone(),
+                conn,
+                opts: self.opts.clone(),
                 pool: self.pool.clone(),
-                fsid: self.fsid.clone(),
                 chunk: self.chunk,
             },
             name: image_id.to_string(),
