@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_target(false)
+        // stdout carries only the "listening on" line scripts wait for.
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let cfg = match Config::load(&cli.config_file) {
@@ -83,6 +87,9 @@ fn main() -> ExitCode {
             } => db_sync(&cfg).await,
         }
     });
+    // Store calls still running get a moment to finish (a failed upload removing its bytes);
+    // one stuck on a dead NFS mount must not keep the process from exiting.
+    rt.shutdown_timeout(std::time::Duration::from_secs(3));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
@@ -179,7 +186,8 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");
     println!("listening on {local}");
-    axum::serve(listener, api::router(state))
+    let app = api::router(state).into_make_service_with_connect_info::<api::sendfile::Conn>();
+    axum::serve(api::sendfile::Listener(listener), app)
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("server error: {e}"))

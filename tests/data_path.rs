@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, Server, random_bytes, require};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 async fn new_image(s: &Server) -> String {
-    let v = s
-        .create(json!({"name": "d", "disk_format": "raw", "container_format": "bare"}))
-        .await;
-    v["id"].as_str().unwrap().to_string()
+    s.create_raw("d").await
 }
 
 /// Polls (bounded) until the image has `status`.
@@ -299,7 +296,157 @@ async fn two_nodes_share_one_store(b: Backend) {
     assert!(a.store_files().is_empty());
 }
 
+/// Sends requests on one keep-alive connection, pipelined, and reads the responses back in
+/// order: (status line, headers, body) each.
+async fn pipelined(port: u16, requests: &[String]) -> Vec<(String, String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    sock.write_all(requests.concat().as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < requests.len() {
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let mut chunk = vec![0; 1 << 20];
+            let n = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk))
+                .await
+                .expect("response in time")
+                .unwrap();
+            assert!(n > 0, "connection closed after {} responses", out.len());
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        buf.drain(..head_end);
+        while buf.len() < len {
+            let mut chunk = vec![0; 1 << 20];
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "body cut short");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Vec<u8> = buf.drain(..len).collect();
+        let (status, headers) = head.split_once("\r\n").unwrap();
+        out.push((status.to_string(), headers.to_string(), body));
+    }
+    out
+}
+
+/// Downloads larger than one sendfile placeholder, several on one keep-alive connection with
+/// ranges in between, and over HTTP/2 (which takes the copying path): every byte right.
+async fn downloads_on_one_connection_and_over_http2(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let id = new_image(&s).await;
+    let data = random_bytes((40 << 20) + 12345);
+    assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
+    let get = |range: &str| {
+        format!("GET /v2/images/{id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n{range}\r\n")
+    };
+    let responses = pipelined(
+        s.port,
+        &[
+            get("Range: bytes=100-20000099\r\n"),
+            get(""),
+            get("Range: bytes=-5\r\n"),
+            format!("GET /v2/images/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+            get(""),
+        ],
+    )
+    .await;
+    let expect: [(&str, &[u8]); 3] = [
+        ("206", &data[100..20000100]),
+        ("200", &data),
+        ("206", &data[data.len() - 5..]),
+    ];
+    for (i, (status, body)) in expect.iter().enumerate() {
+        assert!(responses[i].0.contains(status), "{}", responses[i].0);
+        assert!(responses[i].2 == *body, "response {i} differs");
+    }
+    let shown: Value = serde_json::from_slice(&responses[3].2).unwrap();
+    assert_eq!(shown["id"], id.as_str());
+    assert!(responses[4].2 == data);
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .get(format!("{}/v2/images/{id}/file", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap() == data);
+}
+
+/// A hung NFS mount, played by a FIFO in place of the image's file (opening it for reading
+/// blocks until a writer appears, i.e. for ever): the download fails with 503 after
+/// filesystem_store_timeout while the server keeps answering other requests.
+async fn hung_store_fails_requests_not_the_server(b: Backend) {
+    let Some(s) = Server::start_with(b, "[glance_store]\nfilesystem_store_timeout = 1\n").await
+    else {
+        return;
+    };
+    let id = new_image(&s).await;
+    assert_eq!(s.upload(&id, b"some bytes".to_vec()).await.status(), 204);
+    let path = s.images_dir().join(&id);
+    std::fs::remove_file(&path).unwrap();
+    let status = Command::new("mkfifo").arg(&path).status().unwrap();
+    assert!(status.success());
+
+    let started = Instant::now();
+    let hung = {
+        let req = s.get(&format!("/v2/images/{id}/file"));
+        tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+    };
+    // Meanwhile the API answers at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let list = s.get("/v2/images").send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        !hung.is_finished(),
+        "the stuck download should still be waiting"
+    );
+
+    assert_eq!(hung.await.unwrap().unwrap(), 503);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(s.log().contains("store call timed out"));
+    // Still serving (a second hung call also fails alone).
+    let again = s
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 503);
+    assert_eq!(s.show(&id).await["status"], "active");
+}
+
 both_databases!(
+    downloads_on_one_connection_and_over_http2,
+    hung_store_fails_requests_not_the_server,
     two_nodes_share_one_store,
     client_killed_mid_upload_leaves_nothing,
     racing_uploads_one_wins,

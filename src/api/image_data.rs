@@ -4,13 +4,13 @@ use std::io::Read;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::AppState;
+use super::{AppState, sendfile};
 use crate::db::Db;
 use crate::db::images::UploadResult;
 use crate::domain::image::{Image, Location, Status};
@@ -354,10 +354,14 @@ pub async fn download(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    version: Version,
+    conn: Option<Extension<ConnectInfo<sendfile::Conn>>>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let img = s.visible_image(&ctx, &id).await?;
     policy::check_download(&ctx, &img)?;
+    // HTTP/2 copies body bytes into its frames, so sendfile placeholders are HTTP/1 only.
+    let conn = conn.filter(|_| version <= Version::HTTP_11).map(|c| c.0.0);
     let Some(size) = img.size.filter(|_| !img.locations.is_empty()) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -375,7 +379,12 @@ pub async fn download(
     for (entry, loc) in order {
         let store = entry.store.clone();
         let l = loc.clone();
-        match blocking(store.timeout(), move || store.open_read(&l, offset)).await {
+        let zero_copy = conn.is_some();
+        let open = move || match store.open_file(&l).filter(|_| zero_copy) {
+            Some(file) => file.map(Opened::File),
+            None => store.open_read(&l, offset).map(Opened::Stream),
+        };
+        match blocking(entry.store.timeout(), open).await {
             Ok(r) => {
                 opened = Some((r, entry.store.timeout()));
                 break;
@@ -395,7 +404,15 @@ pub async fn download(
         (None, Some(e)) => return Err(e.into()),
     };
 
-    let mut resp = Response::new(stream_reader(reader.take(len), id.clone(), timeout));
+    let body = match (reader, conn) {
+        (Opened::File(f), Some(conn)) => conn.body(f, offset, len, timeout),
+        // Not opened that way without a connection to send it on.
+        (Opened::File(_), None) => {
+            return Err(Error::Internal("sendfile without a connection".into()));
+        }
+        (Opened::Stream(r), _) => stream_reader(r.take(len), id.clone(), timeout),
+    };
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -417,6 +434,13 @@ pub async fn download(
         }
     }
     Ok(resp)
+}
+
+/// What a store opened for a download.
+enum Opened {
+    /// A local file: sent with sendfile.
+    File(std::fs::File),
+    Stream(Box<dyn Read + Send>),
 }
 
 /// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of

@@ -7,6 +7,7 @@ pub mod info;
 pub mod locations;
 pub mod members;
 pub mod schemas;
+pub mod sendfile;
 pub mod tags;
 pub mod versions;
 

@@ -134,7 +134,12 @@ struct FileWriter {
     perm: u32,
     /// Bytes accepted so far (with thin provisioning, more than were written).
     len: u64,
+    /// Where the writeback started by `flush_behind` has got to.
+    flushed: u64,
 }
+
+/// Dirty data a writer lets accumulate before it starts writing it back.
+const FLUSH_STEP: u64 = 32 << 20;
 
 impl FileWriter {
     fn write_thin(&mut self, buf: &[u8]) -> Result<(), StoreError> {
@@ -148,6 +153,47 @@ impl FileWriter {
             }
         }
         Ok(())
+    }
+}
+
+impl FileWriter {
+    /// Starts writeback of each completed step and waits for the step before it, so the fsync
+    /// at commit only has the last steps to flush instead of the whole image (the kernel would
+    /// otherwise keep gigabytes dirty until then), and dirty memory stays bounded. Hints only:
+    /// errors surface at the fsync.
+    fn flush_behind(&mut self) {
+        use std::os::fd::AsRawFd;
+        let Some(f) = self.file.as_ref() else { return };
+        while self.len - self.flushed >= FLUSH_STEP {
+            let fd = f.as_raw_fd();
+            let at = self.flushed as libc::off64_t;
+            let step = FLUSH_STEP as libc::off64_t;
+            // SAFETY: fd is an open file owned by self; the calls only take integers.
+            unsafe {
+                libc::sync_file_range(fd, at, step, libc::SYNC_FILE_RANGE_WRITE);
+                if at >= step {
+                    libc::sync_file_range(
+                        fd,
+                        at - step,
+                        step,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                }
+            }
+            self.flushed += FLUSH_STEP;
+        }
+    }
+}
+
+impl FileStore {
+    fn open(&self, location: &Location) -> Result<File, StoreError> {
+        let path = self.path_for(location)?;
+        File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(location.url.clone()),
+            _ => StoreError::Io(e),
+        })
     }
 }
 
@@ -167,6 +213,7 @@ impl ImageWriter for FileWriter {
                 .map_err(classify_io)?;
         }
         self.len += buf.len() as u64;
+        self.flush_behind();
         Ok(())
     }
 
@@ -246,6 +293,7 @@ impl Store for FileStore {
             thin: self.thin,
             perm: self.file_perm,
             len: 0,
+            flushed: 0,
         }))
     }
 
@@ -254,15 +302,15 @@ impl Store for FileStore {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
-        let path = self.path_for(location)?;
-        let mut f = File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::NotFound(location.url.clone()),
-            _ => StoreError::Io(e),
-        })?;
+        let mut f = self.open(location)?;
         if offset > 0 {
             f.seek(SeekFrom::Start(offset))?;
         }
         Ok(Box::new(f))
+    }
+
+    fn open_file(&self, location: &Location) -> Option<Result<File, StoreError>> {
+        Some(self.open(location))
     }
 
     fn size(&self, location: &Location) -> Result<u64, StoreError> {
