@@ -36,6 +36,29 @@ dd_rate=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
 rm -f "$work/dd.bin"
 echo "dd write 1 GiB + fdatasync: $dd_rate MB/s"
 
+# What the client side alone allows: curl fed over loopback by a minimal server that only
+# calls sendfile(2), no HTTP framework, no store.
+port_file="$work/sendfile.port"; rm -f "$port_file"
+python3 - "$f1" "$port_file" <<'PY' &
+import os, socket, sys
+path, port_file = sys.argv[1], sys.argv[2]
+size = os.path.getsize(path)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open(port_file, "w").write(str(s.getsockname()[1]))
+c, _ = s.accept(); c.recv(65536)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+fd = os.open(path, os.O_RDONLY); off = 0
+while off < size:
+    off += os.sendfile(c.fileno(), fd, off, size - off)
+c.close()
+PY
+sf_pid=$!
+for _ in $(seq 1 50); do [ -s "$port_file" ] && break; sleep 0.1; done
+t0=$(now); curl -sf "http://127.0.0.1:$(cat "$port_file")/" -o /dev/null; t1=$(now)
+wait $sf_pid
+sf_rate=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
+echo "curl from a bare sendfile server, 1 GiB: $sf_rate MB/s ($(awk -v a="$sf_rate" -v b="$cat_rate" 'BEGIN{printf "%.2f", a/b}') x cat)"
+
 srv="$work/server"
 rm -rf "$srv"; mkdir -p "$srv"
 cat >"$srv/glance-api.conf" <<CONF
@@ -72,7 +95,7 @@ for gib in 1 4; do
   up=$(mbps $bytes "$(secs "$t0" "$t1")"); peak=$(rss_peak)
   t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
   down=$(mbps $bytes "$(secs "$t0" "$t1")")
-  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat), peak RSS during upload $peak MiB"
+  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
   curl -sf -X DELETE "$url/v2/images/$id"
 done
 
