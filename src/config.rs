@@ -58,6 +58,9 @@ pub struct Config {
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
+    /// `[image_format] gpt_safety_checks_nonfatal`: GPT safety checks ("mbr", "gptmbr") that
+    /// only log a warning.
+    pub gpt_safety_checks_nonfatal: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +73,8 @@ pub enum BackendKind {
         thin: bool,
         /// Seconds a blocking call may take (0: no limit).
         timeout: u64,
+        /// `filesystem_store_metadata_file`: JSON returned as location metadata.
+        metadata_file: Option<PathBuf>,
     },
     Rbd {
         pool: String,
@@ -404,6 +409,7 @@ impl Config {
                 "require_image_format_match",
                 true,
             )?,
+            gpt_safety_checks_nonfatal: r.list("image_format", "gpt_safety_checks_nonfatal", &[]),
         })
     }
 }
@@ -550,6 +556,9 @@ fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, C
             file_perm: file_perm(r, section)?,
             thin: r.bool(section, "filesystem_thin_provisioning", false)?,
             timeout: r.int(section, "filesystem_store_timeout", 60u64, Some(0), None)?,
+            metadata_file: r
+                .opt_string(section, "filesystem_store_metadata_file")
+                .map(PathBuf::from),
         },
         "rbd" => BackendKind::Rbd {
             pool: r.string(section, "rbd_store_pool", "images"),

@@ -298,7 +298,10 @@ impl Inspection {
         match f {
             Format::Qcow2 => self.qcow2_safe(),
             Format::Vmdk => self.vmdk_safe(),
-            Format::Gpt => self.mbr_gpt_safe(),
+            Format::Gpt => match self.gpt_failures().first() {
+                Some((_, why)) => Err(why.clone()),
+                None => Ok(()),
+            },
             Format::Iso => Ok(()),
             _ => Ok(()),
         }
@@ -384,8 +387,11 @@ impl Inspection {
         Ok(())
     }
 
-    fn mbr_gpt_safe(&self) -> Result<(), String> {
+    /// Every failed MBR/GPT check, named as Glance's `gpt_safety_checks_nonfatal` names them:
+    /// "mbr" (the partition table itself) and "gptmbr" (the protective MBR a GPT needs).
+    fn gpt_failures(&self) -> Vec<(&'static str, String)> {
         let h = &self.head;
+        let mut failures = Vec::new();
         let mut protective = 0;
         for i in 0..4 {
             let e = 446 + i * 16;
@@ -394,29 +400,37 @@ impl Inspection {
             };
             let status = entry[0];
             if status != 0 && status != 0x80 {
-                return Err(format!(
-                    "MBR partition {i} has an invalid boot flag {status:#x}"
+                failures.push((
+                    "mbr",
+                    format!("MBR partition {i} has an invalid boot flag {status:#x}"),
                 ));
             }
             if entry[4] == 0xEE {
                 protective += 1;
                 if u32le(entry, 8) != Some(1) {
-                    return Err("GPT protective MBR partition does not start at LBA 1".into());
+                    failures.push((
+                        "gptmbr",
+                        "GPT protective MBR partition does not start at LBA 1".into(),
+                    ));
                 }
             }
         }
         if protective > 1 {
-            return Err("MBR has more than one GPT protective partition".into());
+            failures.push((
+                "gptmbr",
+                "MBR has more than one GPT protective partition".into(),
+            ));
         }
         let has_gpt = h.get(512..520) == Some(b"EFI PART".as_slice());
         if has_gpt && protective == 0 {
-            return Err("GPT header without a protective MBR".into());
+            failures.push(("gptmbr", "GPT header without a protective MBR".into()));
         }
-        Ok(())
+        failures
     }
 
     /// Glance's decision for `container_format=bare` data declared as `disk_format`.
-    pub fn verdict(&self, disk_format: &str, require_match: bool) -> Verdict {
+    /// `nonfatal`: names of GPT checks that only warn (`gpt_safety_checks_nonfatal`).
+    pub fn verdict(&self, disk_format: &str, require_match: bool, nonfatal: &[String]) -> Verdict {
         let f = match self.format() {
             Ok(f) => f,
             Err(e) => {
@@ -441,6 +455,20 @@ impl Inspection {
         } else {
             None
         };
+        if f == Format::Gpt {
+            let failures = self.gpt_failures();
+            let fatal = failures
+                .iter()
+                .any(|(check, _)| !nonfatal.iter().any(|n| n == check));
+            if fatal {
+                let why: Vec<&str> = failures.iter().map(|(_, w)| w.as_str()).collect();
+                return Verdict::Unsafe(why.join("; "));
+            }
+            for (check, why) in &failures {
+                tracing::warn!(check, reason = %why, "non-fatal GPT safety check failed");
+            }
+            return Verdict::Accept(vsize);
+        }
         match self.safety_check(f) {
             Ok(()) => Verdict::Accept(vsize),
             Err(e) => Verdict::Unsafe(e),
@@ -467,7 +495,7 @@ mod tests {
             let r = inspect(&data, chunk);
             assert_eq!(r.format().unwrap(), Format::Raw);
             assert_eq!(
-                r.verdict("raw", true),
+                r.verdict("raw", true, &[]),
                 Verdict::Accept(Some(data.len() as u64))
             );
             assert_eq!(r.tail, vec![7u8; 512]);
@@ -482,14 +510,17 @@ mod tests {
         h[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
         h[100..104].copy_from_slice(&104u32.to_be_bytes());
         let r = inspect(&h, 100);
-        assert_eq!(r.verdict("qcow2", true), Verdict::Accept(Some(1 << 30)));
-        assert!(matches!(r.verdict("vmdk", true), Verdict::Mismatch(_)));
+        assert_eq!(
+            r.verdict("qcow2", true, &[]),
+            Verdict::Accept(Some(1 << 30))
+        );
+        assert!(matches!(r.verdict("vmdk", true, &[]), Verdict::Mismatch(_)));
         // Declared raw: allowed as raw, but the safety checks of the real format still apply.
-        assert_eq!(r.verdict("raw", true), Verdict::Accept(Some(4096)));
+        assert_eq!(r.verdict("raw", true, &[]), Verdict::Accept(Some(4096)));
         h[8..16].copy_from_slice(&512u64.to_be_bytes());
         let r = inspect(&h, 100);
-        assert!(matches!(r.verdict("qcow2", true), Verdict::Unsafe(_)));
-        assert!(matches!(r.verdict("raw", true), Verdict::Unsafe(_)));
+        assert!(matches!(r.verdict("qcow2", true, &[]), Verdict::Unsafe(_)));
+        assert!(matches!(r.verdict("raw", true, &[]), Verdict::Unsafe(_)));
     }
 
     #[test]
@@ -500,6 +531,6 @@ mod tests {
     #[test]
     fn uninspectable_formats_pass_when_raw() {
         let r = inspect(&[1u8; 100], 10);
-        assert_eq!(r.verdict("ami", true), Verdict::Accept(None));
+        assert_eq!(r.verdict("ami", true, &[]), Verdict::Accept(None));
     }
 }

@@ -208,12 +208,14 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                 file_perm,
                 thin,
                 timeout,
+                metadata_file,
             } => {
                 let store = FileStore::new(FileStoreOptions {
                     dirs: dirs.clone(),
                     file_perm: *file_perm,
                     thin: *thin,
                     timeout_secs: *timeout,
+                    metadata_file: metadata_file.clone(),
                 })
                 .map_err(|e| format!("[{section}] {e}"))?;
                 let props = serde_json::json!({

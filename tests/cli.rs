@@ -150,6 +150,29 @@ fn invalid_config_stops_startup_naming_section_and_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("filesystem_store_datadir"));
+    // So does a metadata file without the keys Nova needs.
+    let meta = dir.path().join("meta.json");
+    std::fs::write(&meta, r#"[{"id": "nfs1"}]"#).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[glance_store]\nfilesystem_store_datadir = {}\nfilesystem_store_metadata_file = {}\n",
+            dir.path().join("images").display(),
+            meta.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["--config-file", conf.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("filesystem_store_metadata_file") && err.contains("mountpoint"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, Server, random_bytes, require};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 async fn new_image(s: &Server) -> String {
     s.create_raw("d").await
@@ -232,11 +232,21 @@ async fn file_store_options(b: Backend) {
     let base = tempfile::tempdir().unwrap();
     let low = base.path().join("low");
     let high = base.path().join("high");
+    // What Nova matches against its own mounts to read image files directly.
+    let meta = base.path().join("meta.json");
+    let entries = json!([
+        {"id": "nfs-low", "mountpoint": low.to_str().unwrap()},
+        {"id": "nfs-high", "mountpoint": high.to_str().unwrap(), "share": "filer:/glance"},
+    ]);
+    std::fs::write(&meta, entries.to_string()).unwrap();
     let conf = format!(
-        "[glance_store]\nfilesystem_store_datadirs = {}:10\nfilesystem_store_datadirs = {}:200\n\
-         filesystem_thin_provisioning = true\nfilesystem_store_file_perm = 640\n",
+        "[DEFAULT]\nshow_multiple_locations = true\n\
+         [glance_store]\nfilesystem_store_datadirs = {}:10\nfilesystem_store_datadirs = {}:200\n\
+         filesystem_thin_provisioning = true\nfilesystem_store_file_perm = 640\n\
+         filesystem_store_metadata_file = {}\n",
         low.display(),
-        high.display()
+        high.display(),
+        meta.display()
     );
     let Some(s) = Server::start_with(b, &conf).await else {
         return;
@@ -255,6 +265,8 @@ async fn file_store_options(b: Backend) {
     assert_eq!(r.status(), 204);
     let path = high.join(&id);
     assert!(path.exists(), "the highest priority directory wins");
+    let v = s.show(&id).await;
+    assert_eq!(v["locations"][0]["metadata"], entries[1], "{v}");
     assert!(!low.join(&id).exists());
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), 16 << 20);

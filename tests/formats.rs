@@ -249,8 +249,28 @@ async fn format_match_can_be_relaxed(b: Backend) {
     assert_eq!(st, 415);
 }
 
+/// `[image_format] gpt_safety_checks_nonfatal = mbr`: a GPT disk whose MBR has a bad boot flag
+/// is accepted (with a warning in the log); a broken protective MBR ("gptmbr") still is not.
+async fn gpt_checks_can_be_made_nonfatal(b: Backend) {
+    let Some(s) = Server::start_with(b, "[image_format]\ngpt_safety_checks_nonfatal = mbr\n").await
+    else {
+        return;
+    };
+    let d = work(&s);
+    make_gpt(&d.join("badboot.raw"), 1, 0x13, true);
+    make_gpt(&d.join("badprot.raw"), 5, 0, true);
+    let (id, st, text) = upload_file(&s, "raw", &d.join("badboot.raw")).await;
+    assert_eq!(st, 204, "{text}");
+    assert_eq!(s.show(&id).await["status"], "active");
+    assert!(s.log().contains("non-fatal GPT safety check failed"));
+    let (id, st, text) = upload_file(&s, "raw", &d.join("badprot.raw")).await;
+    assert_eq!(st, 415, "{text}");
+    assert_eq!(s.show(&id).await["status"], "queued");
+}
+
 both_databases!(
     every_format_gets_its_virtual_size,
     mismatched_and_unsafe_images_are_refused,
     format_match_can_be_relaxed,
+    gpt_checks_can_be_made_nonfatal,
 );

@@ -196,7 +196,11 @@ async fn ingest(
     let require_match = s.cfg.require_image_format_match;
     let accept = |insp: Option<&Inspection>| {
         let Some(insp) = insp else { return Ok(None) };
-        match insp.verdict(&disk_format, require_match) {
+        match insp.verdict(
+            &disk_format,
+            require_match,
+            &s.cfg.gpt_safety_checks_nonfatal,
+        ) {
             Verdict::Accept(vsize) => Ok(vsize.map(|v| v.min(i64::MAX as u64))),
             Verdict::Mismatch(msg) => Err(IngestError::Rejected(msg)),
             Verdict::Unsafe(why) => {
@@ -216,7 +220,13 @@ async fn ingest(
             virtual_size: virtual_size.map(|v| v as i64),
             location: {
                 if s.stores.multi {
-                    location.metadata = serde_json::json!({"store": target.id});
+                    // Next to what the store put there (filesystem_store_metadata_file).
+                    match location.metadata.as_object_mut() {
+                        Some(m) => {
+                            m.insert("store".into(), target.id.clone().into());
+                        }
+                        None => location.metadata = serde_json::json!({"store": target.id}),
+                    }
                 }
                 location
             },

@@ -25,6 +25,8 @@ pub struct FileStore {
     file_perm: u32,
     thin: bool,
     timeout: Option<Duration>,
+    /// Entries of `filesystem_store_metadata_file`, each with at least `id` and `mountpoint`.
+    metadata: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub struct FileStoreOptions {
@@ -32,6 +34,36 @@ pub struct FileStoreOptions {
     pub file_perm: u32,
     pub thin: bool,
     pub timeout_secs: u64,
+    pub metadata_file: Option<PathBuf>,
+}
+
+/// Reads `filesystem_store_metadata_file`: one JSON object or a list of them, each with string
+/// `id` and `mountpoint` (what Nova matches against its own mounts to read images directly).
+fn read_metadata_file(
+    path: &Path,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    let what = |e: String| format!("filesystem_store_metadata_file {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| what(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| what(e.to_string()))?;
+    let entries = match value {
+        serde_json::Value::Array(a) => a,
+        v @ serde_json::Value::Object(_) => vec![v],
+        _ => return Err(what("must be a JSON object or a list of objects".into())),
+    };
+    entries
+        .into_iter()
+        .map(|e| match e {
+            serde_json::Value::Object(m)
+                if m.get("id").is_some_and(|v| v.is_string())
+                    && m.get("mountpoint").is_some_and(|v| v.is_string()) =>
+            {
+                Ok(m)
+            }
+            _ => Err(what(
+                "each entry needs string \"id\" and \"mountpoint\" keys".into(),
+            )),
+        })
+        .collect()
 }
 
 impl FileStore {
@@ -60,12 +92,38 @@ impl FileStore {
             dirs.push((dir, prio));
         }
         dirs.sort_by_key(|d| std::cmp::Reverse(d.1));
+        let metadata = match &opts.metadata_file {
+            Some(p) => read_metadata_file(p)?,
+            None => Vec::new(),
+        };
         Ok(FileStore {
             dirs,
             file_perm: opts.file_perm,
             thin: opts.thin,
             timeout: (opts.timeout_secs > 0).then(|| Duration::from_secs(opts.timeout_secs)),
+            metadata,
         })
+    }
+
+    /// The metadata entry whose mountpoint prefixes `path` (a plain string prefix, as
+    /// glance_store compares), or an empty object, logged, when none does.
+    fn metadata_for(&self, path: &Path) -> serde_json::Value {
+        if self.metadata.is_empty() {
+            return serde_json::json!({});
+        }
+        let p = path.to_string_lossy();
+        let found = self.metadata.iter().find(|m| {
+            m.get("mountpoint")
+                .and_then(|v| v.as_str())
+                .is_some_and(|mp| p.starts_with(mp))
+        });
+        match found {
+            Some(m) => serde_json::Value::Object(m.clone()),
+            None => {
+                tracing::error!(path = %p, "image path matches no mountpoint of filesystem_store_metadata_file; location metadata left empty");
+                serde_json::json!({})
+            }
+        }
     }
 
     fn path_for(&self, location: &Location) -> Result<PathBuf, StoreError> {
@@ -136,6 +194,8 @@ struct FileWriter {
     len: u64,
     /// Where the writeback started by `flush_behind` has got to.
     flushed: u64,
+    /// The location metadata to publish (filesystem_store_metadata_file).
+    metadata: serde_json::Value,
 }
 
 /// Dirty data a writer lets accumulate before it starts writing it back.
@@ -244,7 +304,7 @@ impl ImageWriter for FileWriter {
         }
         Ok(Location {
             url: format!("file://{}", self.dest.display()),
-            metadata: serde_json::json!({}),
+            metadata: std::mem::take(&mut self.metadata),
         })
     }
 }
@@ -287,6 +347,7 @@ impl Store for FileStore {
             .open(&tmp)
             .map_err(classify_io)?;
         Ok(Box::new(FileWriter {
+            metadata: self.metadata_for(&dest),
             tmp,
             dest,
             file: Some(file),
@@ -341,6 +402,7 @@ mod tests {
             file_perm: perm,
             thin,
             timeout_secs: 5,
+            metadata_file: None,
         })
         .unwrap()
     }
