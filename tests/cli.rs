@@ -95,6 +95,15 @@ async fn serves_with_no_setup_and_with_the_sample_config() {
     }
 }
 
+/// Runs the server with one config file, expecting it to stop on its own.
+fn start_and_exit(conf: &std::path::Path, cwd: &std::path::Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["--config-file", conf.to_str().unwrap()])
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn invalid_config_stops_startup_naming_section_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,11 +130,7 @@ fn invalid_config_stops_startup_naming_section_and_key() {
     ] {
         let conf = dir.path().join("bad.conf");
         std::fs::write(&conf, text).unwrap();
-        let out = Command::new(bin())
-            .args(["--config-file", conf.to_str().unwrap()])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out = start_and_exit(&conf, dir.path());
         assert!(!out.status.success(), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{text}: {err}");
@@ -143,11 +148,7 @@ fn invalid_config_stops_startup_naming_section_and_key() {
         "[glance_store]\nfilesystem_store_datadir = /proc/glance-rs\n",
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["--config-file", conf.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = start_and_exit(&conf, dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("filesystem_store_datadir"));
     // So does a metadata file without the keys Nova needs.
@@ -162,11 +163,7 @@ fn invalid_config_stops_startup_naming_section_and_key() {
         ),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["--config-file", conf.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = start_and_exit(&conf, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

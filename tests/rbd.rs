@@ -37,15 +37,16 @@ fn rbd(conf: &str, args: &[&str]) -> (bool, String) {
 }
 
 async fn start(b: Backend) -> Option<(Server, String)> {
-    start_on_pool(b, "images").await
+    start_on_pool(b, "images", "").await
 }
 
-async fn start_on_pool(b: Backend, pool: &str) -> Option<(Server, String)> {
+/// `more`: further `[glance_store]` lines.
+async fn start_on_pool(b: Backend, pool: &str, more: &str) -> Option<(Server, String)> {
     let conf = ceph_conf()?;
     let extra = format!(
         "[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = true\n\
          [glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = {pool}\n\
-         rbd_store_user = admin\nrbd_store_ceph_conf = {conf}\nrbd_store_chunk_size = 4\n"
+         rbd_store_user = admin\nrbd_store_ceph_conf = {conf}\nrbd_store_chunk_size = 4\n{more}"
     );
     let s = Server::start_with(b, &extra).await?;
     Some((s, conf))
@@ -480,7 +481,7 @@ async fn full_pool_gives_413(b: Backend) {
         return;
     };
     let pool = ScratchPool::new(&conf, "full");
-    let Some((s, conf)) = start_on_pool(b, &pool.name).await else {
+    let Some((s, conf)) = start_on_pool(b, &pool.name, "").await else {
         return;
     };
     ceph(
@@ -614,7 +615,38 @@ async fn unreachable_cluster_fails_within_connect_timeout(b: Backend) {
     assert_eq!(s.show(&id).await["status"], "queued");
 }
 
+/// rbd_thin_provisioning: an object-sized run of zeros is never written, so its RADOS object
+/// does not exist, and the image still reads back whole.
+async fn thin_provisioning_skips_zero_objects(b: Backend) {
+    let Some((s, conf)) = start_on_pool(b, "images", "rbd_thin_provisioning = true\n").await else {
+        return;
+    };
+    let id = s.create_raw("thin").await;
+    let mut data = random_bytes(12 << 20);
+    data[4 << 20..8 << 20].fill(0);
+    assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
+    let (ok, info) = rbd(&conf, &["info", &format!("images/{id}")]);
+    assert!(ok, "{info}");
+    let prefix = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("block_name_prefix: "))
+        .unwrap()
+        .to_string();
+    let out = Command::new("timeout")
+        .args(["60", "rados", "-c", &conf, "-p", "images", "ls"])
+        .output()
+        .unwrap();
+    let objects = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .count();
+    assert_eq!(objects, 2, "objects 0 and 2 written, 1 skipped");
+    assert!(s.download(&id).await == data);
+    assert_eq!(s.delete(&id).await, 204);
+}
+
 both_databases!(
+    thin_provisioning_skips_zero_objects,
     other_snapshots_send_it_to_the_trash,
     full_pool_gives_413,
     unreachable_cluster_fails_within_connect_timeout,
