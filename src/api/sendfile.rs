@@ -130,11 +130,17 @@ impl Connected<IncomingStream<'_, Listener>> for Conn {
 pub struct Io {
     stream: TcpStream,
     conn: Conn,
-    /// The sendfile call running on a blocking thread, if any, and when it times out.
-    sending: Option<(JoinHandle<io::Result<usize>>, Option<Deadline>)>,
+    /// The sendfile call running on a blocking thread, if any.
+    sending: Option<Sending>,
 }
 
-type Deadline = Pin<Box<Sleep>>;
+struct Sending {
+    task: JoinHandle<io::Result<usize>>,
+    /// When the store's timeout fails it.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// The placeholder offset it sends from: a retried write must be the same one.
+    at: usize,
+}
 
 impl Io {
     /// Sends (part of) the file range behind the placeholder `buf`, which starts a write.
@@ -167,11 +173,23 @@ impl Io {
                 // if the connection goes away meanwhile.
                 let sock = self.stream.as_fd().try_clone_to_owned()?;
                 let task = tokio::task::spawn_blocking(move || send_once(&sock, &file, offset, n));
-                self.sending = Some((task, limit.map(|l| Box::pin(tokio::time::sleep(l)))));
+                self.sending = Some(Sending {
+                    task,
+                    deadline: limit.map(|l| Box::pin(tokio::time::sleep(l))),
+                    at,
+                });
             }
-            let Some((task, deadline)) = self.sending.as_mut() else {
+            let Some(Sending {
+                task,
+                deadline,
+                at: started,
+            }) = self.sending.as_mut()
+            else {
                 return Poll::Ready(Err(io::Error::other("sendfile task missing")));
             };
+            if *started != at {
+                return Poll::Ready(Err(interleaved()));
+            }
             let done = match Pin::new(task).poll(cx) {
                 Poll::Ready(done) => done,
                 Poll::Pending => {
@@ -235,6 +253,12 @@ fn writable_now(fd: std::os::fd::RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// hyper retries a write with the same buffers; anything else while a sendfile runs would
+/// interleave bytes on the wire, so the connection fails instead.
+fn interleaved() -> io::Error {
+    io::Error::other("write interleaved with a running sendfile")
+}
+
 fn poisoned() -> io::Error {
     io::Error::other("connection state poisoned")
 }
@@ -282,6 +306,7 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         match placeholder_offset(buf.as_ptr()) {
             Some(at) => self.poll_send(cx, buf, at),
+            None if self.sending.is_some() => Poll::Ready(Err(interleaved())),
             None => Pin::new(&mut self.stream).poll_write(cx, buf),
         }
     }
@@ -302,6 +327,7 @@ impl AsyncWrite for Io {
                 let at = placeholder_offset(b.as_ptr()).unwrap_or_default();
                 self.poll_send(cx, b, at)
             }
+            _ if self.sending.is_some() => Poll::Ready(Err(interleaved())),
             Some(i) => Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i]),
             None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
         }
