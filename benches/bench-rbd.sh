@@ -14,14 +14,24 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
+osd_ticks() { if [ -n "$osd_pid" ]; then ticks "$osd_pid"; else echo 0; fi; }
+hz=$(getconf CLK_TCK)
+speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
+sha512=$(echo "$speed" | awk '/^sha512/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
+md5=$(echo "$speed" | awk '/^md5/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
 
 f="$work/img-1g.bin"; bytes=$((1 << 30))
 [ -f "$f" ] || head -c $bytes /dev/urandom >"$f"
 cat "$f" >/dev/null
 
 name="bench-import-$$"
-t0=$(now); rbd_ import --no-progress "$f" "images/$name"; t1=$(now)
+o0=$(osd_ticks)
+t0=$(now); /usr/bin/time -f "%U %S" -o "$work/import.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress "$f" "images/$name"; t1=$(now)
 imp=$(mbps $bytes "$(secs "$t0" "$t1")")
+osd_imp=$(( $(osd_ticks) - o0 ))
+rbd_cpu=$(awk '{ print $1 + $2 }' "$work/import.cpu")
 t0=$(now); rbd_ export --no-progress "images/$name" - >/dev/null; t1=$(now)
 exp=$(mbps $bytes "$(secs "$t0" "$t1")")
 rbd_ rm --no-progress "images/$name" >/dev/null
@@ -46,9 +56,20 @@ for _ in $(seq 1 100); do grep -q "listening on" "$srv/out" 2>/dev/null && break
 url="http://$(sed -n 's/^listening on //p' "$srv/out")"
 id=$(curl -sf -X POST "$url/v2/images" -d '{"name": "b", "disk_format": "raw", "container_format": "bare"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+o0=$(osd_ticks); s0=$(ticks "$pid")
 t0=$(now); curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
 up=$(mbps $bytes "$(secs "$t0" "$t1")")
+osd_up=$(( $(osd_ticks) - o0 )); srv_up=$(( $(ticks "$pid") - s0 ))
 t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
 down=$(mbps $bytes "$(secs "$t0" "$t1")")
 curl -sf -X DELETE "$url/v2/images/$id"
 echo "glance-rs on RBD: upload $up MB/s ($(awk -v a="$up" -v b="$imp" 'BEGIN{printf "%.2f", a/b}') x rbd import), download $down MB/s ($(awk -v a="$down" -v b="$exp" 'BEGIN{printf "%.2f", a/b}') x rbd export)"
+# What bounds the upload on this machine's two cores: glance-rs must also compute MD5 and
+# sha512 (at openssl speed), which rbd import does not; the OSD runs on the same cores.
+awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$rbd_cpu" \
+  -v ou="$osd_up" -v su="$srv_up" -v imp="$imp" 'BEGIN {
+    mb = b / 1e6; hash = mb / s + mb / m
+    printf "CPU per GiB: rbd import %.1f s (client) + %.1f s (OSD); glance-rs %.1f s (server, of which digests %.1f s at openssl speed %s/%s MB/s) + %.1f s (OSD)\n",
+      rc, oi / hz, su / hz, hash, s, m, ou / hz
+    ceil = mb / ((hash + rc + oi / hz) / 2)
+    printf "CPU-bound ceiling for an upload that hashes (digests + rbd import'"'"'s own CPU, over 2 cores): %.0f MB/s = %.2f x rbd import\n", ceil, ceil / imp }'

@@ -83,6 +83,8 @@ create() {
 }
 upload() { curl -sf -X PUT "$url/v2/images/$1/file" -H 'Content-Type: application/octet-stream' -T "$2" -o /dev/null; }
 rss_peak_reset() { echo 5 >/proc/$pid/clear_refs; }
+cpu_ticks() { awk '{ print $14 + $15 }' /proc/$pid/stat; }
+sys_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 rss_peak() { awk '/VmHWM/ { printf "%.0f", $2/1024 }' /proc/$pid/status; }
 
 echo "== glance-rs (release, SQLite, file store on $(df --output=fstype "$srv" | tail -1))"
@@ -91,11 +93,20 @@ for gib in 1 4; do
   cat "$f" >/dev/null
   id=$(create "bench-$gib")
   rss_peak_reset
+  cpu0=$(cpu_ticks); sys0=$(sys_busy)
   t0=$(now); upload "$id" "$f"; t1=$(now)
+  cpu1=$(cpu_ticks); sys1=$(sys_busy)
   up=$(mbps $bytes "$(secs "$t0" "$t1")"); peak=$(rss_peak)
   t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
   down=$(mbps $bytes "$(secs "$t0" "$t1")")
   echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
+  # What bounds the upload: the two digests alone need 1/sha512 + 1/md5 seconds of CPU per
+  # MB; everything that ran (server, curl, kernel) used the machine's two cores this much.
+  awk -v srv=$((cpu1 - cpu0)) -v all=$((sys1 - sys0)) -v hz="$(getconf CLK_TCK)" -v b=$bytes \
+    -v s="$sha512" -v m="$md5" -v t="$(secs "$t0" "$t1")" 'BEGIN {
+      mb = b / 1e6; hash = mb / s + mb / m
+      printf "   upload CPU: server %.1f s (digests alone %.1f s at openssl speed), whole machine %.1f s of %.1f s available (%.0f%% busy)\n",
+        srv / hz, hash, all / hz, 2 * t, 100 * all / hz / (2 * t) }'
   curl -sf -X DELETE "$url/v2/images/$id"
 done
 
