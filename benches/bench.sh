@@ -96,14 +96,14 @@ for gib in 1 4; do
   cpu0=$(cpu_ticks); sys0=$(sys_busy)
   t0=$(now); upload "$id" "$f"; t1=$(now)
   cpu1=$(cpu_ticks); sys1=$(sys_busy)
-  up=$(mbps $bytes "$(secs "$t0" "$t1")"); peak=$(rss_peak)
+  up_secs=$(secs "$t0" "$t1"); up=$(mbps $bytes "$up_secs"); peak=$(rss_peak)
   t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
   down=$(mbps $bytes "$(secs "$t0" "$t1")")
   echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
   # What bounds the upload: the two digests alone need 1/sha512 + 1/md5 seconds of CPU per
   # MB; everything that ran (server, curl, kernel) used the machine's two cores this much.
   awk -v srv=$((cpu1 - cpu0)) -v all=$((sys1 - sys0)) -v hz="$(getconf CLK_TCK)" -v b=$bytes \
-    -v s="$sha512" -v m="$md5" -v t="$(secs "$t0" "$t1")" 'BEGIN {
+    -v s="$sha512" -v m="$md5" -v t="$up_secs" 'BEGIN {
       mb = b / 1e6; hash = mb / s + mb / m
       printf "   upload CPU: server %.1f s (digests alone %.1f s at openssl speed), whole machine %.1f s of %.1f s available (%.0f%% busy)\n",
         srv / hz, hash, all / hz, 2 * t, 100 * all / hz / (2 * t) }'
