@@ -4,9 +4,11 @@
 //! hyper owns the socket, so a response body cannot call sendfile itself. Instead the body
 //! yields placeholder slices of a static, never-written buffer and queues on the connection what
 //! they stand for (file, offset, length); the connection's I/O wrapper recognises placeholders in
-//! hyper's writes by their address and sends the file range in their place. A placeholder with
-//! nothing queued for it fails the connection rather than send zeros. Only HTTP/1 bodies go this
-//! way: HTTP/2 copies body bytes into frames, so its downloads use the ordinary read path.
+//! hyper's writes by their address and sends the file range in their place. A placeholder that
+//! does not continue the transfer at the head of the queue fails the connection rather than send
+//! wrong bytes; consecutive bodies use alternate halves of the buffer so that a range left over
+//! from an earlier response can never pass for the next one's. Only HTTP/1 bodies go this way:
+//! HTTP/2 copies body bytes into frames, so its downloads use the ordinary read path.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -29,17 +31,23 @@ use tokio::time::Sleep;
 
 /// Largest placeholder, so one sendfile call covers this much of the file.
 const SLICE: usize = 16 << 20;
-/// Never written, so never paged in: it costs address space, not memory.
-static PLACEHOLDER: [u8; SLICE] = [0; SLICE];
+/// Two halves, alternated between bodies. Never written, so never paged in: it costs address
+/// space, not memory.
+static PLACEHOLDER: [u8; 2 * SLICE] = [0; 2 * SLICE];
 
-fn placeholder_offset(p: *const u8) -> Option<usize> {
+/// Where a slice starting at `p` lies in the placeholder buffer: (half, offset in it).
+fn placeholder_offset(p: *const u8) -> Option<(usize, usize)> {
     let base = PLACEHOLDER.as_ptr() as usize;
     let p = p as usize;
-    (base..base + SLICE).contains(&p).then(|| p - base)
+    (base..base + 2 * SLICE)
+        .contains(&p)
+        .then(|| ((p - base) / SLICE, (p - base) % SLICE))
 }
 
 /// A file range a placeholder stands for.
 struct Transfer {
+    /// The placeholder half its body uses.
+    half: usize,
     file: Arc<File>,
     offset: u64,
     len: usize,
@@ -52,7 +60,14 @@ struct Transfer {
 /// The connection's side of the bargain: the queue the bodies fill and the I/O wrapper drains.
 /// Handlers reach it through `ConnectInfo<Conn>`.
 #[derive(Clone, Default)]
-pub struct Conn(Arc<Mutex<VecDeque<Transfer>>>);
+pub struct Conn(Arc<Mutex<Queue>>);
+
+#[derive(Default)]
+struct Queue {
+    transfers: VecDeque<Transfer>,
+    /// Bodies made so far on this connection.
+    bodies: usize,
+}
 
 impl Conn {
     /// A body sending `len` bytes of `file` from `offset`. The ranges are queued only when hyper
@@ -60,6 +75,14 @@ impl Conn {
     pub fn body(&self, file: File, offset: u64, len: u64, timeout: Option<Duration>) -> Body {
         let file = Arc::new(file);
         let queue = self.0.clone();
+        // Handlers run in request order, which is the order hyper writes responses in.
+        let half = match self.0.lock() {
+            Ok(mut q) => {
+                q.bodies += 1;
+                q.bodies % 2
+            }
+            Err(_) => 0,
+        };
         let stream = futures_util::stream::unfold((offset, len), move |(at, left)| {
             let (file, queue) = (file.clone(), queue.clone());
             async move {
@@ -68,16 +91,18 @@ impl Conn {
                 }
                 let n = left.min(SLICE as u64) as usize;
                 let Ok(mut q) = queue.lock() else {
-                    return Some((Err(io::Error::other("connection state poisoned")), (at, 0)));
+                    return Some((Err(poisoned()), (at, 0)));
                 };
-                q.push_back(Transfer {
+                q.transfers.push_back(Transfer {
+                    half,
                     file,
                     offset: at,
                     len: n,
                     sent: 0,
                     timeout,
                 });
-                let chunk = Bytes::from_static(&PLACEHOLDER[..n]);
+                let start = half * SLICE;
+                let chunk = Bytes::from_static(&PLACEHOLDER[start..start + n]);
                 Some((Ok::<_, io::Error>(chunk), (at + n as u64, left - n as u64)))
             }
         });
@@ -138,8 +163,8 @@ struct Sending {
     task: JoinHandle<io::Result<usize>>,
     /// When the store's timeout fails it.
     deadline: Option<Pin<Box<Sleep>>>,
-    /// The placeholder offset it sends from: a retried write must be the same one.
-    at: usize,
+    /// The placeholder (half, offset) it sends from: a retried write must be the same one.
+    at: (usize, usize),
 }
 
 impl Io {
@@ -151,7 +176,7 @@ impl Io {
         &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
-        at: usize,
+        (half, at): (usize, usize),
     ) -> Poll<io::Result<usize>> {
         loop {
             if self.sending.is_none() {
@@ -159,8 +184,8 @@ impl Io {
                 let (file, offset, n, limit) = {
                     let q = self.conn.0.lock().map_err(|_| poisoned())?;
                     // The placeholder must continue the transfer at the head of the queue.
-                    match q.front() {
-                        Some(t) if t.sent == at && at < t.len => (
+                    match q.transfers.front() {
+                        Some(t) if t.half == half && t.sent == at && at < t.len => (
                             t.file.clone(),
                             t.offset + at as u64,
                             buf.len().min(t.len - at),
@@ -176,7 +201,7 @@ impl Io {
                 self.sending = Some(Sending {
                     task,
                     deadline: limit.map(|l| Box::pin(tokio::time::sleep(l))),
-                    at,
+                    at: (half, at),
                 });
             }
             let Some(Sending {
@@ -187,7 +212,7 @@ impl Io {
             else {
                 return Poll::Ready(Err(io::Error::other("sendfile task missing")));
             };
-            if *started != at {
+            if *started != (half, at) {
                 return Poll::Ready(Err(interleaved()));
             }
             let done = match Pin::new(task).poll(cx) {
@@ -209,10 +234,10 @@ impl Io {
             match done.map_err(io::Error::other)? {
                 Ok(n) => {
                     let mut q = self.conn.0.lock().map_err(|_| poisoned())?;
-                    if let Some(t) = q.front_mut() {
+                    if let Some(t) = q.transfers.front_mut() {
                         t.sent += n;
                         if t.sent >= t.len {
-                            q.pop_front();
+                            q.transfers.pop_front();
                         }
                     }
                     return Poll::Ready(Ok(n));
@@ -324,8 +349,10 @@ impl AsyncWrite for Io {
         match first {
             Some(0) => {
                 let b: &[u8] = &bufs[0];
-                let at = placeholder_offset(b.as_ptr()).unwrap_or_default();
-                self.poll_send(cx, b, at)
+                match placeholder_offset(b.as_ptr()) {
+                    Some(at) => self.poll_send(cx, b, at),
+                    None => Poll::Ready(Err(io::Error::other("placeholder vanished"))),
+                }
             }
             _ if self.sending.is_some() => Poll::Ready(Err(interleaved())),
             Some(i) => Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i]),
@@ -354,8 +381,12 @@ mod tests {
 
     #[test]
     fn placeholders_are_recognised_by_address() {
-        assert_eq!(placeholder_offset(PLACEHOLDER.as_ptr()), Some(0));
-        assert_eq!(placeholder_offset(PLACEHOLDER[5..].as_ptr()), Some(5));
+        assert_eq!(placeholder_offset(PLACEHOLDER.as_ptr()), Some((0, 0)));
+        assert_eq!(placeholder_offset(PLACEHOLDER[5..].as_ptr()), Some((0, 5)));
+        assert_eq!(
+            placeholder_offset(PLACEHOLDER[SLICE + 7..].as_ptr()),
+            Some((1, 7))
+        );
         let other = [0u8; 16];
         assert_eq!(placeholder_offset(other.as_ptr()), None);
     }
