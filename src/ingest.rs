@@ -1,11 +1,12 @@
 //! The upload pipeline: bytes from the client are batched into large buffers and fanned out to
 //! the hashers (MD5 `checksum` and `os_hash_value`) and to the store writer, each on its own
 //! blocking thread, so hashing overlaps I/O. Bounded channels give backpressure: memory per
-//! upload stays at a few buffers whatever the image size.
+//! upload stays at a few buffers whatever the image size, and a budget shared by all uploads
+//! bounds the total.
 
-use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 

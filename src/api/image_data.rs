@@ -453,12 +453,12 @@ enum Opened {
     Stream(Box<dyn Read + Send>),
 }
 
-/// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of
-/// the socket, a few at a time.
 /// Download buffer size: large reads and few, large socket writes.
 const READ_CHUNK: usize = 1 << 20;
 
-/// If the store stalls longer than `limit` between buffers, the body ends with an error.
+/// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of
+/// the socket, a few at a time. If the store stalls longer than `limit` between buffers, the
+/// body ends with an error.
 fn stream_reader(
     mut reader: impl Read + Send + 'static,
     id: String,
