@@ -235,7 +235,7 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                 thin,
             } => {
                 use glance_rs::store::rbd::{RbdOptions, RbdStore};
-                let store = RbdStore::new(RbdOptions {
+                let store = RbdStore::start(RbdOptions {
                     pool: pool.clone(),
                     user: user.clone(),
                     conf: conf.clone(),
@@ -243,17 +243,16 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                     connect_timeout: *connect_timeout,
                     thin: *thin,
                 });
-                let fsid = store.fsid();
-                if let Some(fsid) = &fsid {
+                if let Some(fsid) = store.fsid() {
                     tracing::info!(store = %b.id, %pool, %fsid, "RBD store connected");
                 }
+                // fsid: added at request time (RbdStore::live_properties).
                 let props = serde_json::json!({
                     "pool": pool,
                     "chunk_size": chunk_mib,
                     "thin_provisioning": thin,
-                    "fsid": fsid,
                 });
-                (Arc::new(store), props)
+                (store, props)
             }
             #[cfg(not(feature = "rbd"))]
             BackendKind::Rbd { .. } => {

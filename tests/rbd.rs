@@ -613,6 +613,16 @@ async fn unreachable_cluster_fails_within_connect_timeout(b: Backend) {
     assert_eq!(r.status(), 503);
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     assert_eq!(s.show(&id).await["status"], "queued");
+    // Right after a failed attempt the store says so at once; a few seconds later it dials
+    // again (and waits out the connect timeout again).
+    let t = Instant::now();
+    assert_eq!(s.upload(&id, random_bytes(1 << 20)).await.status(), 503);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let t = Instant::now();
+    assert_eq!(s.upload(&id, random_bytes(1 << 20)).await.status(), 503);
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(s.show(&id).await["status"], "queued");
 }
 
 /// rbd_thin_provisioning: an object-sized run of zeros is never written, so its RADOS object

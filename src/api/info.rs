@@ -44,7 +44,11 @@ fn store_list(s: &AppState, detail: bool) -> Value {
             if detail {
                 m.insert("type".into(), json!(e.kind));
                 m.insert("weight".into(), json!(e.weight));
-                m.insert("properties".into(), e.properties.clone());
+                let mut props = e.properties.clone();
+                if let Some(p) = props.as_object_mut() {
+                    p.extend(e.store.live_properties());
+                }
+                m.insert("properties".into(), props);
             }
             Value::Object(m)
         })

@@ -105,6 +105,11 @@ pub trait Store: Send + Sync {
         None
     }
     fn delete(&self, location: &Location) -> Result<(), StoreError>;
+    /// Properties for `/v2/info/stores/detail` known only at run time (an RBD cluster's fsid
+    /// once connected).
+    fn live_properties(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
     /// Size of the data at a location of this store; an error if the location is not ours or
     /// holds nothing (how registered locations are checked).
     fn size(&self, location: &Location) -> Result<u64, StoreError>;

@@ -72,7 +72,10 @@ impl Drop for Conn {
 /// fail with 503 until the cluster is back. One connection is then shared by all requests.
 pub struct RbdStore {
     opts: Arc<RbdOptions>,
-    conn: std::sync::Mutex<Option<Arc<Conn>>>,
+    conn: std::sync::Mutex<Link>,
+    /// Set once connected; read without the lock (which a connect attempt holds for up to
+    /// rados_connect_timeout) because request handlers on the runtime ask for it.
+    fsid: std::sync::OnceLock<String>,
     pool: String,
     order: c_int,
     chunk: u64,
@@ -180,9 +183,23 @@ impl Conn {
     }
 }
 
+/// The state of an RBD store's cluster connection.
+enum Link {
+    Idle,
+    Up(Arc<Conn>),
+    /// The last attempt failed, when and why.
+    Down(std::time::Instant, String),
+}
+
+/// How long start-up waits for the first connection.
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a failed connection attempt is reported before the next one is made.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl RbdStore {
-    /// The store; tries to connect now so that start-up logs say whether the cluster answers.
-    pub fn new(o: RbdOptions) -> RbdStore {
+    /// The store, with a first connection attempt under way: start-up waits a few seconds for
+    /// it, so that the log says whether the cluster answers, but never for longer.
+    pub fn start(o: RbdOptions) -> Arc<RbdStore> {
         let chunk = o.chunk_mib.max(1) << 20;
         let store = RbdStore {
             pool: o.pool.clone(),
@@ -190,10 +207,23 @@ impl RbdStore {
             chunk,
             thin: o.thin,
             opts: Arc::new(o),
-            conn: std::sync::Mutex::new(None),
+            conn: std::sync::Mutex::new(Link::Idle),
+            fsid: std::sync::OnceLock::new(),
         };
-        if let Err(e) = store.conn() {
-            tracing::error!(pool = %store.pool, error = %e, "RBD store not connected yet; retrying on use");
+        let store = Arc::new(store);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(first.conn().map(|_| ()));
+        });
+        match rx.recv_timeout(STARTUP_WAIT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(pool = %store.pool, error = %e, "RBD store not connected yet; retrying on use");
+            }
+            Err(_) => {
+                tracing::error!(pool = %store.pool, "RBD store not connected yet (still trying); RBD requests wait for it");
+            }
         }
         store
     }
@@ -202,22 +232,36 @@ impl RbdStore {
     /// rados_connect_timeout): call it from a blocking thread.
     fn conn(&self) -> Result<Arc<Conn>, StoreError> {
         // One attempt at a time: concurrent requests wait for it rather than each dial.
-        let mut held = self
+        let mut link = self
             .conn
             .lock()
             .map_err(|_| StoreError::Other("RBD connection state poisoned".into()))?;
-        if let Some(c) = held.as_ref() {
-            return Ok(c.clone());
+        match &*link {
+            Link::Up(c) => return Ok(c.clone()),
+            // Requests queued behind a failed attempt fail at once instead of each waiting
+            // out another connect timeout.
+            Link::Down(at, why) if at.elapsed() < RETRY_AFTER => {
+                return Err(StoreError::Unavailable(why.clone()));
+            }
+            _ => {}
         }
-        let c = Arc::new(Conn::open(&self.opts).map_err(StoreError::Unavailable)?);
-        *held = Some(c.clone());
-        Ok(c)
+        match Conn::open(&self.opts) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                let _ = self.fsid.set(c.fsid.clone());
+                *link = Link::Up(c.clone());
+                Ok(c)
+            }
+            Err(why) => {
+                *link = Link::Down(std::time::Instant::now(), why.clone());
+                Err(StoreError::Unavailable(why))
+            }
+        }
     }
 
-    /// The cluster's fsid if connected (never dials).
+    /// The cluster's fsid once connected (never dials, never waits).
     pub fn fsid(&self) -> Option<String> {
-        let held = self.conn.lock().ok()?;
-        held.as_ref().map(|c| c.fsid.clone())
+        self.fsid.get().cloned()
     }
 
     fn location(fsid: &str, pool: &str, id: &str) -> Location {
@@ -421,7 +465,8 @@ struct RbdHandle {
 impl RbdHandle {
     fn store(&self) -> RbdStore {
         RbdStore {
-            conn: std::sync::Mutex::new(Some(self.conn.clone())),
+            conn: std::sync::Mutex::new(Link::Up(self.conn.clone())),
+            fsid: std::sync::OnceLock::from(self.conn.fsid.clone()),
             opts: self.opts.clone(),
             pool: self.pool.clone(),
             order: self.chunk.trailing_zeros() as c_int,
@@ -599,6 +644,12 @@ impl Store for RbdStore {
 
     fn timeout(&self) -> Option<std::time::Duration> {
         None
+    }
+
+    fn live_properties(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("fsid".into(), self.fsid().into());
+        m
     }
 
     fn owns(&self, location: &Location) -> bool {
