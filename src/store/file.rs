@@ -169,6 +169,14 @@ impl FileStore {
         }
         best.map(|(_, _, d)| d).ok_or(StoreError::Full)
     }
+
+    fn open(&self, location: &Location) -> Result<File, StoreError> {
+        let path = self.path_for(location)?;
+        File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(location.url.clone()),
+            _ => StoreError::Io(e),
+        })
+    }
 }
 
 fn free_bytes(dir: &Path) -> Result<u64, StoreError> {
@@ -214,9 +222,7 @@ impl FileWriter {
         }
         Ok(())
     }
-}
 
-impl FileWriter {
     /// Starts writeback of each completed step and waits for the step before it, so the fsync
     /// at commit only has the last steps to flush instead of the whole image (the kernel would
     /// otherwise keep gigabytes dirty until then), and dirty memory stays bounded. Hints only:
@@ -244,16 +250,6 @@ impl FileWriter {
             }
             self.flushed += FLUSH_STEP;
         }
-    }
-}
-
-impl FileStore {
-    fn open(&self, location: &Location) -> Result<File, StoreError> {
-        let path = self.path_for(location)?;
-        File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StoreError::NotFound(location.url.clone()),
-            _ => StoreError::Io(e),
-        })
     }
 }
 
