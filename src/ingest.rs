@@ -312,3 +312,55 @@ impl Pipeline {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A store whose first write hangs for a while (a dead NFS mount).
+    struct StuckWriter(bool);
+
+    impl ImageWriter for StuckWriter {
+        fn write(&mut self, _: &[u8]) -> Result<(), StoreError> {
+            if !std::mem::replace(&mut self.0, true) {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> Result<Location, StoreError> {
+            Err(StoreError::Other("never".into()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_writer_fails_the_upload_within_the_store_timeout() {
+        let limit = Duration::from_millis(200);
+        let mut pipe = Pipeline::new(
+            Box::new(StuckWriter(false)),
+            "sha512",
+            u64::MAX,
+            false,
+            Some(limit),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let mut result = Ok(());
+        for _ in 0..64 {
+            result = pipe.push(Bytes::from(vec![1u8; 1 << 20])).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            matches!(result, Err(IngestError::Store(StoreError::Timeout(_)))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        pipe.abort().await;
+    }
+}
