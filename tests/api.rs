@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, Server, random_bytes};
+use common::{Backend, Server, random_bytes, status};
 use md5::Digest as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -54,7 +54,7 @@ async fn versions_and_negotiation(b: Backend) {
     );
     assert_eq!(v["versions"][0]["links"][0]["rel"], "self");
 
-    assert_eq!(s.get("/versions").send().await.unwrap().status(), 200);
+    assert_eq!(status(s.get("/versions")).await, 200);
     for (path, code) in [
         ("/v2.1/images", 200),
         ("/v2.17/images", 200),
@@ -63,7 +63,7 @@ async fn versions_and_negotiation(b: Backend) {
         ("/v1/images", 300),
         ("/anything", 300),
     ] {
-        assert_eq!(s.get(path).send().await.unwrap().status(), code, "{path}");
+        assert_eq!(status(s.get(path)).await, code, "{path}");
     }
     let r = s
         .get("/images")
@@ -233,14 +233,7 @@ async fn create_defaults_and_location(b: Backend) {
         409,
         "a deleted id must never be reused (OSSN-0075)"
     );
-    assert_eq!(
-        s.get(&format!("/v2/images/{custom}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(s.get(&format!("/v2/images/{custom}"))).await, 404);
     assert_eq!(s.counts().await[0], before[0]);
 }
 
@@ -866,7 +859,7 @@ async fn sorting_and_paging(b: Backend) {
     while let Some(url) = next {
         pages += 1;
         assert!(pages < 10, "paging does not end");
-        let v: Value = s.get(&url).send().await.unwrap().json().await.unwrap();
+        let v: Value = s.get_json(&url).await;
         assert!(
             v["first"]
                 .as_str()
@@ -930,100 +923,45 @@ async fn tags_and_actions(b: Backend) {
         .await;
     let id = img["id"].as_str().unwrap().to_string();
     let tag = |t: &str| format!("/v2/images/{id}/tags/{t}");
+    assert_eq!(status(s.req(Method::PUT, &tag("one"))).await, 204);
     assert_eq!(
-        s.req(Method::PUT, &tag("one"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        s.req(Method::PUT, &tag("one"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(s.req(Method::PUT, &tag("one"))).await,
         204,
         "idempotent"
     );
-    assert_eq!(
-        s.req(Method::PUT, &tag("two"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(status(s.req(Method::PUT, &tag("two"))).await, 204);
     let r = s.req(Method::PUT, &tag("three")).send().await.unwrap();
     assert_eq!(r.status(), 413);
     let long = "t".repeat(256);
-    assert_eq!(
-        s.req(Method::PUT, &tag(&long))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(status(s.req(Method::PUT, &tag(&long))).await, 400);
     assert_eq!(s.show(&id).await["tags"], json!(["one", "two"]));
-    assert_eq!(
-        s.req(Method::DELETE, &tag("one"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        s.req(Method::DELETE, &tag("one"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(s.req(Method::DELETE, &tag("one"))).await, 204);
+    assert_eq!(status(s.req(Method::DELETE, &tag("one"))).await, 404);
     assert_eq!(s.show(&id).await["tags"], json!(["two"]));
 
     // Deactivate needs an active image.
     let deact = format!("/v2/images/{id}/actions/deactivate");
     let react = format!("/v2/images/{id}/actions/reactivate");
-    assert_eq!(
-        s.req(Method::POST, &deact).send().await.unwrap().status(),
-        403
-    );
+    assert_eq!(status(s.req(Method::POST, &deact)).await, 403);
     assert_eq!(s.upload(&id, b"data".to_vec()).await.status(), 204);
+    assert_eq!(status(s.req(Method::POST, &deact)).await, 204);
     assert_eq!(
-        s.req(Method::POST, &deact).send().await.unwrap().status(),
-        204
-    );
-    assert_eq!(
-        s.req(Method::POST, &deact).send().await.unwrap().status(),
+        status(s.req(Method::POST, &deact)).await,
         204,
         "no-op when deactivated"
     );
     assert_eq!(s.show(&id).await["status"], "deactivated");
     // Admins still download; others get 403.
-    assert_eq!(
-        s.get(&format!("/v2/images/{id}/file"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(s.get(&format!("/v2/images/{id}/file"))).await, 200);
     let pubimg = s.create(json!({"name": "p", "visibility": "public", "disk_format": "raw", "container_format": "bare"})).await;
     let pid = pubimg["id"].as_str().unwrap().to_string();
     assert_eq!(s.upload(&pid, b"abc".to_vec()).await.status(), 204);
     assert_eq!(
-        s.req(
+        status(s.req(
             Method::POST,
             &format!("/v2/images/{pid}/actions/deactivate")
-        )
-        .send()
-        .await
-        .unwrap()
-        .status(),
+        ))
+        .await,
         204
     );
     let r = Server::as_project(s.get(&format!("/v2/images/{pid}/file")), "p9", "reader")
@@ -1031,10 +969,7 @@ async fn tags_and_actions(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(
-        s.req(Method::POST, &react).send().await.unwrap().status(),
-        204
-    );
+    assert_eq!(status(s.req(Method::POST, &react)).await, 204);
     assert_eq!(s.show(&id).await["status"], "active");
 }
 
@@ -1042,14 +977,7 @@ async fn schemas_are_served(b: Backend) {
     let Some(s) = Server::start_with(b, "[image_format]\ndisk_formats = raw,qcow2\n").await else {
         return;
     };
-    let v: Value = s
-        .get("/v2/schemas/image")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/schemas/image").await;
     assert_eq!(v["name"], "image");
     assert_eq!(v["additionalProperties"], json!({"type": "string"}));
     assert_eq!(
@@ -1061,14 +989,7 @@ async fn schemas_are_served(b: Backend) {
         json!(["community", "public", "private", "shared"])
     );
     assert_eq!(v["links"][1], json!({"rel": "enclosure", "href": "{file}"}));
-    let v: Value = s
-        .get("/v2/schemas/images")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/schemas/images").await;
     assert_eq!(v["properties"]["images"]["items"]["name"], "image");
     for (path, name) in [
         ("member", "member"),
@@ -1076,24 +997,10 @@ async fn schemas_are_served(b: Backend) {
         ("task", "task"),
         ("tasks", "tasks"),
     ] {
-        let v: Value = s
-            .get(&format!("/v2/schemas/{path}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = s.get_json(&format!("/v2/schemas/{path}")).await;
         assert_eq!(v["name"], name);
     }
-    let v: Value = s
-        .get("/v2/schemas/tasks")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/schemas/tasks").await;
     assert!(
         v["properties"]["tasks"]["items"]["properties"]
             .get("input")
@@ -1111,7 +1018,7 @@ async fn upload_download_and_delete(b: Backend) {
     let id = img["id"].as_str().unwrap().to_string();
     let file = format!("/v2/images/{id}/file");
     // No data yet: 204.
-    assert_eq!(s.get(&file).send().await.unwrap().status(), 204);
+    assert_eq!(status(s.get(&file)).await, 204);
     // Wrong content type: 415, nothing changes.
     let r = s
         .req(Method::PUT, &file)
@@ -1171,21 +1078,11 @@ async fn upload_download_and_delete(b: Backend) {
         );
     }
     assert_eq!(
-        s.get(&file)
-            .header("Range", format!("bytes={n}-"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(s.get(&file).header("Range", format!("bytes={n}-"))).await,
         416
     );
     assert_eq!(
-        s.get(&file)
-            .header("Range", "bytes=0-1,5-6")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(s.get(&file).header("Range", "bytes=0-1,5-6")).await,
         400
     );
 
@@ -1218,7 +1115,7 @@ async fn upload_download_and_delete(b: Backend) {
 
     // Delete removes the bytes.
     assert_eq!(s.delete(&id).await, 204);
-    assert_eq!(s.get(&file).send().await.unwrap().status(), 404);
+    assert_eq!(status(s.get(&file)).await, 404);
     assert!(s.store_files().is_empty());
     assert_eq!(s.delete(&id).await, 404);
 }
@@ -1362,31 +1259,19 @@ async fn policy_file_overrides_defaults(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 200, "members may publicize under this policy");
     assert_eq!(
-        as_p1(s.req(Method::PUT, &format!("/v2/images/{id}/file")))
-            .header("Content-Type", "application/octet-stream")
-            .body("abc")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(
+            as_p1(s.req(Method::PUT, &format!("/v2/images/{id}/file")))
+                .header("Content-Type", "application/octet-stream")
+                .body("abc")
+        )
+        .await,
         204
     );
     assert_eq!(
-        as_p1(s.get(&format!("/v2/images/{id}/file")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p1(s.get(&format!("/v2/images/{id}/file")))).await,
         403
     );
-    assert_eq!(
-        s.get(&format!("/v2/images/{id}/file"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(s.get(&format!("/v2/images/{id}/file"))).await, 200);
     let r = s
         .req(Method::DELETE, &format!("/v2/images/{id}"))
         .header("Accept", "application/json")
@@ -1397,26 +1282,12 @@ async fn policy_file_overrides_defaults(b: Backend) {
     assert!(r.text().await.unwrap().contains("delete_image"));
     // Without a reader, member or admin role nothing is visible (get_images, get_image).
     let observer = |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "observer");
+    assert_eq!(status(observer(s.get("/v2/images"))).await, 403);
     assert_eq!(
-        observer(s.get("/v2/images")).send().await.unwrap().status(),
+        status(observer(s.get(&format!("/v2/images/{id}")))).await,
         403
     );
-    assert_eq!(
-        observer(s.get(&format!("/v2/images/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        as_p1(s.get(&format!("/v2/images/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(as_p1(s.get(&format!("/v2/images/{id}")))).await, 200);
     // A broken policy file stops start-up, naming the option.
     std::fs::write(&policy, "\"delete_image\": \"role:admin and (\"\n").unwrap();
     let conf = dir.path().join("g.conf");

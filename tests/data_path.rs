@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, random_bytes, require};
+use common::{Backend, Server, random_bytes, require, status};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -127,14 +127,7 @@ async fn delete_during_upload_is_gone(b: Backend) {
             .contains("may have been deleted during the upload")
     );
     assert!(s.store_files().is_empty(), "{:?}", s.store_files());
-    assert_eq!(
-        s.get(&format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(s.get(&format!("/v2/images/{id}"))).await, 404);
 }
 
 /// A small tmpfs as the store: needs root (CI runs as root); unmounted when dropped.
@@ -297,14 +290,7 @@ async fn two_nodes_share_one_store(b: Backend) {
     // The image is active for both nodes: a second upload conflicts.
     assert_eq!(peer.upload(&id, b"x".to_vec()).await.status(), 409);
     assert_eq!(peer.delete(&id).await, 204);
-    assert_eq!(
-        a.get(&format!("/v2/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(a.get(&format!("/v2/images/{id}"))).await, 404);
     assert!(a.store_files().is_empty());
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Server};
+use common::{Backend, Server, status};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
@@ -40,11 +40,7 @@ async fn sharing_flow(b: Backend) {
 
     assert!(ids(&s, "p2", "").await.is_empty());
     assert_eq!(
-        as_p(s.get(&format!("/v2/images/{id}")), "p2")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.get(&format!("/v2/images/{id}")), "p2")).await,
         404
     );
     // Only the owner adds members.
@@ -84,12 +80,7 @@ async fn sharing_flow(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(
-        as_p(s.req(Method::POST, &members), "p1")
-            .json(&json!({"member": "p3"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.req(Method::POST, &members), "p1").json(&json!({"member": "p3"}))).await,
         200
     );
     let r = as_p(s.req(Method::POST, &members), "p1")
@@ -101,11 +92,7 @@ async fn sharing_flow(b: Backend) {
 
     // Pending: p2 sees the image by id, not in its default list.
     assert_eq!(
-        as_p(s.get(&format!("/v2/images/{id}")), "p2")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.get(&format!("/v2/images/{id}")), "p2")).await,
         200
     );
     assert!(ids(&s, "p2", "").await.is_empty());
@@ -132,35 +119,24 @@ async fn sharing_flow(b: Backend) {
         .await
         .unwrap();
     assert_eq!(v["members"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        as_p(s.get(&member("p3")), "p2")
+    assert_eq!(status(as_p(s.get(&member("p3")), "p2")).await, 404);
+
+    // Only the member sets its status, to a known one.
+    for (who, to, code) in [
+        ("p1", "accepted", 403),
+        ("p2", "maybe", 400),
+        ("p2", "accepted", 200),
+    ] {
+        let r = as_p(s.req(Method::PUT, &member("p2")), who)
+            .json(&json!({"status": to}))
             .send()
             .await
-            .unwrap()
-            .status(),
-        404
-    );
-
-    // Only the member sets its status.
-    let r = as_p(s.req(Method::PUT, &member("p2")), "p1")
-        .json(&json!({"status": "accepted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = as_p(s.req(Method::PUT, &member("p2")), "p2")
-        .json(&json!({"status": "maybe"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = as_p(s.req(Method::PUT, &member("p2")), "p2")
-        .json(&json!({"status": "accepted"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "accepted");
+            .unwrap();
+        assert_eq!(r.status(), code, "{who} -> {to}");
+        if code == 200 {
+            assert_eq!(r.json::<Value>().await.unwrap()["status"], "accepted");
+        }
+    }
     assert_eq!(ids(&s, "p2", "").await, vec![id.clone()]);
     assert_eq!(ids(&s, "p2", "?visibility=shared").await, vec![id.clone()]);
     // A member cannot modify the image.
@@ -189,35 +165,19 @@ async fn sharing_flow(b: Backend) {
 
     // Removal by the owner only; then p2 no longer sees it.
     assert_eq!(
-        as_p(s.req(Method::DELETE, &member("p2")), "p2")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.req(Method::DELETE, &member("p2")), "p2")).await,
         403
     );
     assert_eq!(
-        as_p(s.req(Method::DELETE, &member("p2")), "p1")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.req(Method::DELETE, &member("p2")), "p1")).await,
         204
     );
     assert_eq!(
-        as_p(s.req(Method::DELETE, &member("p2")), "p1")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.req(Method::DELETE, &member("p2")), "p1")).await,
         404
     );
     assert_eq!(
-        as_p(s.get(&format!("/v2/images/{id}")), "p2")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(as_p(s.get(&format!("/v2/images/{id}")), "p2")).await,
         404
     );
 

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, Server, random_bytes};
+use common::{Backend, Server, random_bytes, status};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -88,14 +88,7 @@ async fn stores_choose_and_report(b: Backend) {
     };
 
     // Versions list the multi-store API versions.
-    let v: Value = s
-        .get("/versions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/versions").await;
     let ids: Vec<&str> = v["versions"]
         .as_array()
         .unwrap()
@@ -105,7 +98,7 @@ async fn stores_choose_and_report(b: Backend) {
     for want in ["v2.8", "v2.10", "v2.13", "v2.17"] {
         assert!(ids.contains(&want), "{ids:?}");
     }
-    assert_eq!(s.get("/v2.13/images").send().await.unwrap().status(), 200);
+    assert_eq!(status(s.get("/v2.13/images")).await, 200);
 
     let r = s
         .req(Method::POST, "/v2/images")
@@ -162,14 +155,7 @@ async fn stores_choose_and_report(b: Backend) {
     assert!(base.path().join("fast").join(&id2).exists());
 
     // Info API.
-    let v: Value = s
-        .get("/v2/info/stores")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/info/stores").await;
     let list = v["stores"].as_array().unwrap();
     let by_id = |i: &str| list.iter().find(|e| e["id"] == i).cloned().unwrap();
     assert_eq!(by_id("slow")["default"], "true");
@@ -182,14 +168,7 @@ async fn stores_choose_and_report(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let v: Value = s
-        .get("/v2/info/stores/detail")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/info/stores/detail").await;
     let fast = v["stores"]
         .as_array()
         .unwrap()
@@ -231,29 +210,21 @@ async fn stores_choose_and_report(b: Backend) {
         assert!(got == data, "{q}");
     }
     assert_eq!(
-        s.get(&format!("/v2/images/{id}/file?prefer=bogus"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(s.get(&format!("/v2/images/{id}/file?prefer=bogus"))).await,
         400
     );
     // Remove the fast copy; the last copy cannot be removed that way.
     let del = |st: &str| s.req(Method::DELETE, &format!("/v2/stores/{st}/{id}"));
     assert_eq!(
-        Server::as_project(del("fast"), "p1", "member")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(Server::as_project(del("fast"), "p1", "member")).await,
         404,
         "not visible to p1"
     );
-    assert_eq!(del("fast").send().await.unwrap().status(), 204);
+    assert_eq!(status(del("fast")).await, 204);
     assert!(!copy.exists());
     assert_eq!(s.show(&id).await["stores"], "slow");
-    assert_eq!(del("fast").send().await.unwrap().status(), 404);
-    assert_eq!(del("slow").send().await.unwrap().status(), 409);
+    assert_eq!(status(del("fast")).await, 404);
+    assert_eq!(status(del("slow")).await, 409);
     let got = s.download(&id).await;
     assert!(got == data);
 }
@@ -343,11 +314,7 @@ async fn single_store_has_no_store_api(b: Backend) {
     assert_eq!(s.upload(id, b"abc".to_vec()).await.status(), 204);
     assert!(s.show(id).await.get("stores").is_none());
     assert_eq!(
-        s.get(&format!("/v2/images/{id}/file?prefer=x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(s.get(&format!("/v2/images/{id}/file?prefer=x"))).await,
         400
     );
 }
@@ -396,14 +363,7 @@ async fn file_and_rbd_side_by_side(b: Backend) {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(s.show(&id).await["stores"], "ceph,fast");
-    let v: Value = s
-        .get("/v2/info/stores/detail")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = s.get_json("/v2/info/stores/detail").await;
     let ceph = v["stores"]
         .as_array()
         .unwrap()

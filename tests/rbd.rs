@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, random_bytes, require, venv};
+use common::{Backend, Server, random_bytes, require, status, venv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -605,7 +605,7 @@ async fn unreachable_cluster_fails_within_connect_timeout(b: Backend) {
         "{}",
         s.log()
     );
-    assert_eq!(s.get("/v2/images").send().await.unwrap().status(), 200);
+    assert_eq!(status(s.get("/v2/images")).await, 200);
 
     let id = s.create_raw("u").await;
     let t = Instant::now();

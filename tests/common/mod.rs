@@ -246,6 +246,11 @@ impl Server {
         self.req(Method::GET, path)
     }
 
+    /// GET `path` as admin and parse the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     /// As a project (member role unless `roles` says otherwise).
     pub fn as_project(rb: RequestBuilder, project: &str, roles: &str) -> RequestBuilder {
         rb.header("X-Project-Id", project).header("X-Roles", roles)
@@ -466,6 +471,11 @@ macro_rules! both_databases {
             )*
         }
     };
+}
+
+/// Sends a request and returns its status code.
+pub async fn status(rb: RequestBuilder) -> u16 {
+    rb.send().await.unwrap().status().as_u16()
 }
 
 pub fn random_bytes(n: usize) -> Vec<u8> {
