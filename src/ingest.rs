@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::digest::Hasher;
 use crate::domain::image::Location;
 use crate::format::{Inspection, Inspector};
 use crate::store::{ImageWriter, StoreError};
@@ -38,33 +39,6 @@ struct Chunk {
 }
 
 type Shared = Arc<Chunk>;
-
-/// OpenSSL's digests: its assembly is the reference the benchmark compares against, and it is
-/// markedly faster than the pure-Rust ones on x86 (sha512 ~1.3x, md5 ~1.25x measured here).
-struct Hasher(openssl::hash::Hasher);
-
-impl Hasher {
-    fn new(algo: &str) -> Result<Hasher, StoreError> {
-        // Names were validated at start-up (config::HASH_ALGORITHMS).
-        let md = openssl::hash::MessageDigest::from_name(algo)
-            .ok_or_else(|| StoreError::Other(format!("unknown hash algorithm {algo}")))?;
-        openssl::hash::Hasher::new(md)
-            .map(Hasher)
-            .map_err(|e| StoreError::Other(format!("OpenSSL {algo}: {e}")))
-    }
-
-    fn update(&mut self, b: &[u8]) {
-        // Only fails on a broken OpenSSL; a wrong digest would then fail verification.
-        let _ = self.0.update(b);
-    }
-
-    fn hex(mut self) -> String {
-        self.0
-            .finish()
-            .map(|d| hex::encode(&*d))
-            .unwrap_or_default()
-    }
-}
 
 fn spawn_hasher(algo: &str) -> Result<(mpsc::Sender<Shared>, JoinHandle<String>), StoreError> {
     let (tx, mut rx) = mpsc::channel::<Shared>(DEPTH);

@@ -3,12 +3,13 @@
 //!
 //! Layout: `api` (HTTP handlers, one file per resource), `domain` (image model, status machine,
 //! JSON-patch, list queries, policy; no I/O), `db` (sqlx repositories), `store` (image bytes),
-//! `ingest` (the upload pipeline), `auth` (who is calling), `config`, `error`.
+//! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `config`, `error`.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod format;
