@@ -15,13 +15,15 @@ use crate::domain::image::Location;
 use crate::format::{Inspection, Inspector};
 use crate::store::{ImageWriter, StoreError};
 
-/// Small body chunks are gathered into buffers of this size before they go to the hashers and
-/// the writer (fewer hand-offs; still small enough to be hashed while in cache).
-pub const BATCH: usize = 256 << 10;
-/// Chunks at least this large go to the consumers as they are, without a copy.
-const DIRECT: usize = 64 << 10;
-/// Buffers queued per consumer: 4 absorbs the scheduling jitter of three busy threads on two
-/// cores (measured ~5% faster than 2 for one upload).
+/// Body chunks are handed to the hashers and the writer in batches of at least this many bytes:
+/// every hand-off wakes three threads, and on a small VM each wake-up costs an inter-processor
+/// interrupt. hyper yields reads of up to ~400 KiB, so a batch is two or three of them.
+const BATCH: usize = 1 << 20;
+/// Chunks smaller than this are copied together (a chunked upload may come in pieces of a few
+/// KiB); larger ones join the batch as they are, without a copy.
+const SMALL: usize = 64 << 10;
+/// Batches queued per consumer: 4 absorbs the scheduling jitter of three busy threads on two
+/// cores.
 const DEPTH: usize = 4;
 /// Bytes in flight to hashers and writers across all uploads, in units of `UNIT`: concurrent
 /// uploads share this rather than each queueing `DEPTH` buffers, so memory stays bounded
@@ -32,9 +34,9 @@ const UNIT: usize = 64 << 10;
 static BUDGET: std::sync::LazyLock<Arc<Semaphore>> =
     std::sync::LazyLock::new(|| Arc::new(Semaphore::new(BUDGET_UNITS)));
 
-/// A buffer shared by the consumers; its share of the budget returns when the last one is done.
+/// A batch shared by the consumers; its share of the budget returns when the last one is done.
 struct Chunk {
-    bytes: Bytes,
+    pieces: Vec<Bytes>,
     _budget: OwnedSemaphorePermit,
 }
 
@@ -45,7 +47,9 @@ fn spawn_hasher(algo: &str) -> Result<(mpsc::Sender<Shared>, JoinHandle<String>)
     let mut h = Hasher::new(algo)?;
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(c) = rx.blocking_recv() {
-            h.update(&c.bytes);
+            for p in &c.pieces {
+                h.update(p);
+            }
         }
         h.hex()
     });
@@ -64,7 +68,11 @@ fn spawn_writer(
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                WriterMsg::Data(c) => writer.write(&c.bytes)?,
+                WriterMsg::Data(c) => {
+                    for p in &c.pieces {
+                        writer.write(p)?;
+                    }
+                }
                 WriterMsg::Commit => return writer.commit().map(Some),
             }
         }
@@ -108,7 +116,10 @@ pub struct Pipeline {
         JoinHandle<Result<Option<Location>, StoreError>>,
     ),
     algo: String,
-    buf: BytesMut,
+    /// The batch being gathered, and `small` chunks being copied together.
+    pieces: Vec<Bytes>,
+    pending: usize,
+    small: BytesMut,
     size: u64,
     limit: u64,
     inspector: Option<Inspector>,
@@ -130,7 +141,9 @@ impl Pipeline {
             multi: spawn_hasher(algo)?,
             writer: spawn_writer(writer),
             algo: algo.to_string(),
-            buf: BytesMut::with_capacity(BATCH),
+            pieces: Vec::new(),
+            pending: 0,
+            small: BytesMut::new(),
             size: 0,
             limit,
             inspector: inspect.then(Inspector::new),
@@ -146,26 +159,42 @@ impl Pipeline {
         if let Some(i) = self.inspector.as_mut() {
             i.feed(&chunk);
         }
-        if self.buf.is_empty() && chunk.len() >= DIRECT {
-            return self.dispatch(chunk).await;
+        self.pending += chunk.len();
+        if chunk.len() < SMALL {
+            self.small.extend_from_slice(&chunk);
+            if self.small.len() >= SMALL {
+                self.pieces.push(self.small.split().freeze());
+            }
+        } else {
+            if !self.small.is_empty() {
+                self.pieces.push(self.small.split().freeze());
+            }
+            self.pieces.push(chunk);
         }
-        self.buf.extend_from_slice(&chunk);
-        if self.buf.len() >= BATCH {
-            let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH)).freeze();
-            self.dispatch(full).await?;
+        if self.pending >= BATCH {
+            self.dispatch().await?;
         }
         Ok(())
     }
 
-    async fn dispatch(&mut self, bytes: Bytes) -> Result<(), IngestError> {
-        let units = bytes.len().div_ceil(UNIT).clamp(1, BUDGET_UNITS) as u32;
+    /// Sends the gathered batch (if any) to the writer and the hashers.
+    async fn dispatch(&mut self) -> Result<(), IngestError> {
+        if !self.small.is_empty() {
+            self.pieces.push(self.small.split().freeze());
+        }
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let pieces = std::mem::take(&mut self.pieces);
+        let units = self.pending.div_ceil(UNIT).clamp(1, BUDGET_UNITS) as u32;
+        self.pending = 0;
         let budget = BUDGET
             .clone()
             .acquire_many_owned(units)
             .await
             .map_err(|_| IngestError::Store(StoreError::Other("upload budget closed".into())))?;
         let b = Arc::new(Chunk {
-            bytes,
+            pieces,
             _budget: budget,
         });
         // A closed writer channel means the writer failed: its error comes from join. A writer
@@ -226,10 +255,7 @@ impl Pipeline {
         mut self,
         accept: impl FnOnce(Option<&Inspection>) -> Result<Option<u64>, IngestError>,
     ) -> Result<(Digests, Option<u64>, Location), IngestError> {
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf).freeze();
-            self.dispatch(rest).await?;
-        }
+        self.dispatch().await?;
         let inspection = self.inspector.take().map(Inspector::finish);
         let virtual_size = match accept(inspection.as_ref()) {
             Ok(v) => v,
