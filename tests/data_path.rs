@@ -442,9 +442,252 @@ async fn hung_store_fails_requests_not_the_server(b: Backend) {
     assert_eq!(s.show(&id).await["status"], "active");
 }
 
+/// A network filesystem that stops answering, played by a FUSE mount whose every operation
+/// blocks while a flag file exists (tests/support/hangfs.py). Needs root and /dev/fuse; the
+/// daemon is stopped and the mount removed when dropped.
+struct HangFs {
+    daemon: std::process::Child,
+    mnt: std::path::PathBuf,
+    backing: std::path::PathBuf,
+    flag: std::path::PathBuf,
+}
+
+impl HangFs {
+    fn mount(base: &std::path::Path) -> Option<HangFs> {
+        let venv = common::venv()?;
+        let fuse = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok();
+        require(
+            "FUSE (/dev/fuse, as root)",
+            fuse.then(|| "ok".to_string()),
+            "run the tests as root on a machine with /dev/fuse",
+        )?;
+        let (backing, mnt, flag) = (base.join("backing"), base.join("mnt"), base.join("hang"));
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/hangfs.py");
+        let log = std::fs::File::create(base.join("hangfs.log")).unwrap();
+        let daemon = Command::new(venv.join("bin/python"))
+            .args([
+                script.as_ref(),
+                backing.as_os_str(),
+                mnt.as_os_str(),
+                flag.as_os_str(),
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let fs = HangFs {
+            daemon,
+            mnt,
+            backing,
+            flag,
+        };
+        for _ in 0..100 {
+            if fs.mounted() {
+                return Some(fs);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "hangfs did not mount: {}",
+            std::fs::read_to_string(base.join("hangfs.log")).unwrap_or_default()
+        );
+    }
+
+    fn mounted(&self) -> bool {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mnt = self.mnt.to_string_lossy();
+        mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*mnt))
+    }
+
+    fn hang(&self, on: bool) {
+        if on {
+            std::fs::write(&self.flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&self.flag);
+        }
+    }
+}
+
+/// Lets the mount answer again when dropped: declared after the server, it runs before the
+/// server is stopped, even when a test fails while the mount hangs (a process with a FUSE call
+/// in flight cannot finish exiting until the daemon answers).
+struct Unhang<'a>(&'a HangFs);
+
+impl Drop for Unhang<'_> {
+    fn drop(&mut self) {
+        self.0.hang(false);
+    }
+}
+
+impl Drop for HangFs {
+    fn drop(&mut self) {
+        self.hang(false);
+        // On SIGTERM the daemon unmounts and exits.
+        common::terminate(&mut self.daemon);
+        if self.mounted() {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// A store on a network mount that stops answering mid-transfer: a download in progress is cut
+/// (the client sees the connection end, not a body that never finishes) and an upload fails
+/// with 503, both within filesystem_store_timeout, while the API keeps answering; the image is
+/// back to queued, and once the mount answers again the partial file is removed and the upload
+/// succeeds. On SIGTERM with a thread stuck on the mount the server still exits (the kernel
+/// completes the exit of a process with a FUSE call in flight only when the daemon answers, so
+/// the test checks that every thread but the stuck one has gone).
+async fn hung_mount_mid_transfer(b: Backend) {
+    let base = tempfile::tempdir().unwrap();
+    let Some(fs) = HangFs::mount(base.path()) else {
+        return;
+    };
+    let conf = format!(
+        "[glance_store]\nfilesystem_store_datadir = {}\nfilesystem_store_timeout = 2\n",
+        fs.mnt.display()
+    );
+    let Some(mut s) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let _unhang = Unhang(&fs);
+    let data = random_bytes(32 << 20);
+    let stored = new_image(&s).await;
+    assert_eq!(s.upload(&stored, data.clone()).await.status(), 204);
+    let quick = |s: &Server| {
+        let req = s.get("/v2/images");
+        async move {
+            let t = Instant::now();
+            let st = req.send().await.unwrap().status();
+            (st, t.elapsed())
+        }
+    };
+
+    // Download: the first bytes arrive, then the mount hangs.
+    let mut resp = s
+        .get(&format!("/v2/images/{stored}/file"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = resp.chunk().await.unwrap().unwrap().len();
+    fs.hang(true);
+    let started = Instant::now();
+    let (list_status, list_took) = quick(&s).await;
+    assert_eq!(list_status, 200);
+    assert!(list_took < Duration::from_millis(500), "{list_took:?}");
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(20), resp.chunk()).await {
+            Err(_) => break "still waiting after 20 s",
+            Ok(Ok(Some(c))) => got += c.len(),
+            Ok(Ok(None)) => break "complete",
+            Ok(Err(_)) => break "cut",
+        }
+    };
+    let took = started.elapsed();
+    assert_eq!(end, "cut", "{got} of {} bytes, after {took:?}", data.len());
+    assert!(got < data.len());
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        s.log()
+            .contains("image store read timed out during download")
+    );
+
+    // Upload while hung: 503 within the timeout, other requests answered meanwhile.
+    let id = new_image(&s).await;
+    let started = Instant::now();
+    let upload = {
+        let req = s
+            .req(Method::PUT, &format!("/v2/images/{id}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .body(random_bytes(8 << 20));
+        tokio::spawn(async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (list_status, list_took) = quick(&s).await;
+    assert_eq!(list_status, 200);
+    assert!(list_took < Duration::from_millis(500), "{list_took:?}");
+    let (st, text) = upload.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(st, 503, "{text}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(wait_status(&s, &id, "queued").await["status"], "queued");
+
+    // The mount answers again: the stuck writer finishes and removes its partial file.
+    fs.hang(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let leftovers = loop {
+        let names: Vec<String> = std::fs::read_dir(&fs.backing)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| *n != stored)
+            .collect();
+        if names.is_empty() || Instant::now() > deadline {
+            break names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+    let again = random_bytes(1 << 20);
+    assert_eq!(s.upload(&id, again.clone()).await.status(), 204);
+    let back = s
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap();
+    assert!(back.bytes().await.unwrap() == again);
+
+    // SIGTERM with a thread stuck on the hung mount: the server still exits.
+    let stuck = new_image(&s).await;
+    fs.hang(true);
+    let req = s
+        .req(Method::PUT, &format!("/v2/images/{stuck}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .body(random_bytes(4 << 20));
+    let pending = tokio::spawn(async move { req.send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = s.pid();
+    // Threads still running: neither exited (Z) nor waiting on the mount (D).
+    let running = || -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return vec![];
+        };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter_map(|st| Some(st.rsplit_once(") ")?.1.chars().next()?.to_string()))
+            .filter(|state| state != "Z" && state != "D")
+            .collect()
+    };
+    assert!(!running().is_empty());
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_millis(4500);
+    while !running().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        running().is_empty(),
+        "threads still running after SIGTERM: {:?}",
+        running()
+    );
+    fs.hang(false);
+    s.stop();
+    let _ = pending.await;
+}
+
 both_databases!(
     downloads_on_one_connection_and_over_http2,
     hung_store_fails_requests_not_the_server,
+    hung_mount_mid_transfer,
     two_nodes_share_one_store,
     client_killed_mid_upload_leaves_nothing,
     racing_uploads_one_wins,

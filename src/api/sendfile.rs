@@ -222,6 +222,11 @@ impl Io {
                         ready!(d.as_mut().poll(cx));
                         self.sending = None;
                         tracing::error!("image store read timed out during download");
+                        // The stuck thread holds a duplicate of the socket, so closing ours
+                        // would not end the connection: the client would wait for the rest of
+                        // the body for ever. Shut it down for every holder.
+                        // SAFETY: shutdown on an fd this connection owns; no memory involved.
+                        unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_RDWR) };
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "image store read timed out",

@@ -76,9 +76,7 @@ impl Md5 {
             return;
         }
         // SAFETY: `new` only returns an Md5 where the CPU has avx512f and avx512vl.
-        unsafe {
-            compress(&mut self.state, blocks)
-        }
+        unsafe { compress(&mut self.state, blocks) }
     }
 }
 

@@ -397,20 +397,27 @@ impl Server {
             .expect("run openstack")
     }
 
-    pub fn stop(&mut self) {
-        // By pid: the child we started, and nothing else.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
+
+    pub fn stop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// SIGTERM to a child we started (by pid, nothing else), SIGKILL if it has not exited within
+/// 5 s; reaped either way.
+pub fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Kills and reaps a child process when dropped.
