@@ -1,17 +1,14 @@
 //! The digests of uploaded data: MD5 (`checksum`) and the configured `hashing_algorithm`
 //! (`os_hash_value`).
 
-#[cfg(target_arch = "x86_64")]
-mod md5;
-
 use crate::store::StoreError;
 
 /// OpenSSL's digests, whose assembly is the reference the benchmark compares against and is
 /// markedly faster than the pure-Rust ones on x86 (sha512 ~1.3x, md5 ~1.25x measured here);
-/// MD5 uses our AVX-512 version where the CPU has it (see `md5`).
+/// MD5 uses our AVX-512 version where the CPU has it (crates/glance-md5).
 pub enum Hasher {
     #[cfg(target_arch = "x86_64")]
-    Md5(md5::Md5),
+    Md5(glance_md5::Md5),
     OpenSsl(openssl::hash::Hasher),
 }
 
@@ -19,7 +16,7 @@ impl Hasher {
     pub fn new(algo: &str) -> Result<Hasher, StoreError> {
         #[cfg(target_arch = "x86_64")]
         if algo == "md5"
-            && let Some(h) = md5::Md5::new()
+            && let Some(h) = glance_md5::Md5::new()
         {
             return Ok(Hasher::Md5(h));
         }
@@ -48,5 +45,58 @@ impl Hasher {
             Hasher::Md5(h) => hex::encode(h.finish()),
             Hasher::OpenSsl(mut h) => h.finish().map(|d| hex::encode(&*d)).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glance_md5::Md5;
+
+    fn openssl_md5(data: &[u8]) -> [u8; 16] {
+        let d = openssl::hash::hash(openssl::hash::MessageDigest::md5(), data).unwrap();
+        d.as_ref().try_into().unwrap()
+    }
+
+    /// The AVX-512 MD5 against OpenSSL's.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn md5_matches_openssl_for_every_length_and_split() {
+        let Some(_) = Md5::new() else {
+            eprintln!("no AVX-512VL on this CPU; the OpenSSL MD5 is used instead");
+            return;
+        };
+        // Deterministic pseudo-random bytes.
+        let mut x = 0x9e3779b97f4a7c15u64;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        // Every padding case (lengths around 55/56/64 and multiples), split at several points.
+        for len in 0usize..300 {
+            for split in [0, 1, len / 3, len / 2, len.saturating_sub(1), len] {
+                let split = split.min(len);
+                let mut h = Md5::new().unwrap();
+                h.update(&data[..split]);
+                h.update(&data[split..len]);
+                assert_eq!(
+                    h.finish(),
+                    openssl_md5(&data[..len]),
+                    "len {len} split {split}"
+                );
+            }
+        }
+        let mut h = Md5::new().unwrap();
+        for piece in data.chunks(61) {
+            h.update(piece);
+        }
+        assert_eq!(h.finish(), openssl_md5(&data));
+        // RFC 1321 test vector.
+        let mut h = Md5::new().unwrap();
+        h.update(b"message digest");
+        assert_eq!(hex::encode(h.finish()), "f96b697d7cb7938d525a2f31aaf161d0");
     }
 }

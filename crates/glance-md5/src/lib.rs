@@ -1,5 +1,9 @@
 //! MD5 for x86 CPUs with AVX-512VL, ~15% faster than OpenSSL's assembly here
-//! (`cargo bench --bench digests`).
+//! (`cargo bench --bench digests` in glance-rs).
+//!
+//! A crate of its own so that it can be built optimised in debug builds too (see the profile
+//! in glance-rs's Cargo.toml): unoptimised, each intrinsic is a function call, ~50x slower, and
+//! the integration tests, which run the debug server, upload gigabytes.
 //!
 //! MD5 is one long dependency chain: each step needs the previous step's result, so its speed is
 //! the latency of a step. In general-purpose registers a step costs about five dependent
@@ -9,7 +13,10 @@
 //! reaches lane 0 (every instruction used is lane-wise).
 //!
 //! The upload pipeline computes MD5 and sha512 of every byte on a two-core machine, so the CPU
-//! MD5 saves goes to the rest of the upload. Verified against OpenSSL in the tests below.
+//! MD5 saves goes to the rest of the upload. Verified against OpenSSL by glance-rs's
+//! `digest::tests`.
+
+#![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 
@@ -169,55 +176,4 @@ unsafe fn compress(state: &mut [u32; 4], blocks: &[u8]) {
     state[1] = _mm_cvtsi128_si32(b) as u32;
     state[2] = _mm_cvtsi128_si32(c) as u32;
     state[3] = _mm_cvtsi128_si32(d) as u32;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn openssl_md5(data: &[u8]) -> [u8; 16] {
-        let d = openssl::hash::hash(openssl::hash::MessageDigest::md5(), data).unwrap();
-        d.as_ref().try_into().unwrap()
-    }
-
-    #[test]
-    fn matches_openssl_for_every_length_and_split() {
-        let Some(_) = Md5::new() else {
-            eprintln!("no AVX-512VL on this CPU; the OpenSSL MD5 is used instead");
-            return;
-        };
-        // Deterministic pseudo-random bytes.
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let data: Vec<u8> = (0..3000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        // Every padding case (lengths around 55/56/64 and multiples), split at several points.
-        for len in 0usize..300 {
-            for split in [0, 1, len / 3, len / 2, len.saturating_sub(1), len] {
-                let split = split.min(len);
-                let mut h = Md5::new().unwrap();
-                h.update(&data[..split]);
-                h.update(&data[split..len]);
-                assert_eq!(
-                    h.finish(),
-                    openssl_md5(&data[..len]),
-                    "len {len} split {split}"
-                );
-            }
-        }
-        let mut h = Md5::new().unwrap();
-        for piece in data.chunks(61) {
-            h.update(piece);
-        }
-        assert_eq!(h.finish(), openssl_md5(&data));
-        // RFC 1321 test vector.
-        let mut h = Md5::new().unwrap();
-        h.update(b"message digest");
-        assert_eq!(hex::encode(h.finish()), "f96b697d7cb7938d525a2f31aaf161d0");
-    }
 }
