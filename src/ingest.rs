@@ -318,6 +318,62 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// Keeps what it is given, in order, and hands it over at commit.
+    struct MemWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl ImageWriter for MemWriter {
+        fn write(&mut self, b: &[u8]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> Result<Location, StoreError> {
+            Ok(Location {
+                url: "mem://".into(),
+                metadata: serde_json::json!({}),
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_of_any_size_arrive_whole_and_in_order() {
+        // Small chunks copied together, large ones passed as they are, batches cut anywhere.
+        let sizes = [
+            10,
+            70_000,
+            5,
+            65_535,
+            1,
+            3 << 20,
+            3,
+            64 << 10,
+            900_000,
+            7,
+            1 << 20,
+        ];
+        let mut all = Vec::new();
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut pipe = Pipeline::new(
+            Box::new(MemWriter(kept.clone())),
+            "sha512",
+            u64::MAX,
+            false,
+            None,
+        )
+        .unwrap();
+        for (i, n) in sizes.into_iter().enumerate() {
+            let chunk: Vec<u8> = (0..n).map(|j| (j * 31 + i * 7) as u8).collect();
+            all.extend_from_slice(&chunk);
+            pipe.push(Bytes::from(chunk)).await.unwrap();
+        }
+        let (digests, _, _) = pipe.finish(|_| Ok(None)).await.unwrap();
+        assert!(*kept.lock().unwrap() == all);
+        assert_eq!(digests.size, all.len() as u64);
+        let md5 = openssl::hash::hash(openssl::hash::MessageDigest::md5(), &all).unwrap();
+        let sha = openssl::hash::hash(openssl::hash::MessageDigest::sha512(), &all).unwrap();
+        assert_eq!(digests.checksum, hex::encode(&*md5));
+        assert_eq!(digests.os_hash_value, hex::encode(&*sha));
+    }
+
     /// A store whose first write hangs for a while (a dead NFS mount).
     struct StuckWriter(bool);
 
