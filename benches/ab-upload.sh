@@ -11,31 +11,13 @@ set -euo pipefail
 [ $# -ge 2 ] || { sed -n 2,9p "$0"; exit 2; }
 bin_a=$1 bin_b=$2 rounds=${3:-8}
 work=$(mktemp -d /tmp/glance-ab.XXXXXX)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
+trap 'stop_servers; rm -rf "$work"' EXIT
 head -c $((1 << 30)) /dev/urandom >"$work/img"
 
-start() { # NAME BIN
-  local d="$work/$1"; mkdir -p "$d"
-  cat >"$d/glance-api.conf" <<CONF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = 0
-[database]
-connection = sqlite:///$d/glance.sqlite
-[glance_store]
-filesystem_store_datadir = $d/images
-CONF
-  "$2" --config-file "$d/glance-api.conf" >"$d/out" 2>"$d/log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do grep -q "listening on" "$d/out" 2>/dev/null && break; sleep 0.1; done
-}
-upload() { # NAME -> MB/s
-  local url id t0 t1
-  url="http://$(sed -n 's/^listening on //p' "$work/$1/out")"
-  id=$(curl -sf -X POST "$url/v2/images" -H 'Content-Type: application/json' \
-    -d '{"disk_format": "raw", "container_format": "bare"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+upload() { # URL -> MB/s
+  local url=$1 id t0 t1
+  id=$(create_image "$url" ab)
   t0=$(date +%s.%N)
   curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' \
     -T "$work/img" -o /dev/null
@@ -44,9 +26,10 @@ upload() { # NAME -> MB/s
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 2^30 / (b - a) / 1e6 }'
 }
 
-start a "$bin_a"; start b "$bin_b"
-upload a >/dev/null; upload b >/dev/null # warm both
+start_server "$work/a" "$bin_a"; a=$SERVER_URL
+start_server "$work/b" "$bin_b"; b=$SERVER_URL
+upload "$a" >/dev/null; upload "$b" >/dev/null # warm both
 echo "MB/s A  B"
-for _ in $(seq 1 "$rounds"); do echo "$(upload a) $(upload b)"; done |
+for _ in $(seq 1 "$rounds"); do echo "$(upload "$a") $(upload "$b")"; done |
   awk '{ print; a += $1; b += $2; r += $2 / $1; n++ }
        END { printf "mean A %.0f MB/s, B %.0f MB/s, B/A %.3f\n", a / n, b / n, r / n }'

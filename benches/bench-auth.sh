@@ -10,19 +10,13 @@ work=$(mktemp -d /tmp/glance-bench-auth.XXXXXX)
 cargo build --release -q
 bin=$PWD/target/release/glance-rs
 base=${OS_AUTH_URL%/v3}
-# start() runs in $(...), a subshell: pids are recorded in a file, not a variable.
-trap 'while read -r p; do kill "$p" 2>/dev/null; done <"$work/pids"' EXIT
-: >"$work/pids"
-start() { # name, extra config -> prints URL
-  local d="$work/$1"; mkdir -p "$d"
-  printf '[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 0\n[database]\nconnection = sqlite:///%s/g.sqlite\n[glance_store]\nfilesystem_store_datadir = %s/images\n%b' "$d" "$d" "$2" >"$d/g.conf"
-  "$bin" --config-file "$d/g.conf" >"$d/out" 2>"$d/log" &
-  echo $! >>"$work/pids"
-  for _ in $(seq 1 100); do grep -q "listening on" "$d/out" 2>/dev/null && break; sleep 0.1; done
-  echo "http://$(sed -n 's/^listening on //p' "$d/out")"
-}
-noauth=$(start noauth "")
-keystone=$(start keystone "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nauth_url = $base\nusername = glance\npassword = secret\nproject_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n")
+. benches/lib.sh
+trap stop_servers EXIT
+start_server "$work/noauth" "$bin"; noauth=$SERVER_URL
+start_server "$work/keystone" "$bin" "[paste_deploy]" "flavor = keystone" "[keystone_authtoken]" \
+  "auth_url = $base" "username = glance" "password = secret" "project_name = service" \
+  "user_domain_name = Default" "project_domain_name = Default"
+keystone=$SERVER_URL
 python3 - "$noauth" "$keystone" "$OS_AUTH_URL" <<'PY'
 import http.client, json, sys, time, urllib.parse
 noauth, keystone, auth = sys.argv[1:]

@@ -37,25 +37,13 @@ exp=$(mbps $bytes "$(secs "$t0" "$t1")")
 rbd_ rm --no-progress "images/$name" >/dev/null
 echo "rbd import: $imp MB/s; rbd export: $exp MB/s"
 
-srv="$work/server"; rm -rf "$srv"; mkdir -p "$srv"
-cat >"$srv/glance-api.conf" <<CONF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = 0
-[database]
-connection = sqlite:///$srv/glance.sqlite
-[glance_store]
-default_store = rbd
-rbd_store_pool = images
-rbd_store_ceph_conf = $CEPH_CONF
-CONF
-"$bin" --config-file "$srv/glance-api.conf" >"$srv/out" 2>"$srv/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q "listening on" "$srv/out" 2>/dev/null && break; sleep 0.1; done
-url="http://$(sed -n 's/^listening on //p' "$srv/out")"
-id=$(curl -sf -X POST "$url/v2/images" -d '{"name": "b", "disk_format": "raw", "container_format": "bare"}' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+srv="$work/server"; rm -rf "$srv"
+. benches/lib.sh
+trap stop_servers EXIT
+start_server "$srv" "$bin" "default_store = rbd" "rbd_store_pool = images" \
+  "rbd_store_ceph_conf = $CEPH_CONF"
+pid=$SERVER_PID url=$SERVER_URL
+id=$(create_image "$url" b)
 o0=$(osd_ticks); s0=$(ticks "$pid")
 t0=$(now); curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
 up=$(mbps $bytes "$(secs "$t0" "$t1")")

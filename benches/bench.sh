@@ -11,6 +11,7 @@ work=${1:-$(mktemp -d /tmp/glance-bench.XXXXXX)}
 mkdir -p "$work"
 cargo build --release -q
 bin=$PWD/target/release/glance-rs
+. benches/lib.sh
 
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 now() { date +%s.%N; }
@@ -89,27 +90,12 @@ wait $sf_pid
 echo "curl from a bare sendfile server, 1 GiB: $sf_rate MB/s ($(awk -v a="$sf_rate" -v b="$cat_rate" 'BEGIN{printf "%.2f", a/b}') x cat)"
 
 srv="$work/server"
-rm -rf "$srv"; mkdir -p "$srv"
-cat >"$srv/glance-api.conf" <<CONF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = 0
-[database]
-connection = sqlite:///$srv/glance.sqlite
-[glance_store]
-filesystem_store_datadir = $srv/images
-CONF
-"$bin" --config-file "$srv/glance-api.conf" >"$srv/out" 2>"$srv/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q "listening on" "$srv/out" 2>/dev/null && break; sleep 0.1; done
-url="http://$(sed -n 's/^listening on //p' "$srv/out")"
+rm -rf "$srv"
+trap stop_servers EXIT
+start_server "$srv" "$bin"
+pid=$SERVER_PID url=$SERVER_URL
 
-create() {
-  curl -sf -X POST "$url/v2/images" -H 'Content-Type: application/json' \
-    -d "{\"name\": \"$1\", \"disk_format\": \"raw\", \"container_format\": \"bare\"}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
-}
+create() { create_image "$url" "$1"; }
 upload() { curl -sf -X PUT "$url/v2/images/$1/file" -H 'Content-Type: application/octet-stream' -T "$2" -o /dev/null; }
 rss_peak_reset() { echo 5 >/proc/$pid/clear_refs; }
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/$pid/stat; }
