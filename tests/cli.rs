@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, require};
+use common::{bin, require, run_ok};
 
 /// Starts the binary with `args` in `cwd`, waits for its "listening on" line, returns (child, url).
 fn spawn(
@@ -199,15 +199,7 @@ async fn db_sync_is_idempotent_and_mysql_needs_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("db sync"));
     for _ in 0..2 {
-        let out = Command::new(bin())
-            .args(["--config-file", c, "db", "sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(Command::new(bin()).args(["--config-file", c, "db", "sync"]));
     }
     let tables: Vec<(String,)> = sqlx::query_as(&format!(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = '{name}' ORDER BY table_name"
@@ -257,16 +249,9 @@ async fn survives_a_database_restart() {
         l.local_addr().unwrap().port().to_string()
     };
     let start = || {
-        let out = Command::new(script)
-            .args(["start", mdir.to_str().unwrap(), &port])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        run_ok(Command::new(script).args(["start", mdir.to_str().unwrap(), &port]))
+            .trim()
+            .to_string()
     };
     let stop_db = || {
         let st = Command::new(script)

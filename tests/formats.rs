@@ -7,19 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Backend, Server};
+use common::{Backend, Server, run_ok};
 use serde_json::{Value, json};
 
 fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .expect("qemu-img is installed");
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new("qemu-img").args(args));
 }
 
 fn qemu_virtual_size(path: &Path, fmt: &str) -> u64 {

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, require, venv};
+use common::{Backend, Server, require, run_ok, venv};
 use serde_json::{Value, json};
 
 fn auth_url() -> Option<String> {
@@ -379,20 +379,14 @@ async fn keystone_outage_and_expiry(b: Backend) {
         .to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
     let start = || {
-        let out = Command::new(script)
-            .args(["start", kdir.to_str().unwrap(), &port])
-            .env("KEYSTONE_TOKEN_EXPIRATION", "6")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .trim_start_matches("OS_AUTH_URL=")
-            .to_string()
+        run_ok(
+            Command::new(script)
+                .args(["start", kdir.to_str().unwrap(), &port])
+                .env("KEYSTONE_TOKEN_EXPIRATION", "6"),
+        )
+        .trim()
+        .trim_start_matches("OS_AUTH_URL=")
+        .to_string()
     };
     let auth = start();
     // Stops the private Keystone whatever happens below.

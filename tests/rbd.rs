@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, random_bytes, require, status, venv};
+use common::{Backend, Server, random_bytes, require, run_ok, status, venv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -54,17 +54,11 @@ async fn start_on_pool(b: Backend, pool: &str, more: &str) -> Option<(Server, St
 
 /// `ceph` with our cluster's conf, bounded like `rbd`.
 fn ceph(conf: &str, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .args(["60", "ceph", "-c", conf])
-        .args(args)
-        .output()
-        .expect("ceph");
-    assert!(
-        out.status.success(),
-        "ceph {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    run_ok(
+        Command::new("timeout")
+            .args(["60", "ceph", "-c", conf])
+            .args(args),
+    )
 }
 
 /// A pool of its own for a test that changes pool settings; deleted on drop.

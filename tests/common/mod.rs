@@ -141,15 +141,12 @@ impl Server {
         let extra_conf = dir.path().join("extra.conf");
         std::fs::write(&extra_conf, extra).unwrap();
         if backend == Backend::MySql {
-            let out = Command::new(bin())
-                .args(["--config-file", conf.to_str().unwrap(), "db", "sync"])
-                .output()
-                .expect("run db sync");
-            assert!(
-                out.status.success(),
-                "db sync failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_ok(Command::new(bin()).args([
+                "--config-file",
+                conf.to_str().unwrap(),
+                "db",
+                "sync",
+            ]));
         }
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut child = Command::new(bin())
@@ -404,6 +401,17 @@ impl Server {
     pub fn stop(&mut self) {
         terminate(&mut self.child);
     }
+}
+
+/// Runs `cmd` to completion; fails the test with its stderr unless it succeeds. Its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// SIGTERM to a child we started (by pid, nothing else), SIGKILL if it has not exited within
