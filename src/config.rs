@@ -71,6 +71,8 @@ pub enum BackendKind {
         /// chmod for image files (0: leave as created).
         file_perm: u32,
         thin: bool,
+        /// `filesystem_store_direct_io` (glance-rs's own): write image data with O_DIRECT.
+        direct_io: bool,
         /// Seconds a blocking call may take (0: no limit).
         timeout: u64,
         /// `filesystem_store_metadata_file`: JSON returned as location metadata.
@@ -555,6 +557,7 @@ fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, C
             dirs: datadirs(r.raw, section)?,
             file_perm: file_perm(r, section)?,
             thin: r.bool(section, "filesystem_thin_provisioning", false)?,
+            direct_io: r.bool(section, "filesystem_store_direct_io", true)?,
             timeout: r.int(section, "filesystem_store_timeout", 60u64, Some(0), None)?,
             metadata_file: r
                 .opt_string(section, "filesystem_store_metadata_file")

@@ -15,3 +15,20 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod store;
+
+/// Helpers shared by unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// `len` deterministic pseudo-random bytes (xorshift64).
+    pub fn pseudo_random(len: usize) -> Vec<u8> {
+        let mut x = 0x9e3779b97f4a7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+}

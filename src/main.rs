@@ -207,6 +207,7 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                 dirs,
                 file_perm,
                 thin,
+                direct_io,
                 timeout,
                 metadata_file,
             } => {
@@ -214,6 +215,7 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                     dirs: dirs.clone(),
                     file_perm: *file_perm,
                     thin: *thin,
+                    direct_io: *direct_io,
                     timeout_secs: *timeout,
                     metadata_file: metadata_file.clone(),
                 })

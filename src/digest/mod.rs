@@ -65,16 +65,7 @@ mod tests {
             eprintln!("no AVX-512VL on this CPU; the OpenSSL MD5 is used instead");
             return;
         };
-        // Deterministic pseudo-random bytes.
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let data: Vec<u8> = (0..3000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::testutil::pseudo_random(3000);
         // Every padding case (lengths around 55/56/64 and multiples), split at several points.
         for len in 0usize..300 {
             for split in [0, 1, len / 3, len / 2, len.saturating_sub(1), len] {

@@ -6,10 +6,15 @@
 //! fsync, so the image's own name never holds a truncated file and a crash leaves only a
 //! temporary file no location points to. Every call here blocks; callers run them off the async
 //! runtime with a timeout (see `store::blocking`).
+//!
+//! With `filesystem_store_direct_io` (the default) data is written with O_DIRECT from a
+//! page-aligned staging buffer: no copy into the page cache and no writeback work (uploads ~10%
+//! faster on a two-core node: benches/ab-upload.sh with B_CONF), and an upload does not push
+//! the node's useful cache out. Filesystems that refuse O_DIRECT get buffered writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,11 +24,20 @@ use crate::domain::image::Location;
 /// Granularity of hole detection with thin provisioning (glance_store's chunk size).
 const THIN_CHUNK: usize = 64 * 1024;
 
+/// O_DIRECT needs buffer addresses, file offsets and lengths aligned to the device's logical
+/// block; a page suits every device.
+const DIRECT_ALIGN: usize = 4096;
+/// Staging buffer of an O_DIRECT writer (a multiple of THIN_CHUNK and DIRECT_ALIGN), one per
+/// upload. 256 KiB uploads as fast as 1 or 4 MiB here (benches/ab-upload.sh), and with 1 MiB
+/// 50 concurrent uploads peaked at 280-370 MiB RSS instead of 160-210 MiB.
+const DIRECT_BUF: usize = 256 << 10;
+
 pub struct FileStore {
     /// Directories, highest priority first.
     dirs: Vec<(PathBuf, i64)>,
     file_perm: u32,
     thin: bool,
+    direct_io: bool,
     timeout: Option<Duration>,
     /// Entries of `filesystem_store_metadata_file`, each with at least `id` and `mountpoint`.
     metadata: Vec<serde_json::Map<String, serde_json::Value>>,
@@ -33,6 +47,8 @@ pub struct FileStoreOptions {
     pub dirs: Vec<(PathBuf, i64)>,
     pub file_perm: u32,
     pub thin: bool,
+    /// `filesystem_store_direct_io` (glance-rs's own option): write with O_DIRECT.
+    pub direct_io: bool,
     pub timeout_secs: u64,
     pub metadata_file: Option<PathBuf>,
 }
@@ -100,6 +116,7 @@ impl FileStore {
             dirs,
             file_perm: opts.file_perm,
             thin: opts.thin,
+            direct_io: opts.direct_io,
             timeout: (opts.timeout_secs > 0).then(|| Duration::from_secs(opts.timeout_secs)),
             metadata,
         })
@@ -204,6 +221,64 @@ struct FileWriter {
     flushed: u64,
     /// The location metadata to publish (filesystem_store_metadata_file).
     metadata: serde_json::Value,
+    /// With O_DIRECT: the bytes not written yet, which start at file offset `flushed`.
+    staging: Option<Staging>,
+}
+
+/// A page-aligned buffer, filled until it can be written with O_DIRECT; mapped apart from the
+/// heap so that it goes back to the system when the upload ends.
+struct Staging {
+    buf: memmap2::MmapMut,
+    filled: usize,
+}
+
+impl Staging {
+    fn new() -> Result<Staging, StoreError> {
+        let buf = memmap2::MmapMut::map_anon(DIRECT_BUF)
+            .map_err(|e| StoreError::Other(format!("staging buffer: {e}")))?;
+        Ok(Staging { buf, filled: 0 })
+    }
+
+    /// Copies what fits of `data`; returns how much that was.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        let n = (DIRECT_BUF - self.filled).min(data.len());
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        n
+    }
+
+    /// The filled bytes, zero-padded to the alignment (the file is cut back to its length at
+    /// commit).
+    fn aligned(&mut self) -> &[u8] {
+        let len = self.filled.next_multiple_of(DIRECT_ALIGN);
+        self.buf[self.filled..len].fill(0);
+        &self.buf[..len]
+    }
+}
+
+/// Writes `data` at `offset`; with `thin`, chunks of zeros are skipped (holes).
+fn write_at(f: &File, data: &[u8], offset: u64, thin: bool) -> Result<(), StoreError> {
+    if !thin {
+        return f.write_all_at(data, offset).map_err(classify_io);
+    }
+    for (i, piece) in data.chunks(THIN_CHUNK).enumerate() {
+        if piece.iter().any(|b| *b != 0) {
+            f.write_all_at(piece, offset + (i * THIN_CHUNK) as u64)
+                .map_err(classify_io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Turns O_DIRECT on for `f`; false where the filesystem refuses it.
+fn set_direct(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `f` owns, with integer arguments only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) == 0
+    }
 }
 
 /// Dirty data a writer lets accumulate before it starts writing it back.
@@ -259,6 +334,20 @@ fn closed() -> StoreError {
 
 impl ImageWriter for FileWriter {
     fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        if let Some(st) = self.staging.as_mut() {
+            let f = self.file.as_ref().ok_or_else(closed)?;
+            let mut rest = buf;
+            while !rest.is_empty() {
+                rest = &rest[st.fill(rest)..];
+                if st.filled == DIRECT_BUF {
+                    write_at(f, st.aligned(), self.flushed, self.thin)?;
+                    self.flushed += DIRECT_BUF as u64;
+                    st.filled = 0;
+                }
+            }
+            self.len += buf.len() as u64;
+            return Ok(());
+        }
         if self.thin {
             self.write_thin(buf)?;
         } else {
@@ -276,7 +365,13 @@ impl ImageWriter for FileWriter {
     fn commit(mut self: Box<Self>) -> Result<Location, StoreError> {
         let file = self.file.take().ok_or_else(closed)?;
         let result = (|| {
-            if self.thin {
+            if let Some(mut st) = self.staging.take() {
+                if st.filled > 0 {
+                    write_at(&file, st.aligned(), self.flushed, self.thin)?;
+                }
+                // Cuts the padding and keeps trailing holes.
+                file.set_len(self.len).map_err(classify_io)?;
+            } else if self.thin {
                 // Trailing holes: the length must still be the image's.
                 file.set_len(self.len).map_err(classify_io)?;
             }
@@ -342,6 +437,7 @@ impl Store for FileStore {
             .create_new(true)
             .open(&tmp)
             .map_err(classify_io)?;
+        let direct = self.direct_io && set_direct(&file);
         Ok(Box::new(FileWriter {
             metadata: self.metadata_for(&dest),
             tmp,
@@ -351,6 +447,7 @@ impl Store for FileStore {
             perm: self.file_perm,
             len: 0,
             flushed: 0,
+            staging: if direct { Some(Staging::new()?) } else { None },
         }))
     }
 
@@ -393,14 +490,29 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn store(dirs: Vec<(PathBuf, i64)>, thin: bool, perm: u32) -> FileStore {
+        store_io(dirs, thin, perm, true)
+    }
+
+    fn store_io(dirs: Vec<(PathBuf, i64)>, thin: bool, perm: u32, direct_io: bool) -> FileStore {
         FileStore::new(FileStoreOptions {
             dirs,
             file_perm: perm,
             thin,
+            direct_io,
             timeout_secs: 5,
             metadata_file: None,
         })
         .unwrap()
+    }
+
+    fn read_back(store: &FileStore, loc: &Location, offset: u64) -> Vec<u8> {
+        let mut back = Vec::new();
+        store
+            .open_read(loc, offset)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        back
     }
 
     #[test]
@@ -414,13 +526,7 @@ mod tests {
         let mut w = store.begin_write("abc", None).unwrap();
         w.write(b"whole").unwrap();
         let loc = w.commit().unwrap();
-        let mut s = String::new();
-        store
-            .open_read(&loc, 1)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        assert_eq!(s, "hole");
+        assert_eq!(read_back(&store, &loc, 1), b"hole");
         store.delete(&loc).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -455,13 +561,55 @@ mod tests {
             meta.blocks()
         );
         assert_eq!(meta.mode() & 0o777, 0o640);
-        let mut back = Vec::new();
-        store
-            .open_read(&loc, 0)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
+        let back = read_back(&store, &loc, 0);
         assert_eq!(&back[..data.len()], &data[..]);
+    }
+
+    /// O_DIRECT writes go through an aligned staging buffer and are padded then cut back: every
+    /// length around the alignment and the buffer's size, in awkward pieces, with and without
+    /// holes, must read back as written, and as the buffered writer stores it.
+    #[test]
+    fn direct_writes_store_exactly_the_bytes_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = File::create(dir.path().join("probe")).unwrap();
+        assert!(
+            set_direct(&probe),
+            "{} refuses O_DIRECT: this test would not test it",
+            dir.path().display()
+        );
+        let mut data = crate::testutil::pseudo_random(3 * DIRECT_BUF + 12345);
+        // Zeros across a staging-buffer boundary and a THIN_CHUNK-aligned run inside one.
+        data[DIRECT_BUF - 70_000..DIRECT_BUF + 200_000].fill(0);
+        data[2 * DIRECT_BUF + THIN_CHUNK..2 * DIRECT_BUF + 3 * THIN_CHUNK].fill(0);
+        let lens = [
+            0,
+            1,
+            DIRECT_ALIGN - 1,
+            DIRECT_ALIGN,
+            DIRECT_ALIGN + 1,
+            DIRECT_BUF - 1,
+            DIRECT_BUF,
+            DIRECT_BUF + 1,
+            data.len(),
+        ];
+        for thin in [false, true] {
+            for direct in [true, false] {
+                let store = store_io(vec![(dir.path().into(), 0)], thin, 0, direct);
+                for len in lens {
+                    let id = format!("img-{thin}-{direct}-{len}");
+                    let mut w = store.begin_write(&id, None).unwrap();
+                    for piece in data[..len].chunks(7777) {
+                        w.write(piece).unwrap();
+                    }
+                    let back = read_back(&store, &w.commit().unwrap(), 0);
+                    assert!(back == data[..len], "{id}: {} bytes back", back.len());
+                }
+            }
+        }
+        // Thin and direct: the zero run inside the last buffer became a hole.
+        let meta = std::fs::metadata(dir.path().join(format!("img-true-true-{}", data.len())));
+        let meta = meta.unwrap();
+        assert!(meta.blocks() * 512 < data.len() as u64 - 2 * THIN_CHUNK as u64);
     }
 
     #[test]
