@@ -57,6 +57,16 @@ done
 f1="$work/img-1g.bin"; f4="$work/img-4g.bin"
 cat "$f1" >/dev/null
 read_all() { cat "$1" >/dev/null; }
+# sha512_now: a 1 s sample of OpenSSL's sha512 rate, MB/s. Taken around each upload, so that
+# upload and reference are compared at the same moment of this VM's drifting speed.
+sha512_now() {
+  openssl speed -bytes 1048576 -seconds 1 sha512 2>/dev/null |
+    awk '/^sha512/ { v = $NF; sub("k", "", v); printf "%.0f", v * 1000 / 1e6 }'
+}
+# drop_cache FILE: evicts FILE's pages from the page cache.
+drop_cache() {
+  python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+}
 cat_rate=$(best_of 3 $((1 << 30)) read_all "$f1")
 echo "cat 1 GiB (page cache): $cat_rate MB/s"
 t0=$(now); dd if=/dev/zero of="$work/dd.bin" bs=1M count=1024 conv=fdatasync status=none; t1=$(now)
@@ -110,10 +120,11 @@ id=$(create warm-up); upload "$id" "$warm"; curl -sf -X DELETE "$url/v2/images/$
 for gib in 1 4; do
   f="$work/img-${gib}g.bin"; bytes=$((gib << 30))
   cat "$f" >/dev/null
-  # 1 GiB: best of three uploads (each printed) and downloads; 4 GiB: one, long enough to
-  # average.
-  runs=$((gib == 1 ? 3 : 1)); up=0
+  # 1 GiB: best of three uploads (each printed, with the sha512 rate sampled just before and
+  # after it) and downloads; 4 GiB: one, long enough to average.
+  runs=$((gib == 1 ? 3 : 1)); up=0; paired=()
   rss_peak_reset
+  s_prev=$(sha512_now)
   for run in $(seq 1 $runs); do
     [ "$run" = 1 ] || curl -sf -X DELETE "$url/v2/images/$id"
     id=$(create "bench-$gib")
@@ -121,14 +132,25 @@ for gib in 1 4; do
     t0=$(now); upload "$id" "$f"; t1=$(now)
     c1=$(cpu_ticks); s1=$(sys_busy)
     secs_n=$(secs "$t0" "$t1"); up_n=$(mbps $bytes "$secs_n")
-    [ "$runs" = 1 ] || echo "   upload $run of $runs: $up_n MB/s"
+    s_next=$(sha512_now)
+    r=$(awk -v u="$up_n" -v a="$s_prev" -v b="$s_next" 'BEGIN { printf "%.2f", u / (a > b ? a : b) }')
+    paired+=("$r")
+    echo "   upload $run of $runs: $up_n MB/s; sha512 sampled just before and after: $s_prev / $s_next MB/s -> $r x"
+    s_prev=$s_next
     if [ "$up_n" -gt "$up" ]; then
       up=$up_n; up_secs=$secs_n; cpu0=$c0; cpu1=$c1; sys0=$s0; sys1=$s1
     fi
   done
   peak=$(rss_peak)
+  # Uploads bypass the page cache (O_DIRECT), so an image's first download reads the disk:
+  # measured apart, next to cat of the stored file read from disk too; then from the cache.
+  stored="$srv/images/$id"
+  drop_cache "$stored"; cold_cat=$(best_of 1 $bytes read_all "$stored")
+  drop_cache "$stored"; cold_down=$(best_of 1 $bytes fetch "$url/v2/images/$id/file")
   down=$(best_of "$runs" $bytes fetch "$url/v2/images/$id/file")
-  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
+  pm=$(printf '%s\n' "${paired[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512; $pm x the sha512 sampled around it), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
+  echo "   first download, from disk: $cold_down MB/s; cat of the stored file from disk: $cold_cat MB/s ($(awk -v d="$cold_down" -v r="$cold_cat" 'BEGIN{printf "%.2f", d/r}') x)"
   # What bounds the upload: the two digests alone need 1/sha512 + 1/md5 seconds of CPU per
   # MB (md5 at the pipeline's rate); everything that ran (server, curl, kernel) used the
   # machine's two cores this much (during the best upload).
