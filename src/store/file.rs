@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{ImageWriter, Store, StoreError, classify_io};
@@ -27,10 +28,17 @@ const THIN_CHUNK: usize = 64 * 1024;
 /// O_DIRECT needs buffer addresses, file offsets and lengths aligned to the device's logical
 /// block; a page suits every device.
 const DIRECT_ALIGN: usize = 4096;
-/// Staging buffer of an O_DIRECT writer (a multiple of THIN_CHUNK and DIRECT_ALIGN), one per
-/// upload. 256 KiB uploads as fast as 1 or 4 MiB here (benches/ab-upload.sh), and with 1 MiB
-/// 50 concurrent uploads peaked at 280-370 MiB RSS instead of 160-210 MiB.
-const DIRECT_BUF: usize = 256 << 10;
+/// Staging buffer of an O_DIRECT writer (multiples of THIN_CHUNK and DIRECT_ALIGN), one per
+/// upload. Each write is one request to the disk, and on a VM each request one exit to the
+/// hypervisor (4.6% of an upload's server time with 256 KiB), so a lone upload gets a large
+/// buffer (1 GiB uploads 2-5% faster than with 256 KiB: benches/ab-upload.sh); many at once get
+/// small ones (with 1 MiB each, 50 concurrent uploads peaked at 280-370 MiB RSS instead of
+/// 160-210 MiB).
+const DIRECT_BUF_LARGE: usize = 1 << 20;
+const DIRECT_BUF_SMALL: usize = 256 << 10;
+/// Writers holding a large buffer at most.
+const LARGE_BUFFERS: usize = 4;
+static LARGE_IN_USE: AtomicUsize = AtomicUsize::new(0);
 
 pub struct FileStore {
     /// Directories, highest priority first.
@@ -234,14 +242,34 @@ struct Staging {
 
 impl Staging {
     fn new() -> Result<Staging, StoreError> {
-        let buf = memmap2::MmapMut::map_anon(DIRECT_BUF)
-            .map_err(|e| StoreError::Other(format!("staging buffer: {e}")))?;
-        Ok(Staging { buf, filled: 0 })
+        let large = LARGE_IN_USE
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < LARGE_BUFFERS).then_some(n + 1)
+            })
+            .is_ok();
+        let size = if large {
+            DIRECT_BUF_LARGE
+        } else {
+            DIRECT_BUF_SMALL
+        };
+        match memmap2::MmapMut::map_anon(size) {
+            Ok(buf) => Ok(Staging { buf, filled: 0 }),
+            Err(e) => {
+                if large {
+                    LARGE_IN_USE.fetch_sub(1, Ordering::AcqRel);
+                }
+                Err(StoreError::Other(format!("staging buffer: {e}")))
+            }
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.filled == self.buf.len()
     }
 
     /// Copies what fits of `data`; returns how much that was.
     fn fill(&mut self, data: &[u8]) -> usize {
-        let n = (DIRECT_BUF - self.filled).min(data.len());
+        let n = (self.buf.len() - self.filled).min(data.len());
         self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
         self.filled += n;
         n
@@ -253,6 +281,14 @@ impl Staging {
         let len = self.filled.next_multiple_of(DIRECT_ALIGN);
         self.buf[self.filled..len].fill(0);
         &self.buf[..len]
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.buf.len() == DIRECT_BUF_LARGE {
+            LARGE_IN_USE.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -339,9 +375,9 @@ impl ImageWriter for FileWriter {
             let mut rest = buf;
             while !rest.is_empty() {
                 rest = &rest[st.fill(rest)..];
-                if st.filled == DIRECT_BUF {
+                if st.is_full() {
                     write_at(f, st.aligned(), self.flushed, self.thin)?;
-                    self.flushed += DIRECT_BUF as u64;
+                    self.flushed += st.filled as u64;
                     st.filled = 0;
                 }
             }
@@ -577,6 +613,10 @@ mod tests {
             "{} refuses O_DIRECT: this test would not test it",
             dir.path().display()
         );
+        // Buffers are large or small depending on the writers at work (tests run in parallel):
+        // lengths around both sizes.
+        const DIRECT_BUF: usize = DIRECT_BUF_LARGE;
+        const SMALL: usize = DIRECT_BUF_SMALL;
         let mut data = crate::testutil::pseudo_random(3 * DIRECT_BUF + 12345);
         // Zeros across a staging-buffer boundary and a THIN_CHUNK-aligned run inside one.
         data[DIRECT_BUF - 70_000..DIRECT_BUF + 200_000].fill(0);
@@ -587,6 +627,9 @@ mod tests {
             DIRECT_ALIGN - 1,
             DIRECT_ALIGN,
             DIRECT_ALIGN + 1,
+            SMALL - 1,
+            SMALL,
+            SMALL + 1,
             DIRECT_BUF - 1,
             DIRECT_BUF,
             DIRECT_BUF + 1,
