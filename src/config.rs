@@ -754,7 +754,10 @@ mod tests {
         r.merge_file(&f).unwrap();
         let c = Config::from_raw(&r).unwrap();
         let BackendKind::File {
-            dirs, file_perm, ..
+            dirs,
+            file_perm,
+            direct_io,
+            ..
         } = &c.backends[0].kind
         else {
             panic!("file store expected")
@@ -764,6 +767,20 @@ mod tests {
             &vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
         );
         assert_eq!(*file_perm, 0o640);
+        assert!(*direct_io, "O_DIRECT unless turned off");
+        let off = Config::from_raw(&raw(&[(
+            "glance_store",
+            "filesystem_store_direct_io",
+            "false",
+        )]))
+        .unwrap();
+        assert!(matches!(
+            off.backends[0].kind,
+            BackendKind::File {
+                direct_io: false,
+                ..
+            }
+        ));
         assert!(!c.multi_store);
         assert_eq!(c.backends[1].kind, BackendKind::Http);
         let err = Config::from_raw(&raw(&[(

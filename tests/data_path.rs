@@ -232,11 +232,12 @@ async fn file_store_options(b: Backend) {
         {"id": "nfs-high", "mountpoint": high.to_str().unwrap(), "share": "filer:/glance"},
     ]);
     std::fs::write(&meta, entries.to_string()).unwrap();
+    // Buffered writes here: every other test writes with O_DIRECT, the default.
     let conf = format!(
         "[DEFAULT]\nshow_multiple_locations = true\n\
          [glance_store]\nfilesystem_store_datadirs = {}:10\nfilesystem_store_datadirs = {}:200\n\
          filesystem_thin_provisioning = true\nfilesystem_store_file_perm = 640\n\
-         filesystem_store_metadata_file = {}\n",
+         filesystem_store_metadata_file = {}\nfilesystem_store_direct_io = false\n",
         low.display(),
         high.display(),
         meta.display()
