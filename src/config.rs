@@ -34,6 +34,9 @@ pub enum Flavor {
 pub struct Config {
     pub bind_host: String,
     pub bind_port: u16,
+    /// `[DEFAULT] graceful_shutdown_timeout` (oslo.service): seconds a stopping server lets
+    /// requests in flight finish before closing them; 0 waits for them however long.
+    pub graceful_shutdown_timeout: u64,
     pub public_endpoint: Option<String>,
     pub show_image_direct_url: bool,
     pub show_multiple_locations: bool,
@@ -377,6 +380,13 @@ impl Config {
         Ok(Config {
             bind_host: r.string(d, "bind_host", "0.0.0.0"),
             bind_port: r.int(d, "bind_port", 9292u16, Some(0), None)?,
+            graceful_shutdown_timeout: r.int(
+                d,
+                "graceful_shutdown_timeout",
+                60u64,
+                Some(0),
+                None,
+            )?,
             public_endpoint,
             show_image_direct_url: r.bool(d, "show_image_direct_url", false)?,
             show_multiple_locations: r.bool(d, "show_multiple_locations", false)?,
@@ -841,5 +851,6 @@ mod tests {
         let c = Config::from_raw(&r).unwrap();
         assert_eq!(c.bind_port, 2);
         assert_eq!(c.api_limit_max, 9);
+        assert_eq!(c.graceful_shutdown_timeout, 60, "oslo.service's default");
     }
 }

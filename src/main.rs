@@ -187,10 +187,31 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
     tracing::info!("glance-rs listening on http://{local}");
     println!("listening on {local}");
     let app = api::router(state).into_make_service_with_connect_info::<api::sendfile::Conn>();
-    axum::serve(api::sendfile::Listener(listener), app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    // On SIGTERM the listener closes and requests in flight may finish, for at most
+    // graceful_shutdown_timeout: a multi-GiB download to a slow client must not hold a restart
+    // up indefinitely.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server =
+        axum::serve(api::sendfile::Listener(listener), app).with_graceful_shutdown(async move {
+            shutdown().await;
+            tracing::info!("stopping: no new connections, requests in flight may finish");
+            signalled.notify_one();
+        });
+    let grace = cfg.graceful_shutdown_timeout;
+    tokio::select! {
+        r = server => r.map_err(|e| format!("server error: {e}")),
+        _ = async {
+            stopping.notified().await;
+            match grace {
+                0 => std::future::pending().await,
+                s => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
+            }
+        } => {
+            tracing::warn!(seconds = grace, "graceful_shutdown_timeout reached: closing the requests still in flight");
+            Ok(())
+        }
+    }
 }
 
 /// Opens every configured store; any that cannot be opened stops start-up.

@@ -687,7 +687,39 @@ async fn hung_mount_mid_transfer(b: Backend) {
     let _ = pending.await;
 }
 
+/// SIGTERM while a download is stalled by a client that stopped reading: the server lets it
+/// run for graceful_shutdown_timeout, then closes it and exits (without the bound it would
+/// wait for that client for ever).
+async fn stopping_waits_at_most_graceful_shutdown_timeout(b: Backend) {
+    let Some(mut s) = Server::start_with(b, "[DEFAULT]\ngraceful_shutdown_timeout = 1\n").await
+    else {
+        return;
+    };
+    let id = new_image(&s).await;
+    // More than loopback's socket buffers hold, so the response stalls.
+    assert_eq!(s.upload(&id, random_bytes(64 << 20)).await.status(), 204);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        conn,
+        "GET /v2/images/{id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    let _ = Command::new("kill").arg(s.pid().to_string()).status();
+    // 1 s of grace, then up to 3 s for the runtime's blocking calls (the stalled sendfile);
+    // the rest is slack for a loaded machine.
+    assert!(s.exited_within(Duration::from_secs(8)), "still running");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "the request in flight had its grace period: exited after {:?}",
+        t.elapsed()
+    );
+    drop(conn);
+}
+
 both_databases!(
+    stopping_waits_at_most_graceful_shutdown_timeout,
     downloads_on_one_connection_and_over_http2,
     hung_store_fails_requests_not_the_server,
     hung_mount_mid_transfer,

@@ -401,6 +401,18 @@ impl Server {
     pub fn stop(&mut self) {
         terminate(&mut self.child);
     }
+
+    /// Whether the server process has exited (and been reaped) within `d`.
+    pub fn exited_within(&mut self, d: Duration) -> bool {
+        let deadline = std::time::Instant::now() + d;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 /// Runs `cmd` to completion; fails the test with its stderr unless it succeeds. Its stdout.
