@@ -229,7 +229,7 @@ struct FileWriter {
     flushed: u64,
     /// The location metadata to publish (filesystem_store_metadata_file).
     metadata: serde_json::Value,
-    /// With O_DIRECT: the bytes not written yet, which start at file offset `flushed`.
+    /// With O_DIRECT: the bytes not written yet.
     staging: Option<Staging>,
 }
 
@@ -238,6 +238,8 @@ struct FileWriter {
 struct Staging {
     buf: memmap2::MmapMut,
     filled: usize,
+    /// File offset of the buffer's first byte.
+    offset: u64,
 }
 
 impl Staging {
@@ -253,7 +255,11 @@ impl Staging {
             DIRECT_BUF_SMALL
         };
         match memmap2::MmapMut::map_anon(size) {
-            Ok(buf) => Ok(Staging { buf, filled: 0 }),
+            Ok(buf) => Ok(Staging {
+                buf,
+                filled: 0,
+                offset: 0,
+            }),
             Err(e) => {
                 if large {
                     LARGE_IN_USE.fetch_sub(1, Ordering::AcqRel);
@@ -263,24 +269,32 @@ impl Staging {
         }
     }
 
-    fn is_full(&self) -> bool {
-        self.filled == self.buf.len()
+    /// Copies `data` in, writing out each full buffer.
+    fn write(&mut self, f: &File, mut data: &[u8], thin: bool) -> Result<(), StoreError> {
+        while !data.is_empty() {
+            let n = (self.buf.len() - self.filled).min(data.len());
+            self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == self.buf.len() {
+                self.flush(f, thin)?;
+            }
+        }
+        Ok(())
     }
 
-    /// Copies what fits of `data`; returns how much that was.
-    fn fill(&mut self, data: &[u8]) -> usize {
-        let n = (self.buf.len() - self.filled).min(data.len());
-        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
-        self.filled += n;
-        n
-    }
-
-    /// The filled bytes, zero-padded to the alignment (the file is cut back to its length at
-    /// commit).
-    fn aligned(&mut self) -> &[u8] {
+    /// Writes what is buffered, zero-padded to the alignment (commit cuts the file back to its
+    /// length).
+    fn flush(&mut self, f: &File, thin: bool) -> Result<(), StoreError> {
+        if self.filled == 0 {
+            return Ok(());
+        }
         let len = self.filled.next_multiple_of(DIRECT_ALIGN);
         self.buf[self.filled..len].fill(0);
-        &self.buf[..len]
+        write_at(f, &self.buf[..len], self.offset, thin)?;
+        self.offset += self.filled as u64;
+        self.filled = 0;
+        Ok(())
     }
 }
 
@@ -328,6 +342,9 @@ impl FileWriter {
     fn flush_behind(&mut self) {
         use std::os::fd::AsRawFd;
         let Some(f) = self.file.as_ref() else { return };
+        if self.staging.is_some() {
+            return; // O_DIRECT leaves nothing dirty.
+        }
         while self.len - self.flushed >= FLUSH_STEP {
             let fd = f.as_raw_fd();
             let at = self.flushed as libc::off64_t;
@@ -357,26 +374,11 @@ fn closed() -> StoreError {
 
 impl ImageWriter for FileWriter {
     fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
-        if let Some(st) = self.staging.as_mut() {
-            let f = self.file.as_ref().ok_or_else(closed)?;
-            let mut rest = buf;
-            while !rest.is_empty() {
-                rest = &rest[st.fill(rest)..];
-                if st.is_full() {
-                    write_at(f, st.aligned(), self.flushed, self.thin)?;
-                    self.flushed += st.filled as u64;
-                    st.filled = 0;
-                }
-            }
-            self.len += buf.len() as u64;
-            return Ok(());
+        let f = self.file.as_ref().ok_or_else(closed)?;
+        match self.staging.as_mut() {
+            Some(st) => st.write(f, buf, self.thin)?,
+            None => write_at(f, buf, self.len, self.thin)?,
         }
-        write_at(
-            self.file.as_ref().ok_or_else(closed)?,
-            buf,
-            self.len,
-            self.thin,
-        )?;
         self.len += buf.len() as u64;
         self.flush_behind();
         Ok(())
@@ -385,16 +387,11 @@ impl ImageWriter for FileWriter {
     fn commit(mut self: Box<Self>) -> Result<Location, StoreError> {
         let file = self.file.take().ok_or_else(closed)?;
         let result = (|| {
-            if let Some(mut st) = self.staging.take() {
-                if st.filled > 0 {
-                    write_at(&file, st.aligned(), self.flushed, self.thin)?;
-                }
-                // Cuts the padding and keeps trailing holes.
-                file.set_len(self.len).map_err(classify_io)?;
-            } else if self.thin {
-                // Trailing holes: the length must still be the image's.
-                file.set_len(self.len).map_err(classify_io)?;
+            if let Some(st) = self.staging.as_mut() {
+                st.flush(&file, self.thin)?;
             }
+            // Cuts O_DIRECT's padding and keeps trailing holes (otherwise already the length).
+            file.set_len(self.len).map_err(classify_io)?;
             if self.perm != 0 {
                 file.set_permissions(std::fs::Permissions::from_mode(self.perm))
                     .map_err(classify_io)?;
