@@ -404,14 +404,7 @@ impl Server {
 
     /// Whether the server process has exited (and been reaped) within `d`.
     pub fn exited_within(&mut self, d: Duration) -> bool {
-        let deadline = std::time::Instant::now() + d;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        exited_within(&mut self.child, d)
     }
 }
 
@@ -430,14 +423,22 @@ pub fn run_ok(cmd: &mut Command) -> String {
 /// 5 s; reaped either way.
 pub fn terminate(child: &mut Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
-    for _ in 0..100 {
+    if !exited_within(child, Duration::from_secs(5)) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Whether `child` has exited (and been reaped) within `d`.
+fn exited_within(child: &mut Child, d: Duration) -> bool {
+    let deadline = std::time::Instant::now() + d;
+    while std::time::Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    false
 }
 
 /// Kills and reaps a child process when dropped.
