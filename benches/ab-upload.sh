@@ -17,14 +17,13 @@ work=$(mktemp -d /tmp/glance-ab.XXXXXX)
 trap 'stop_servers; rm -rf "$work"' EXIT
 head -c $((1 << 30)) /dev/urandom >"$work/img"
 
-busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 upload() { # URL -> "MB/s CPU-seconds" (the whole machine's: server, curl, kernel)
   local url=$1 id t0 t1 c0 c1
   id=$(create_image "$url" ab)
-  c0=$(busy); t0=$(date +%s.%N)
+  c0=$(machine_busy); t0=$(date +%s.%N)
   curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' \
     -T "$work/img" -o /dev/null
-  t1=$(date +%s.%N); c1=$(busy)
+  t1=$(date +%s.%N); c1=$(machine_busy)
   curl -sf -X DELETE "$url/v2/images/$id"
   awk -v a="$t0" -v b="$t1" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
     'BEGIN { printf "%.0f %.2f", 2^30 / (b - a) / 1e6, c / hz }'

@@ -10,17 +10,15 @@ work=${1:-$(mktemp -d /tmp/glance-bench-rbd.XXXXXX)}
 mkdir -p "$work"
 cargo build --release -q --features rbd
 bin=$PWD/target/release/glance-rs
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+. benches/lib.sh
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
 osd_ticks() { if [ -n "$osd_pid" ]; then ticks "$osd_pid"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
 speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
-sha512=$(echo "$speed" | awk '/^sha512/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
-md5=$(echo "$speed" | awk '/^md5/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
+sha512=$(echo "$speed" | openssl_mbps sha512)
+md5=$(echo "$speed" | openssl_mbps md5)
 
 f="$work/img-1g.bin"; bytes=$((1 << 30))
 [ -f "$f" ] || head -c $bytes /dev/urandom >"$f"
@@ -38,7 +36,6 @@ rbd_ rm --no-progress "images/$name" >/dev/null
 echo "rbd import: $imp MB/s; rbd export: $exp MB/s"
 
 srv="$work/server"; rm -rf "$srv"
-. benches/lib.sh
 trap stop_servers EXIT
 start_server "$srv" "$bin" "default_store = rbd" "rbd_store_pool = images" \
   "rbd_store_ceph_conf = $CEPH_CONF"
@@ -51,7 +48,7 @@ osd_up=$(( $(osd_ticks) - o0 )); srv_up=$(( $(ticks "$pid") - s0 ))
 t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
 down=$(mbps $bytes "$(secs "$t0" "$t1")")
 curl -sf -X DELETE "$url/v2/images/$id"
-echo "glance-rs on RBD: upload $up MB/s ($(awk -v a="$up" -v b="$imp" 'BEGIN{printf "%.2f", a/b}') x rbd import), download $down MB/s ($(awk -v a="$down" -v b="$exp" 'BEGIN{printf "%.2f", a/b}') x rbd export)"
+echo "glance-rs on RBD: upload $up MB/s ($(ratio "$up" "$imp") x rbd import), download $down MB/s ($(ratio "$down" "$exp") x rbd export)"
 # What bounds the upload on this machine's two cores: glance-rs must also compute MD5 and
 # sha512 (at openssl speed), which rbd import does not; the OSD runs on the same cores.
 awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$rbd_cpu" \

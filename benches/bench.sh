@@ -13,9 +13,6 @@ cargo build --release -q
 bin=$PWD/target/release/glance-rs
 . benches/lib.sh
 
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # best_of N BYTES COMMAND...: the best MB/s of N runs of COMMAND moving BYTES.
 best_of() {
   local n=$1 bytes=$2 best=0 t0 t1 r; shift 2
@@ -34,8 +31,8 @@ echo "== reference rates (this machine, this run; best of several samples)"
 sha512=0; md5=0; samples=""
 for _ in 1 2 3; do
   speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
-  s=$(echo "$speed" | awk '/^sha512/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
-  m=$(echo "$speed" | awk '/^md5/ { v=$NF; sub("k","",v); printf "%.0f", v*1000/1e6 }')
+  s=$(echo "$speed" | openssl_mbps sha512)
+  m=$(echo "$speed" | openssl_mbps md5)
   samples="$samples $s"
   [ "$s" -gt "$sha512" ] && sha512=$s
   [ "$m" -gt "$md5" ] && md5=$m
@@ -60,8 +57,7 @@ read_all() { cat "$1" >/dev/null; }
 # sha512_now: a 1 s sample of OpenSSL's sha512 rate, MB/s. Taken around each upload, so that
 # upload and reference are compared at the same moment of this VM's drifting speed.
 sha512_now() {
-  openssl speed -bytes 1048576 -seconds 1 sha512 2>/dev/null |
-    awk '/^sha512/ { v = $NF; sub("k", "", v); printf "%.0f", v * 1000 / 1e6 }'
+  openssl speed -bytes 1048576 -seconds 1 sha512 2>/dev/null | openssl_mbps sha512
 }
 # drop_cache FILE: evicts FILE's pages from the page cache.
 drop_cache() {
@@ -97,7 +93,7 @@ for _ in $(seq 1 50); do [ -s "$port_file" ] && break; sleep 0.1; done
 fetch() { curl -sf "$1" -o /dev/null; }
 sf_rate=$(best_of 3 $((1 << 30)) fetch "http://127.0.0.1:$(cat "$port_file")/")
 wait $sf_pid
-echo "curl from a bare sendfile server, 1 GiB: $sf_rate MB/s ($(awk -v a="$sf_rate" -v b="$cat_rate" 'BEGIN{printf "%.2f", a/b}') x cat)"
+echo "curl from a bare sendfile server, 1 GiB: $sf_rate MB/s ($(ratio "$sf_rate" "$cat_rate") x cat)"
 
 srv="$work/server"
 rm -rf "$srv"
@@ -109,7 +105,6 @@ create() { create_image "$url" "$1"; }
 upload() { curl -sf -X PUT "$url/v2/images/$1/file" -H 'Content-Type: application/octet-stream' -T "$2" -o /dev/null; }
 rss_peak_reset() { echo 5 >/proc/$pid/clear_refs; }
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/$pid/stat; }
-sys_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 rss_peak() { awk '/VmHWM/ { printf "%.0f", $2/1024 }' /proc/$pid/status; }
 
 echo "== glance-rs (release, SQLite, file store on $(df --output=fstype "$srv" | tail -1))"
@@ -128,9 +123,9 @@ for gib in 1 4; do
   for run in $(seq 1 $runs); do
     [ "$run" = 1 ] || curl -sf -X DELETE "$url/v2/images/$id"
     id=$(create "bench-$gib")
-    c0=$(cpu_ticks); s0=$(sys_busy)
+    c0=$(cpu_ticks); s0=$(machine_busy)
     t0=$(now); upload "$id" "$f"; t1=$(now)
-    c1=$(cpu_ticks); s1=$(sys_busy)
+    c1=$(cpu_ticks); s1=$(machine_busy)
     secs_n=$(secs "$t0" "$t1"); up_n=$(mbps $bytes "$secs_n")
     s_next=$(sha512_now)
     r=$(awk -v u="$up_n" -v a="$s_prev" -v b="$s_next" 'BEGIN { printf "%.2f", u / (a > b ? a : b) }')
@@ -149,8 +144,8 @@ for gib in 1 4; do
   drop_cache "$stored"; cold_down=$(best_of 1 $bytes fetch "$url/v2/images/$id/file")
   down=$(best_of "$runs" $bytes fetch "$url/v2/images/$id/file")
   pm=$(printf '%s\n' "${paired[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-  echo "$gib GiB: upload $up MB/s ($(awk -v u="$up" -v r="$sha512" 'BEGIN{printf "%.2f", u/r}') x sha512; $pm x the sha512 sampled around it), download $down MB/s ($(awk -v d="$down" -v r="$cat_rate" 'BEGIN{printf "%.2f", d/r}') x cat, $(awk -v d="$down" -v r="$sf_rate" 'BEGIN{printf "%.2f", d/r}') x bare sendfile), peak RSS during upload $peak MiB"
-  echo "   first download, from disk: $cold_down MB/s; cat of the stored file from disk: $cold_cat MB/s ($(awk -v d="$cold_down" -v r="$cold_cat" 'BEGIN{printf "%.2f", d/r}') x)"
+  echo "$gib GiB: upload $up MB/s ($(ratio "$up" "$sha512") x sha512; $pm x the sha512 sampled around it), download $down MB/s ($(ratio "$down" "$cat_rate") x cat, $(ratio "$down" "$sf_rate") x bare sendfile), peak RSS during upload $peak MiB"
+  echo "   first download, from disk: $cold_down MB/s; cat of the stored file from disk: $cold_cat MB/s ($(ratio "$cold_down" "$cold_cat") x)"
   # What bounds the upload: the two digests alone need 1/sha512 + 1/md5 seconds of CPU per
   # MB (md5 at the pipeline's rate); everything that ran (server, curl, kernel) used the
   # machine's two cores this much (during the best upload).

@@ -29,6 +29,22 @@ stop_servers() {
   wait "${SERVER_PIDS[@]}" 2>/dev/null || true
 }
 
+# mbps BYTES SECONDS; now (a timestamp); secs T0 T1 (seconds between two of them).
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# machine_busy: CPU ticks (user, system, interrupts) all cores have spent since boot.
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+
+# openssl_mbps ALGO: the MB/s of ALGO in `openssl speed -bytes N` output on stdin.
+openssl_mbps() {
+  awk -v a="$1" '$1 == a { v = $NF; sub("k", "", v); printf "%.0f", v * 1000 / 1e6 }'
+}
+
+# ratio A B: A / B to two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
 # create_image URL NAME: a raw/bare image; prints its id.
 create_image() {
   curl -sf -X POST "$1/v2/images" -H 'Content-Type: application/json' \
