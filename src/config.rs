@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::store::file::DirectIo;
+
 /// Default image formats, as `[image_format] disk_formats` / `container_formats` default them.
 pub const DEFAULT_DISK_FORMATS: &[&str] = &[
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -74,8 +76,8 @@ pub enum BackendKind {
         /// chmod for image files (0: leave as created).
         file_perm: u32,
         thin: bool,
-        /// `filesystem_store_direct_io` (glance-rs's own): write image data with O_DIRECT.
-        direct_io: bool,
+        /// `filesystem_store_direct_io` (glance-rs's own): when to write with O_DIRECT.
+        direct_io: DirectIo,
         /// Seconds a blocking call may take (0: no limit).
         timeout: u64,
         /// `filesystem_store_metadata_file`: JSON returned as location metadata.
@@ -560,6 +562,21 @@ fn backends(r: &Reader) -> Result<(Vec<Backend>, bool), ConfigError> {
     Ok((list, true))
 }
 
+/// `filesystem_store_direct_io`: `auto` (the default) or a boolean.
+fn direct_io(r: &Reader, section: &str) -> Result<DirectIo, ConfigError> {
+    const KEY: &str = "filesystem_store_direct_io";
+    match r.raw.get(section, KEY) {
+        None => Ok(DirectIo::Auto),
+        Some(v) if v.eq_ignore_ascii_case("auto") => Ok(DirectIo::Auto),
+        Some(v) => r
+            .bool(section, KEY, true)
+            .map(|on| if on { DirectIo::On } else { DirectIo::Off })
+            .map_err(|_| {
+                Reader::invalid(section, KEY, format!("{v:?} is not auto, true or false"))
+            }),
+    }
+}
+
 /// One store's options from its section (`glance_store` in the legacy setup).
 fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, ConfigError> {
     let kind = match kind {
@@ -567,7 +584,7 @@ fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, C
             dirs: datadirs(r.raw, section)?,
             file_perm: file_perm(r, section)?,
             thin: r.bool(section, "filesystem_thin_provisioning", false)?,
-            direct_io: r.bool(section, "filesystem_store_direct_io", true)?,
+            direct_io: direct_io(r, section)?,
             timeout: r.int(section, "filesystem_store_timeout", 60u64, Some(0), None)?,
             metadata_file: r
                 .opt_string(section, "filesystem_store_metadata_file")
@@ -777,20 +794,30 @@ mod tests {
             &vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
         );
         assert_eq!(*file_perm, 0o640);
-        assert!(*direct_io, "O_DIRECT unless turned off");
-        let off = Config::from_raw(&raw(&[(
+        assert_eq!(*direct_io, DirectIo::Auto);
+        for (value, want) in [
+            ("false", DirectIo::Off),
+            ("On", DirectIo::On),
+            ("AUTO", DirectIo::Auto),
+        ] {
+            let c = Config::from_raw(&raw(&[(
+                "glance_store",
+                "filesystem_store_direct_io",
+                value,
+            )]))
+            .unwrap();
+            assert!(
+                matches!(c.backends[0].kind, BackendKind::File { direct_io, .. } if direct_io == want),
+                "{value}"
+            );
+        }
+        let err = Config::from_raw(&raw(&[(
             "glance_store",
             "filesystem_store_direct_io",
-            "false",
+            "sometimes",
         )]))
-        .unwrap();
-        assert!(matches!(
-            off.backends[0].kind,
-            BackendKind::File {
-                direct_io: false,
-                ..
-            }
-        ));
+        .unwrap_err();
+        assert!(err.to_string().contains("auto, true or false"), "{err}");
         assert!(!c.multi_store);
         assert_eq!(c.backends[1].kind, BackendKind::Http);
         let err = Config::from_raw(&raw(&[(

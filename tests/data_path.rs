@@ -130,30 +130,29 @@ async fn delete_during_upload_is_gone(b: Backend) {
     assert_eq!(status(s.get(&format!("/v2/images/{id}"))).await, 404);
 }
 
-/// A small tmpfs as the store: needs root (CI runs as root); unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
+/// A memory filesystem (tmpfs of `size`, or ramfs without) mounted at a store directory: needs
+/// root (CI runs as root); unmounted when dropped.
+struct MemFs(std::path::PathBuf);
 
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+impl MemFs {
+    fn mount(dir: &std::path::Path, fstype: &str, size: Option<&str>) -> Option<MemFs> {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                dir.to_str().unwrap(),
-            ])
+        let mut cmd = Command::new("mount");
+        cmd.args(["-t", fstype]);
+        if let Some(size) = size {
+            cmd.args(["-o", &format!("size={size}")]);
+        }
+        let ok = cmd
+            .args([fstype, dir.to_str().unwrap()])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
         require(
-            "a tmpfs mount (root)",
+            &format!("a {fstype} mount (root)"),
             ok.then(|| "ok".to_string()),
             "run the tests as root",
         )?;
-        Some(Tmpfs(dir.to_path_buf()))
+        Some(MemFs(dir.to_path_buf()))
     }
 
     fn remount(&self, mode: &str) {
@@ -165,60 +164,68 @@ impl Tmpfs {
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for MemFs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
+/// A full and a read-only store, written with O_DIRECT (tmpfs takes it when asked) and through
+/// the page cache (as on NFS, or tmpfs left to `auto`).
 async fn full_and_read_only_store(b: Backend) {
-    let base = tempfile::tempdir().unwrap();
-    let mnt = base.path().join("store");
-    let Some(fs) = Tmpfs::mount(&mnt, "4m") else {
-        return;
-    };
-    let conf = format!(
-        "[glance_store]\nfilesystem_store_datadir = {}\n",
-        mnt.display()
-    );
-    let Some(mut s) = Server::start_with(b, &conf).await else {
-        return;
-    };
-    let listing = || std::fs::read_dir(&mnt).unwrap().count();
+    for direct in ["true", "false"] {
+        let base = tempfile::tempdir().unwrap();
+        let mnt = base.path().join("store");
+        let Some(fs) = MemFs::mount(&mnt, "tmpfs", Some("4m")) else {
+            return;
+        };
+        let conf = format!(
+            "[glance_store]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = {direct}\n",
+            mnt.display()
+        );
+        let Some(mut s) = Server::start_with(b, &conf).await else {
+            return;
+        };
+        let listing = || std::fs::read_dir(&mnt).unwrap().count();
 
-    // Full: 413, queued, no partial file.
-    let id = new_image(&s).await;
-    let r = s
-        .req(Method::PUT, &format!("/v2/images/{id}/file"))
-        .header("Content-Type", "application/octet-stream")
-        .body(slow_body(8, 1 << 20, Duration::from_millis(1)))
-        .send()
-        .await;
-    if let Ok(r) = r {
+        // Full: 413, queued, no partial file.
+        let id = new_image(&s).await;
+        let r = s
+            .req(Method::PUT, &format!("/v2/images/{id}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .body(slow_body(8, 1 << 20, Duration::from_millis(1)))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let st = r.status();
+            let text = r.text().await.unwrap();
+            assert_eq!(st, 413, "direct {direct}: {text}");
+            assert!(text.contains("Image storage media is full"), "{text}");
+        }
+        assert_eq!(wait_status(&s, &id, "queued").await["status"], "queued");
+        assert_eq!(
+            listing(),
+            0,
+            "direct {direct}: no partial file on a full store"
+        );
+
+        // Read-only: 503, queued.
+        fs.remount("ro");
+        let id2 = new_image(&s).await;
+        let r = s.upload(&id2, b"abc".to_vec()).await;
         let st = r.status();
         let text = r.text().await.unwrap();
-        assert_eq!(st, 413, "{text}");
-        assert!(text.contains("Image storage media is full"), "{text}");
+        fs.remount("rw");
+        assert_eq!(st, 503, "{text}");
+        assert!(
+            text.contains("Insufficient permissions on image storage media"),
+            "{text}"
+        );
+        assert_eq!(s.show(&id2).await["status"], "queued");
+        // Recovers once writable.
+        assert_eq!(s.upload(&id2, b"abc".to_vec()).await.status(), 204);
+        s.stop();
     }
-    assert_eq!(wait_status(&s, &id, "queued").await["status"], "queued");
-    assert_eq!(listing(), 0, "no partial file on a full store");
-
-    // Read-only: 503, queued.
-    fs.remount("ro");
-    let id2 = new_image(&s).await;
-    let r = s.upload(&id2, b"abc".to_vec()).await;
-    let st = r.status();
-    let text = r.text().await.unwrap();
-    fs.remount("rw");
-    assert_eq!(st, 503, "{text}");
-    assert!(
-        text.contains("Insufficient permissions on image storage media"),
-        "{text}"
-    );
-    assert_eq!(s.show(&id2).await["status"], "queued");
-    // Recovers once writable.
-    assert_eq!(s.upload(&id2, b"abc".to_vec()).await.status(), 204);
-    s.stop();
 }
 
 async fn file_store_options(b: Backend) {
@@ -232,7 +239,7 @@ async fn file_store_options(b: Backend) {
         {"id": "nfs-high", "mountpoint": high.to_str().unwrap(), "share": "filer:/glance"},
     ]);
     std::fs::write(&meta, entries.to_string()).unwrap();
-    // Buffered writes here: every other test writes with O_DIRECT, the default.
+    // Thin provisioning through the page cache (with O_DIRECT: the file store's unit tests).
     let conf = format!(
         "[DEFAULT]\nshow_multiple_locations = true\n\
          [glance_store]\nfilesystem_store_datadirs = {}:10\nfilesystem_store_datadirs = {}:200\n\
@@ -274,6 +281,122 @@ async fn file_store_options(b: Backend) {
     assert!(got == data);
     assert_eq!(s.delete(&id).await, 204);
     assert!(!path.exists());
+}
+
+/// Pages of the file at `path` in the page cache.
+fn cached_pages(path: &std::path::Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    // SAFETY: a read-only shared mapping of an open file, only inspected by mincore (which
+    // reads no page), unmapped before return.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let at = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(at, libc::MAP_FAILED);
+        let mut resident = vec![0u8; len.div_ceil(page)];
+        let r = libc::mincore(at, len, resident.as_mut_ptr());
+        libc::munmap(at, len);
+        assert_eq!(r, 0, "mincore");
+        resident.iter().filter(|p| **p & 1 != 0).count()
+    }
+}
+
+/// `filesystem_store_direct_io`: `auto` writes with O_DIRECT on a local disk (nothing of the
+/// upload left in the page cache) and through the cache on tmpfs; `true` on a filesystem that
+/// refuses O_DIRECT (ramfs) falls back to buffered writes; `false` writes through the cache.
+/// Each directory's choice is logged at start-up.
+async fn direct_io_where_it_helps(b: Backend) {
+    let base = tempfile::tempdir().unwrap();
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(base.path())
+        .output()
+        .unwrap();
+    let fs = String::from_utf8_lossy(&fs.stdout).trim().to_string();
+    let local = ["ext2/ext3", "xfs", "btrfs"].contains(&fs.as_str());
+    if require(
+        "a temporary directory on a local disk filesystem",
+        local.then(|| fs.clone()),
+        &format!("TMPDIR is on {fs}: point it at ext4, xfs or btrfs"),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let dir = |name: &str| base.path().join(name);
+    let Some(_tmpfs) = MemFs::mount(&dir("mem"), "tmpfs", Some("64m")) else {
+        return;
+    };
+    let Some(_ramfs) = MemFs::mount(&dir("ram"), "ramfs", None) else {
+        return;
+    };
+    let conf = format!(
+        "[DEFAULT]\nenabled_backends = disk:file, mem:file, ram:file, cached:file\n\
+         [glance_store]\ndefault_backend = disk\n\
+         [disk]\nfilesystem_store_datadir = {}\n\
+         [mem]\nfilesystem_store_datadir = {}\n\
+         [ram]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = true\n\
+         [cached]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = false\n",
+        dir("disk").display(),
+        dir("mem").display(),
+        dir("ram").display(),
+        dir("cached").display(),
+    );
+    let Some(s) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let log = s.log();
+    let logged = |store: &str, what: &str| {
+        let d = dir(store).canonicalize().unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(what) && l.contains(d.to_str().unwrap())),
+            "{store}: no {what:?} in\n{log}"
+        );
+    };
+    logged("disk", "O_DIRECT writes");
+    logged(
+        "mem",
+        "buffered writes (tmpfs is not a local disk filesystem",
+    );
+    logged("ram", "buffered writes (ramfs refuses O_DIRECT)");
+    logged(
+        "cached",
+        "buffered writes (filesystem_store_direct_io = false)",
+    );
+
+    // Not a multiple of any block or buffer size: padding must be cut back where there is some.
+    let data = random_bytes((3 << 20) + 12345);
+    for store in ["disk", "mem", "ram", "cached"] {
+        let id = new_image(&s).await;
+        let r = s
+            .req(Method::PUT, &format!("/v2/images/{id}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .header("X-Image-Meta-Store", store)
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{store}: {}", r.text().await.unwrap());
+        let path = dir(store).join(&id);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
+        let cached = cached_pages(&path);
+        match store {
+            "disk" => assert_eq!(cached, 0, "O_DIRECT leaves nothing in the page cache"),
+            "cached" => assert!(cached > 0, "buffered writes leave the data cached"),
+            _ => {}
+        }
+        assert!(s.download(&id).await == data, "{store}");
+        assert_eq!(s.delete(&id).await, 204);
+    }
 }
 
 /// Two API nodes on one database and one store directory: data written through one is served,
@@ -729,4 +852,5 @@ both_databases!(
     delete_during_upload_is_gone,
     full_and_read_only_store,
     file_store_options,
+    direct_io_where_it_helps,
 );
