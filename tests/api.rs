@@ -1085,6 +1085,38 @@ async fn upload_download_and_delete(b: Backend) {
         status(s.get(&file).header("Range", "bytes=0-1,5-6")).await,
         400
     );
+    // The legacy request Content-Range Glance still honours when there is no Range.
+    let r = s
+        .get(&file)
+        .header("Content-Range", "bytes 3-11/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 3-11/{n}").as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[3..=11]);
+    let past_end = format!("bytes 0-{n}/*");
+    for bad in ["bytes 9-3/*", past_end.as_str()] {
+        let r = s
+            .get(&file)
+            .header("Content-Range", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 416, "{bad}");
+    }
+    // Range wins over Content-Range.
+    let r = s
+        .get(&file)
+        .header("Range", "bytes=0-1")
+        .header("Content-Range", "bytes 3-11/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[0..=1]);
 
     // A second upload to an active image conflicts.
     assert_eq!(s.upload(&id, b"again".to_vec()).await.status(), 409);

@@ -277,8 +277,15 @@ fn target_store<'a>(s: &'a AppState, headers: &HeaderMap) -> Result<&'a StoreEnt
     }
 }
 
-/// `Range` as Glance (webob) reads it: one range only; `start` negative for a suffix.
-/// Returns (offset, length) or the error to send.
+/// Leading ASCII digits of `s` as a number (None if there are none or too many) and the rest.
+fn digits(s: &str) -> (Option<u64>, &str) {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    (s[..n].parse().ok(), &s[n..])
+}
+
+/// `Range` as Glance (webob) reads it, `bytes *= *(\d*) *- *(\d*)` at the start of the value:
+/// one range only, a suffix when the first number is missing. Returns (offset, length) or the
+/// error to send.
 fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
     if value.contains(',') {
         return Err(Error::BadRequest(
@@ -286,30 +293,26 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
         ));
     }
     let invalid = || Error::RangeNotSatisfiable("Invalid Range header.".into());
-    let spec = value
-        .trim()
-        .strip_prefix("bytes=")
+    let rest = value
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("bytes"))
+        .map(|_| value[5..].trim_start_matches(' '))
+        .and_then(|r| r.strip_prefix('='))
         .ok_or_else(invalid)?
-        .trim();
-    let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
-    if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| invalid())?;
-        if n == 0 {
-            return Err(invalid());
-        }
+        .trim_start_matches(' ');
+    let (first, rest) = digits(rest);
+    let rest = rest
+        .trim_start_matches(' ')
+        .strip_prefix('-')
+        .ok_or_else(invalid)?;
+    let (last, _) = digits(rest.trim_start_matches(' '));
+    let Some(start) = first else {
+        let n = last.filter(|n| *n > 0).ok_or_else(invalid)?;
         // A suffix longer than the image means the whole image.
         let offset = size.saturating_sub(n);
         return Ok((offset, size - offset));
-    }
-    let start: u64 = a.parse().map_err(|_| invalid())?;
-    let end: Option<u64> = if b.is_empty() {
-        None
-    } else {
-        Some(b.parse().map_err(|_| invalid())?)
     };
-    if let Some(e) = end
-        && e < start
-    {
+    if last.is_some_and(|e| e < start) {
         return Err(invalid());
     }
     if start >= size {
@@ -318,8 +321,43 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
             size as i64 - 1
         )));
     }
-    let last = end.map(|e| e.min(size - 1)).unwrap_or(size - 1);
+    let last = last.map(|e| e.min(size - 1)).unwrap_or(size - 1);
     Ok((start, last - start + 1))
+}
+
+/// The request `Content-Range: bytes FIRST-LAST/LENGTH` (LENGTH may be `*`) that Glance still
+/// honours, for old clients, when there is no `Range`. Returns (offset, length) or the error.
+fn parse_content_range(value: &str, size: u64) -> Result<(u64, u64)> {
+    let invalid = || Error::RangeNotSatisfiable("Invalid Content-Range header.".into());
+    let rest = value.strip_prefix("bytes ").ok_or_else(invalid)?;
+    let (first, rest) = digits(rest);
+    let (last, rest) = digits(rest.strip_prefix('-').ok_or_else(invalid)?);
+    let rest = rest.strip_prefix('/').ok_or_else(invalid)?;
+    let length = match rest.strip_prefix('*') {
+        Some(_) => None,
+        None => Some(digits(rest).0.ok_or_else(invalid)?),
+    };
+    let (Some(start), Some(stop)) = (first, last.and_then(|l| l.checked_add(1))) else {
+        return Err(invalid());
+    };
+    if start >= stop || length.is_some_and(|l| stop > l) {
+        return Err(invalid());
+    }
+    if length.is_none() && stop > size {
+        return Err(Error::RangeNotSatisfiable(format!(
+            "Invalid stop position in Content-Range header. The stop position MUST be in the inclusive range [0, {}].",
+            size as i64 - 1
+        )));
+    }
+    if start >= size {
+        return Err(Error::RangeNotSatisfiable(format!(
+            "Invalid start position in Content-Range header. Start position MUST be in the inclusive range [0, {}].",
+            size as i64 - 1
+        )));
+    }
+    // A stated length larger than the image: serve what there is (Glance would promise more
+    // bytes than it sends).
+    Ok((start, stop.min(size) - start))
 }
 
 /// Where to read from: locations of configured stores, highest store weight first, or in the
@@ -377,9 +415,14 @@ pub async fn download(
     };
     let order = download_order(&s, &img.locations, query.as_deref())?;
     let size = size.max(0) as u64;
-    let range = match headers.get(header::RANGE) {
-        None => None,
-        Some(v) => Some(parse_range(v.to_str().unwrap_or(""), size)?),
+    let text = |v: &HeaderValue| v.to_str().unwrap_or("").to_string();
+    let range = match (
+        headers.get(header::RANGE),
+        headers.get(header::CONTENT_RANGE),
+    ) {
+        (Some(v), _) => Some(parse_range(&text(v), size)?),
+        (None, Some(v)) => Some(parse_content_range(&text(v), size)?),
+        (None, None) => None,
     };
     let (offset, len) = range.unwrap_or((0, size));
 
@@ -515,17 +558,49 @@ mod tests {
         assert_eq!(parse_range("bytes=-20", 10).unwrap(), (0, 10));
         assert_eq!(parse_range("bytes=3-", 10).unwrap(), (3, 7));
         assert_eq!(parse_range("bytes=3-100", 10).unwrap(), (3, 7));
-        assert!(matches!(
-            parse_range("bytes=10-", 10),
-            Err(Error::RangeNotSatisfiable(_))
-        ));
+        assert_unsatisfiable(parse_range, &["bytes=10-"]);
         assert!(matches!(
             parse_range("bytes=0-1,3-4", 10),
             Err(Error::BadRequest(_))
         ));
-        assert!(matches!(
-            parse_range("items=0-1", 10),
-            Err(Error::RangeNotSatisfiable(_))
-        ));
+        // webob's spelling: any case, spaces around the signs, anything after the range.
+        assert_eq!(parse_range("Bytes = 2 - 4", 10).unwrap(), (2, 3));
+        assert_eq!(parse_range("bytes=2-4;x", 10).unwrap(), (2, 3));
+        let bad = [
+            "items=0-1",
+            "bytes=",
+            "bytes=-",
+            "bytes=-0",
+            "bytes=5-4",
+            "bytes 0-4",
+        ];
+        assert_unsatisfiable(parse_range, &bad);
+    }
+
+    /// Each of `values` is a 416 for a 10-byte image.
+    fn assert_unsatisfiable(parse: fn(&str, u64) -> Result<(u64, u64)>, values: &[&str]) {
+        for v in values {
+            let r = parse(v, 10);
+            assert!(matches!(r, Err(Error::RangeNotSatisfiable(_))), "{v}");
+        }
+    }
+
+    #[test]
+    fn legacy_content_ranges() {
+        assert_eq!(parse_content_range("bytes 2-5/*", 10).unwrap(), (2, 4));
+        assert_eq!(parse_content_range("bytes 0-9/10", 10).unwrap(), (0, 10));
+        // A stated length beyond the image is cut to the image.
+        assert_eq!(parse_content_range("bytes 5-99/100", 10).unwrap(), (5, 5));
+        let bad = [
+            "bytes 5-4/*",
+            "bytes */10",
+            "bytes 0-9/5",
+            "bytes=0-4",
+            "items 0-4/*",
+            "bytes 0-4",
+            "bytes 0-10/*",
+            "bytes 10-19/20",
+        ];
+        assert_unsatisfiable(parse_content_range, &bad);
     }
 }
