@@ -36,6 +36,11 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// An error Glance raises with its message as webob's `detail` (a positional argument)
+    /// rather than as the `explanation`: the body shows the status's standard explanation
+    /// first, then the message.
+    #[error("{0}")]
+    Detail(Box<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -55,7 +60,13 @@ impl Error {
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Detail(e) => e.status(),
         }
+    }
+
+    /// This error as Glance raises it: message as webob's `detail` (see `Error::Detail`).
+    pub fn as_detail(self) -> Error {
+        Error::Detail(Box::new(self))
     }
 
     pub fn image_not_found(id: &str) -> Self {
@@ -96,15 +107,23 @@ fn is_lost_connection(db: &dyn sqlx::error::DatabaseError) -> bool {
     ) || db.message().contains("database is locked")
 }
 
-/// What the render middleware needs to write the body.
-#[derive(Clone, Debug)]
-pub struct ErrorExplanation(pub String);
+/// What the render middleware needs to write the body: webob's `explanation` (empty: the
+/// status's standard one) and `detail`.
+#[derive(Clone, Debug, Default)]
+pub struct ErrorText {
+    pub explanation: String,
+    pub detail: String,
+}
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut headers = HeaderMap::new();
-        match &self {
+        let inner = match &self {
+            Error::Detail(e) => e.as_ref(),
+            e => e,
+        };
+        match inner {
             Error::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
@@ -124,12 +143,24 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
-        let explanation = match &self {
-            Error::MethodNotAllowed { .. } => String::new(),
-            other => other.to_string(),
+        let text = match inner {
+            Error::MethodNotAllowed { .. } => ErrorText::default(),
+            // Glance always raises these with a detail (webob's 415 template shows nothing else).
+            Error::UnsupportedMediaType { .. } | Error::RangeNotSatisfiable(_) => ErrorText {
+                explanation: String::new(),
+                detail: inner.to_string(),
+            },
+            _ if matches!(self, Error::Detail(_)) => ErrorText {
+                explanation: String::new(),
+                detail: inner.to_string(),
+            },
+            other => ErrorText {
+                explanation: other.to_string(),
+                detail: String::new(),
+            },
         };
         let mut resp = (status, headers).into_response();
-        resp.extensions_mut().insert(ErrorExplanation(explanation));
+        resp.extensions_mut().insert(text);
         resp
     }
 }
@@ -189,34 +220,54 @@ pub fn pick_format(accept: Option<&str>) -> ErrorFormat {
     best.map(|(_, _, f)| f).unwrap_or(ErrorFormat::Plain)
 }
 
-fn status_line(status: StatusCode) -> String {
-    format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Unknown")
-    )
+/// The reason phrase webob gives a status, where it is not the one hyper knows.
+pub fn webob_title(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request Entity Too Large",
+        StatusCode::RANGE_NOT_SATISFIABLE => "Request Range Not Satisfiable",
+        s => s.canonical_reason().unwrap_or("Unknown"),
+    }
 }
 
-/// Renders an error body as webob does for an `HTTPException` with this explanation.
+/// Renders an error body as webob does for an `HTTPException` with this text. `content_type`
+/// is the request's (webob's 415 names it).
 pub fn render_body(
     status: StatusCode,
-    explanation: &str,
+    text: &ErrorText,
     method: &str,
+    content_type: Option<&str>,
     format: ErrorFormat,
 ) -> (&'static str, String) {
     let explanation = if status == StatusCode::METHOD_NOT_ALLOWED {
         format!("The method {method} is not allowed for this resource.")
-    } else if explanation.is_empty() {
+    } else if text.explanation.is_empty() {
         default_explanation(status).to_string()
     } else {
-        explanation.to_string()
+        text.explanation.clone()
     };
-    let title = status.canonical_reason().unwrap_or("Unknown");
-    let line = status_line(status);
+    // webob's body template, with its values escaped for the format.
+    let body = |escape: fn(&str) -> String| {
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // Without the header the variable stays unsubstituted, as in webob.
+            let ct = content_type.map_or("${CONTENT_TYPE}".to_string(), escape);
+            format!(
+                "The request media type {ct} is not supported by this server.\n<br /><br />\n{}",
+                escape(&text.detail)
+            )
+        } else {
+            format!(
+                "{}<br /><br />\n{}\n\n",
+                escape(&explanation),
+                escape(&text.detail)
+            )
+        }
+    };
+    let title = webob_title(status);
+    let line = format!("{} {title}", status.as_u16());
     match format {
         ErrorFormat::Json => {
             let body = serde_json::json!({
-                "message": format!("{explanation}<br /><br />\n\n\n"),
+                "message": body(str::to_string),
                 "code": line,
                 "title": title,
             });
@@ -225,15 +276,39 @@ pub fn render_body(
         ErrorFormat::Html => (
             "text/html; charset=UTF-8",
             format!(
-                "<html>\n <head>\n  <title>{line}</title>\n </head>\n <body>\n  <h1>{line}</h1>\n  {}<br /><br />\n\n\n\n </body>\n</html>",
-                html_escape(&explanation)
+                "<html>\n <head>\n  <title>{line}</title>\n </head>\n <body>\n  <h1>{line}</h1>\n  {}\n </body>\n</html>",
+                body(html_escape)
             ),
         ),
         ErrorFormat::Plain => (
             "text/plain; charset=UTF-8",
-            format!("{line}\n\n{explanation}\n\n   "),
+            format!("{line}\n\n{}", strip_tags(&body(str::to_string))),
         ),
     }
+}
+
+/// webob's `strip_tags` for plain-text bodies: newlines become spaces, `<br>`s newlines, other
+/// tags go.
+fn strip_tags(s: &str) -> String {
+    let s = s.replace('\n', " ").replace('\r', "");
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        if rest[open + 1..]
+            .get(..2)
+            .is_some_and(|t| t.eq_ignore_ascii_case("br"))
+        {
+            out.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn default_explanation(status: StatusCode) -> &'static str {
@@ -246,12 +321,11 @@ fn default_explanation(status: StatusCode) -> &'static str {
         StatusCode::BAD_REQUEST => {
             "The server could not comply with the request since it is either malformed or otherwise incorrect."
         }
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            "The request is larger than the server is willing or able to process."
+        StatusCode::CONFLICT => "There was a conflict when trying to complete your request.",
+        StatusCode::GONE => {
+            "This resource is no longer available.  No forwarding address is given."
         }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            "The request media type is not supported by this server."
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => "The body of your request was too large for this server.",
         StatusCode::RANGE_NOT_SATISFIABLE => "The Range requested is not available.",
         StatusCode::SERVICE_UNAVAILABLE => {
             "The server is currently unavailable. Please try again at a later time."
@@ -285,15 +359,71 @@ mod tests {
         assert_eq!(pick_format(Some("text/*")), ErrorFormat::Html);
     }
 
+    fn text(e: Error) -> ErrorText {
+        e.into_response()
+            .extensions()
+            .get::<ErrorText>()
+            .cloned()
+            .unwrap()
+    }
+
+    /// Bodies as webob writes them (compared with Glance 33 under uWSGI).
     #[test]
-    fn plain_body_shape() {
-        let (ct, body) = render_body(StatusCode::NOT_FOUND, "No image", "GET", ErrorFormat::Plain);
+    fn bodies_match_webob() {
+        let nf = text(Error::NotFound("No image".into()));
+        let (ct, body) = render_body(StatusCode::NOT_FOUND, &nf, "GET", None, ErrorFormat::Plain);
         assert_eq!(ct, "text/plain; charset=UTF-8");
         assert_eq!(body, "404 Not Found\n\nNo image\n\n   ");
-        let (_, json) = render_body(StatusCode::CONFLICT, "dup", "POST", ErrorFormat::Json);
+        let dup = text(Error::Conflict("dup".into()));
+        let (_, json) = render_body(StatusCode::CONFLICT, &dup, "POST", None, ErrorFormat::Json);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["code"], "409 Conflict");
         assert_eq!(v["title"], "Conflict");
         assert_eq!(v["message"], "dup<br /><br />\n\n\n");
+
+        // A detail follows the standard explanation.
+        let gone = text(Error::Conflict("Property x does not exist.".into()).as_detail());
+        let (_, json) = render_body(
+            StatusCode::CONFLICT,
+            &gone,
+            "PATCH",
+            None,
+            ErrorFormat::Json,
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["message"],
+            "There was a conflict when trying to complete your request.<br /><br />\nProperty x does not exist.\n\n"
+        );
+        // 416: webob's title, explanation then detail; plain text as strip_tags leaves it.
+        let range = text(Error::RangeNotSatisfiable("Invalid Range header.".into()));
+        let status = StatusCode::RANGE_NOT_SATISFIABLE;
+        let (_, plain) = render_body(status, &range, "GET", None, ErrorFormat::Plain);
+        assert_eq!(
+            plain,
+            "416 Request Range Not Satisfiable\n\nThe Range requested is not available.\n\n Invalid Range header.  "
+        );
+        let (_, html) = render_body(status, &range, "GET", None, ErrorFormat::Html);
+        assert_eq!(
+            html,
+            "<html>\n <head>\n  <title>416 Request Range Not Satisfiable</title>\n </head>\n <body>\n  <h1>416 Request Range Not Satisfiable</h1>\n  The Range requested is not available.<br /><br />\nInvalid Range header.\n\n\n </body>\n</html>"
+        );
+        // 415: webob's own template, naming the request's content type (escaped in HTML).
+        let media = text(Error::UnsupportedMediaType {
+            msg: "Invalid content type text/<b>".into(),
+            accept_patch: None,
+        });
+        let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        let (_, html) = render_body(status, &media, "PUT", Some("text/<b>"), ErrorFormat::Html);
+        assert!(
+            html.contains("  The request media type text/&lt;b&gt; is not supported by this server.\n<br /><br />\nInvalid content type text/&lt;b&gt;\n </body>"),
+            "{html}"
+        );
+        let (_, json) = render_body(status, &media, "PUT", None, ErrorFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["message"],
+            "The request media type ${CONTENT_TYPE} is not supported by this server.\n<br /><br />\nInvalid content type text/<b>"
+        );
     }
 }

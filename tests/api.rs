@@ -175,6 +175,84 @@ async fn request_ids_and_error_shapes(b: Backend) {
     }
 }
 
+/// Messages Glance raises as webob's `detail` follow the status's standard explanation; the
+/// others replace it. Each expected body is what Glance 33 answered (under uWSGI) to the same
+/// request.
+async fn error_messages_as_glance_words_them(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let id = s.create_raw("e").await;
+    let missing = "6f1b1e2a-9c1d-4f6e-8a3b-0c2d4e6f8a10";
+    let patch = |ops: Value| {
+        s.req(Method::PATCH, &format!("/v2/images/{id}"))
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
+            .body(ops.to_string())
+    };
+    let cases = [
+        (
+            s.req(Method::DELETE, &format!("/v2/images/{missing}")),
+            404,
+            format!("Failed to find image {missing} to delete<br /><br />\n\n\n"),
+        ),
+        (
+            s.req(Method::PUT, &format!("/v2/images/{missing}/tags/x")),
+            404,
+            format!("Image {missing} not found.<br /><br />\n\n\n"),
+        ),
+        (
+            patch(json!([{"op": "remove", "path": "/nosuch"}])),
+            409,
+            "There was a conflict when trying to complete your request.<br /><br />\n\
+             Property nosuch does not exist.\n\n"
+                .into(),
+        ),
+        (
+            patch(json!([{"op": "remove", "path": "/min_ram"}])),
+            403,
+            "Access was denied to this resource.<br /><br />\nProperty min_ram may not be removed.\n\n"
+                .into(),
+        ),
+        (
+            patch(json!([{"op": "replace", "path": "/locations", "value": []}])),
+            403,
+            "Access was denied to this resource.<br /><br />\nCannot set locations to empty list.\n\n"
+                .into(),
+        ),
+        (
+            s.req(Method::POST, "/v2/images")
+                .header("Content-Type", "application/json")
+                .body(json!({"name": "x", "os_glance_foo": "y"}).to_string()),
+            403,
+            "Access was denied to this resource.<br /><br />\nAttribute 'os_glance_foo' is reserved.\n\n"
+                .into(),
+        ),
+        (
+            s.req(Method::PUT, &format!("/v2/images/{id}/file"))
+                .header("Content-Type", "text/plain")
+                .body("abc"),
+            415,
+            "The request media type text/plain is not supported by this server.\n<br /><br />\n\
+             Invalid content type text/plain"
+                .into(),
+        ),
+    ];
+    for (rb, status, message) in cases {
+        let r = rb
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{message}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["message"], message.as_str());
+    }
+    assert_eq!(s.show(&id).await["status"], "queued");
+}
+
 async fn create_defaults_and_location(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
@@ -1360,6 +1438,7 @@ both_databases!(
     locations_on_the_file_store,
     versions_and_negotiation,
     request_ids_and_error_shapes,
+    error_messages_as_glance_words_them,
     create_defaults_and_location,
     create_rejects_bad_input,
     patch_rules,

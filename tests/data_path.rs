@@ -484,6 +484,7 @@ async fn downloads_on_one_connection_and_over_http2(b: Backend) {
             get("Range: bytes=-5\r\n"),
             format!("GET /v2/images/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
             get(""),
+            get("Range: bytes=99999999999-\r\n"),
         ],
     )
     .await;
@@ -499,6 +500,18 @@ async fn downloads_on_one_connection_and_over_http2(b: Backend) {
     let shown: Value = serde_json::from_slice(&responses[3].2).unwrap();
     assert_eq!(shown["id"], id.as_str());
     assert!(responses[4].2 == data);
+    // webob's reason phrase and body for a 416 (plain text without Accept).
+    let (line, _, body) = &responses[5];
+    assert_eq!(line, "HTTP/1.1 416 Request Range Not Satisfiable");
+    let max = data.len() - 1;
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        format!(
+            "416 Request Range Not Satisfiable\n\nThe Range requested is not available.\n\n \
+             Invalid start position in Range header. Start position MUST be in the inclusive \
+             range [0, {max}].  "
+        )
+    );
 
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()

@@ -184,7 +184,7 @@ pub async fn create(
             ));
         }
         if is_reserved(&k) || k == "locations" {
-            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
+            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")).as_detail());
         }
         // The schema allows only strings for additional properties.
         properties.insert(k, v.as_str().unwrap_or_default().to_string());
@@ -408,7 +408,9 @@ pub async fn delete(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
+    // Glance's words for an image that is not there (or not visible) when deleting.
+    let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
+    let img = s.visible_image_or(&ctx, &id, gone()).await?;
     policy::check_delete(&ctx, &img)?;
     if img.protected {
         return Err(Error::Forbidden(format!(
@@ -429,7 +431,7 @@ pub async fn delete(
         }
     }
     if s.db.delete_image(&id).await?.is_none() {
-        return Err(Error::image_not_found(&id));
+        return Err(gone());
     }
     tracing::info!(image_id = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

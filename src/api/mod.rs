@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::image::Image;
 use crate::domain::policy::{self, Context};
-use crate::error::{Error, ErrorExplanation, Result, pick_format, render_body};
+use crate::error::{Error, ErrorText, Result, pick_format, render_body, webob_title};
 use crate::store::Stores;
 
 #[derive(Clone)]
@@ -45,16 +45,20 @@ pub struct AppState {
 impl AppState {
     /// The image if the caller may see it, else 404 (Glance hides what you cannot see).
     pub async fn visible_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        let img = self
-            .db
-            .get_image(id)
-            .await?
-            .ok_or_else(|| Error::image_not_found(id))?;
+        self.visible_image_or(ctx, id, Error::image_not_found(id))
+            .await
+    }
+
+    /// As `visible_image`, with the 404 the calling Glance handler words its own way.
+    pub async fn visible_image_or(&self, ctx: &Context, id: &str, missing: Error) -> Result<Image> {
+        let Some(img) = self.db.get_image(id).await? else {
+            return Err(missing);
+        };
         let member = !ctx.is_admin
             && !ctx.owns(&img)
             && self.db.is_member(id, ctx.project_id.as_deref()).await?;
         if !policy::can_see(ctx, &img, member) {
-            return Err(Error::image_not_found(id));
+            return Err(missing);
         }
         ctx.enforce_on("get_image", &img)?;
         Ok(img)
@@ -212,12 +216,16 @@ async fn render_errors(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let method = req.method().to_string();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let resp = next.run(req).await;
-    let Some(ErrorExplanation(explanation)) = resp.extensions().get::<ErrorExplanation>().cloned()
-    else {
+    let Some(text) = resp.extensions().get::<ErrorText>().cloned() else {
         return resp;
     };
     let status = resp.status();
+    let explanation = format!("{}{}", text.explanation, text.detail);
     if status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(status = status.as_u16(), %explanation, "request failed");
     } else {
@@ -225,14 +233,22 @@ async fn render_errors(req: Request, next: Next) -> Response {
     }
     let (ct, body) = render_body(
         status,
-        &explanation,
+        &text,
         &method,
+        content_type.as_deref(),
         pick_format(accept.as_deref()),
     );
     let (mut parts, _) = resp.into_parts();
     parts
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    // The status line's reason phrase too, where webob's differs from hyper's.
+    let title = webob_title(status);
+    if Some(title) != status.canonical_reason() {
+        parts
+            .extensions
+            .insert(hyper::ext::ReasonPhrase::from_static(title.as_bytes()));
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }

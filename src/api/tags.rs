@@ -17,7 +17,8 @@ pub async fn add(
 ) -> Result<Response> {
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
-    let img = s.visible_image(&ctx, &id).await?;
+    let missing = Error::NotFound(format!("Image {id} not found."));
+    let img = s.visible_image_or(&ctx, &id, missing).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         let mut updated = img.clone();
@@ -33,7 +34,8 @@ pub async fn remove(
     Extension(ctx): Extension<Context>,
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
+    let missing = Error::NotFound(format!("Image {id} not found."));
+    let img = s.visible_image_or(&ctx, &id, missing).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         return Err(Error::NotFound(String::new()));

@@ -254,14 +254,15 @@ pub fn apply(
             Op::Replace | Op::Add => {
                 let value = change.value.clone().unwrap_or(Value::Null);
                 if root == "owner" && !ctx.is_admin {
-                    return Err(Error::Forbidden(
-                        "Owner can't be updated by non admin.".into(),
-                    ));
+                    return Err(
+                        Error::Forbidden("Owner can't be updated by non admin.".into()).as_detail(),
+                    );
                 }
                 let is_base = set_base(ctx, &mut img, root, &value)?;
                 if is_base {
                     if change.op == Op::Add && dialect == Dialect::Draft4 {
-                        return Err(Error::Conflict(format!("Property {root} already present.")));
+                        return Err(Error::Conflict(format!("Property {root} already present."))
+                            .as_detail());
                     }
                     continue;
                 }
@@ -269,10 +270,13 @@ pub fn apply(
                 let exists = img.properties.contains_key(root);
                 match change.op {
                     Op::Replace if !exists => {
-                        return Err(Error::Conflict(format!("Property {root} does not exist.")));
+                        return Err(
+                            Error::Conflict(format!("Property {root} does not exist.")).as_detail()
+                        );
                     }
                     Op::Add if exists && dialect == Dialect::Draft4 => {
-                        return Err(Error::Conflict(format!("Property {root} already present.")));
+                        return Err(Error::Conflict(format!("Property {root} already present."))
+                            .as_detail());
                     }
                     _ => {}
                 }
@@ -286,12 +290,15 @@ pub fn apply(
             Op::Remove => {
                 policy::check_modify(ctx, image)?;
                 if crate::domain::image::BASE_PROPERTIES.contains(&root) {
-                    return Err(Error::Forbidden(format!(
-                        "Property {root} may not be removed."
-                    )));
+                    return Err(
+                        Error::Forbidden(format!("Property {root} may not be removed."))
+                            .as_detail(),
+                    );
                 }
                 if img.properties.remove(root).is_none() {
-                    return Err(Error::Conflict(format!("Property {root} does not exist.")));
+                    return Err(
+                        Error::Conflict(format!("Property {root} does not exist.")).as_detail()
+                    );
                 }
             }
         }
@@ -310,6 +317,15 @@ fn apply_location(
         Op::Remove => "remove",
         Op::Replace => "update",
     };
+    // Glance refuses an empty list before anything else.
+    let empty = change
+        .value
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_none_or(|l| l.is_empty());
+    if change.op == Op::Replace && empty {
+        return Err(Error::Forbidden("Cannot set locations to empty list.".into()).as_detail());
+    }
     if !opts.show_multiple_locations {
         return Err(Error::Forbidden(format!(
             "It's not allowed to {verb} locations if locations are invisible."
@@ -321,9 +337,10 @@ fn apply_location(
             ctx.enforce_on("delete_image_location", img)?;
             let pos = position(&change.path[1], img.locations.len(), false)?;
             if img.locations.len() == 1 {
-                return Err(Error::Forbidden(
-                    "Cannot remove last location in the image.".into(),
-                ));
+                return Err(
+                    Error::Forbidden("Cannot remove last location in the image.".into())
+                        .as_detail(),
+                );
             }
             img.locations.remove(pos);
         }
@@ -339,11 +356,6 @@ fn apply_location(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            if list.is_empty() {
-                return Err(Error::Forbidden(
-                    "Cannot set locations to empty list.".into(),
-                ));
-            }
             if !img.locations.is_empty() {
                 return Err(Error::BadRequest(
                     "Cannot replace locations from a non-empty list to a non-empty list.".into(),

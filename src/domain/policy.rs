@@ -125,8 +125,9 @@ pub fn check_create(ctx: &Context, owner: Option<&str>) -> Result<()> {
     )?;
     match owner {
         Some(o) if !ctx.is_admin && Some(o) != ctx.project_id.as_deref() => Err(Error::Forbidden(
-            format!("You are not permitted to create images owned by '{o}'."),
-        )),
+            format!("You are not permitted to create images owned by '{o}'"),
+        )
+        .as_detail()),
         _ => Ok(()),
     }
 }
