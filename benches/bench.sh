@@ -6,23 +6,8 @@
 #
 #   benches/bench.sh [WORKDIR]     (default: a temporary directory; needs ~14 GiB free)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-work=${1:-$(mktemp -d /tmp/glance-bench.XXXXXX)}
-mkdir -p "$work"
-cargo build --release -q
-bin=$PWD/target/release/glance-rs
-. benches/lib.sh
-
-# best_of N BYTES COMMAND...: the best MB/s of N runs of COMMAND moving BYTES.
-best_of() {
-  local n=$1 bytes=$2 best=0 t0 t1 r; shift 2
-  for _ in $(seq 1 "$n"); do
-    t0=$(now); "$@"; t1=$(now)
-    r=$(mbps "$bytes" "$(secs "$t0" "$t1")")
-    [ "$r" -gt "$best" ] && best=$r
-  done
-  echo "$best"
-}
+. "$(dirname "$0")/lib.sh"
+release_build_in glance-bench "${1:-}"
 
 # This VM's speed drifts by 10-20% from one minute to the next (one 3 s openssl sample read
 # 321 MB/s, the next 424), so rates are the best of several samples: the machine's capability,
@@ -172,21 +157,6 @@ echo "active after the run: $active"
 for id in "${ids[@]}"; do curl -sf -X DELETE "$url/v2/images/$id"; done
 
 echo "== GET /v2/images latency with 1,000 images"
-python3 - "$url" <<'PY'
-import json, sys, time, urllib.request
-url = sys.argv[1]
-def req(method, path, body=None):
-    r = urllib.request.Request(url + path, method=method, data=body and json.dumps(body).encode(),
-                               headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(r) as resp:
-        return resp.read()
-for i in range(1000):
-    req("POST", "/v2/images", {"name": "img-%04d" % i, "os_distro": "bench", "tags": ["a", "b"]})
-for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"), ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name")):
-    times = []
-    for _ in range(100 if "1000" not in q else 20):
-        t = time.perf_counter(); req("GET", "/v2/images" + q); times.append(time.perf_counter() - t)
-    times.sort()
-    print("%s: p50 %.1f ms, p90 %.1f ms" % (label, 1000 * times[len(times) // 2], 1000 * times[int(len(times) * 0.9)]))
-PY
+echo "creating 1,000 image records: $(fill_images "$url" 1000) ms each"
+list_latency "$url"
 echo "server RSS now: $(awk '/VmRSS/ { printf "%.0f", $2/1024 }' /proc/$pid/status) MiB"

@@ -2,6 +2,16 @@
 
 SERVER_PIDS=()
 
+# release_build_in NAME [WORKDIR]: moves to the repository, builds the release binary; sets
+# `work` (WORKDIR, or a new /tmp/NAME.XXXXXX) and `bin`.
+release_build_in() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  work=${2:-$(mktemp -d "/tmp/$1.XXXXXX")}
+  mkdir -p "$work"
+  cargo build --release -q
+  bin=$PWD/target/release/glance-rs
+}
+
 # start_server DIR BIN [LINE...]: writes DIR/glance-api.conf (loopback, any free port, SQLite
 # and the file store in DIR, then LINE... as given, inside [glance_store] unless they open
 # another section), starts BIN with it and waits until it listens. Sets SERVER_URL and
@@ -50,4 +60,51 @@ create_image() {
   curl -sf -X POST "$1/v2/images" -H 'Content-Type: application/json' \
     -d "{\"name\": \"$2\", \"disk_format\": \"raw\", \"container_format\": \"bare\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+# best_of N BYTES COMMAND...: the best MB/s of N runs of COMMAND moving BYTES.
+best_of() {
+  local n=$1 bytes=$2 best=0 t0 t1 r; shift 2
+  for _ in $(seq 1 "$n"); do
+    t0=$(now); "$@"; t1=$(now)
+    r=$(mbps "$bytes" "$(secs "$t0" "$t1")")
+    [ "$r" -gt "$best" ] && best=$r
+  done
+  echo "$best"
+}
+
+# fill_images URL N: creates N image records (with a property and two tags); prints the mean
+# milliseconds per create.
+fill_images() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+t = time.perf_counter()
+for i in range(n):
+    r = urllib.request.Request(url + "/v2/images", method="POST",
+                               data=json.dumps({"name": "img-%04d" % i, "os_distro": "bench",
+                                                "tags": ["a", "b"]}).encode(),
+                               headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(r).read()
+print("%.1f" % (1000 * (time.perf_counter() - t) / n))
+PY
+}
+
+# list_latency URL: p50 and p90 of GET /v2/images: default page, limit=1000, a property filter
+# sorted by name; one line each.
+list_latency() {
+  python3 - "$1" <<'PY'
+import sys, time, urllib.request
+url = sys.argv[1]
+for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"),
+                 ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name")):
+    times = []
+    for _ in range(100 if "1000" not in q else 20):
+        t = time.perf_counter()
+        urllib.request.urlopen(url + "/v2/images" + q).read()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    print("%s: p50 %.1f ms, p90 %.1f ms" % (label, 1000 * times[len(times) // 2],
+                                             1000 * times[int(len(times) * 0.9)]))
+PY
 }
