@@ -50,12 +50,10 @@ OS_GLANCE_CONFIG_DIR=$g/etc "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
   --lazy-apps --die-on-term --http-auto-chunked --http-raw-body --buffer-size 65535 \
   >"$g/uwsgi.log" 2>&1 &
 glance_pid=$!
-trap 'kill "$glance_pid" 2>/dev/null; wait "$glance_pid" 2>/dev/null; stop_servers' EXIT
+stop_glance() { kill "$glance_pid" 2>/dev/null || true; wait "$glance_pid" 2>/dev/null || true; }
+trap 'stop_glance; stop_servers' EXIT
 for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/versions" >/dev/null 2>&1 && break; sleep 0.2; done
 glance_url=http://127.0.0.1:$port
-
-start_server "$work/rs" "$bin"
-rs_url=$SERVER_URL rs_pid=$SERVER_PID
 
 img=$work/img-1g.bin
 [ -f "$img" ] || head -c $((1 << 30)) /dev/urandom >"$img"
@@ -93,7 +91,11 @@ measure() {
 
 read_all() { cat "$1" >/dev/null; }
 echo "== this machine: openssl sha512 (one core) $(openssl speed -bytes 1048576 -seconds 2 sha512 2>/dev/null | openssl_mbps sha512) MB/s, cat of the image $(best_of 3 $((1 << 30)) read_all "$img") MB/s"
-{ measure glance "$glance_url" "$glance_pid"; measure glance-rs "$rs_url" "$rs_pid"; } >"$work/figures"
+# One server at a time: the other one stopped, so that neither competes for the two cores.
+measure glance "$glance_url" "$glance_pid" >"$work/figures"
+stop_glance
+start_server "$work/rs" "$bin"
+measure glance-rs "$SERVER_URL" "$SERVER_PID" >>"$work/figures"
 echo "== Glance 33.0.0 (uWSGI, 2 processes) and glance-rs, same machine, same requests"
 awk -F'\t' '{ v[$2, $1] = $3; if (!seen[$2]++) order[++n] = $2 }
      END {
