@@ -143,14 +143,15 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
+        // Glance raises every 415 and 416 with a detail (webob's 415 template shows nothing else).
+        let detail = matches!(self, Error::Detail(_))
+            || matches!(
+                inner,
+                Error::UnsupportedMediaType { .. } | Error::RangeNotSatisfiable(_)
+            );
         let text = match inner {
             Error::MethodNotAllowed { .. } => ErrorText::default(),
-            // Glance always raises these with a detail (webob's 415 template shows nothing else).
-            Error::UnsupportedMediaType { .. } | Error::RangeNotSatisfiable(_) => ErrorText {
-                explanation: String::new(),
-                detail: inner.to_string(),
-            },
-            _ if matches!(self, Error::Detail(_)) => ErrorText {
+            _ if detail => ErrorText {
                 explanation: String::new(),
                 detail: inner.to_string(),
             },
