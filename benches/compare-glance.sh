@@ -5,55 +5,19 @@
 # cores), no auth (Glance's pipeline without authtoken, the rules used opened to everyone),
 # SQLite, file store; glance-rs with the same.
 #
-#   benches/compare-glance.sh [WORKDIR]   (installs Glance into .test-env/glance/venv when
+#   benches/compare-glance.sh [WORKDIR]   (scripts/glance.sh installs Glance when
 #                                          missing, ~70 s; needs ~3 GiB free)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 release_build_in glance-compare "${1:-}"
 
-venv=$PWD/.test-env/glance/venv
-packages="glance==33.0.0 uWSGI==2.0.31"
-if [ "$(cat "$venv/.packages" 2>/dev/null)" != "$packages" ]; then
-  echo "installing $packages into $venv" >&2
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q --disable-pip-version-check $packages
-  echo "$packages" >"$venv/.packages"
-fi
-
-# The real Glance: config directory, schema, uWSGI on a free loopback port.
-g=$work/glance; rm -rf "$g"; mkdir -p "$g/etc" "$g/images" "$g/staging"
+# The real Glance (scripts/glance.sh installs it when missing), on a free loopback port.
+g=$work/glance; rm -rf "$g"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cp "$venv/etc/glance/glance-api-paste.ini" "$g/etc/"
-cat >"$g/etc/glance-api.conf" <<CONF
-[DEFAULT]
-worker_self_reference_url = http://127.0.0.1:$port
-node_staging_uri = file://$g/staging
-log_file = $g/glance.log
-[database]
-connection = sqlite:///$g/glance.sqlite
-[glance_store]
-stores = file
-default_store = file
-filesystem_store_datadir = $g/images
-[oslo_policy]
-policy_file = $g/etc/policy.yaml
-enforce_scope = false
-CONF
-# Without authtoken every request is an admin context with no roles, which Glance's default
-# policies refuse: open the rules these requests need.
-printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
-  delete_image modify_image >"$g/etc/policy.yaml"
-"$venv/bin/glance-manage" --config-file "$g/etc/glance-api.conf" db_sync >"$g/manage.log" 2>&1
-OS_GLANCE_CONFIG_DIR=$g/etc "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
-  --module glance.wsgi.api:application --master --processes 2 --threads 1 --enable-threads \
-  --lazy-apps --die-on-term --http-auto-chunked --http-raw-body --buffer-size 65535 \
-  >"$g/uwsgi.log" 2>&1 &
-glance_pid=$!
-stop_glance() { kill "$glance_pid" 2>/dev/null || true; wait "$glance_pid" 2>/dev/null || true; }
+stop_glance() { scripts/glance.sh stop "$g"; }
 trap 'stop_glance; stop_servers' EXIT
-for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/versions" >/dev/null 2>&1 && break; sleep 0.2; done
-glance_url=http://127.0.0.1:$port
+glance_url=$(scripts/glance.sh start "$g" "$port" | sed -n 's/^GLANCE_URL=//p')
+glance_pid=$(cat "$g/uwsgi.pid")
 
 img=$work/img-1g.bin
 [ -f "$img" ] || head -c $((1 << 30)) /dev/urandom >"$img"

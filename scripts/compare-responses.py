@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Sends the same requests to the real Glance and to glance-rs and prints where the answers
+differ: status, reason phrase, Content-Type and body (JSON compared parsed; for successes only
+status and reason, as ids and dates differ). Each request goes with Accept: application/json,
+text/html and none (webob renders errors in JSON, HTML or plain text from it).
+
+    scripts/compare-responses.py GLANCE_URL GLANCE_RS_URL
+
+Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
+glance-rs serves noauth by default. Exits 1 if an answer differs other than as listed in
+KNOWN.
+"""
+
+import http.client
+import json
+import sys
+import urllib.parse
+
+PATCH = "application/openstack-images-v2.1-json-patch"
+JSON = {"Content-Type": "application/json"}
+
+# (method, path, body, headers); {i}: an image with 26 bytes of data, {q}: a queued image.
+CASES = [
+    ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/nosuch"}], {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/min_ram"}], {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{i}", [{"op": "replace", "path": "/nosuch", "value": "x"}],
+     {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{i}", [{"op": "replace", "path": "/locations", "value": []}],
+     {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{i}", [], JSON),
+    ("POST", "/v2/images", {"name": "x", "os_glance_foo": "y"}, JSON),
+    ("POST", "/v2/images", "{bad json", JSON),
+    ("POST", "/v2/images", {"name": "x", "size": 5}, JSON),
+    ("POST", "/v2/images", {"name": "x", "disk_format": "nope"}, JSON),
+    ("POST", "/v2/images", {"name": "x", "id": "not-a-uuid"}, JSON),
+    ("PUT", "/v2/images/{q}/file", b"abc", {"Content-Type": "text/plain"}),
+    ("PUT", "/v2/images/{q}/file", b"abc", {}),
+    ("PUT", "/v2/images/{i}/file", b"abc", {"Content-Type": "application/octet-stream"}),
+    ("GET", "/v2/images/{q}/file", None, {}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=30-"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=x"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=1-2,4-5"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=-0"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "Bytes = 2 - 4"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=-5"}),
+    ("GET", "/v2/images/{i}/file", None, {"Content-Range": "bytes 3-11/*"}),
+    ("GET", "/v2/images/{i}/file", None, {"Content-Range": "bytes 9-3/*"}),
+    ("GET", "/v2/images/{i}/file", None, {"Content-Range": "bytes 0-26/*"}),
+    ("GET", "/v2/images/nosuch", None, {}),
+    ("DELETE", "/v2/images/nosuch", None, {}),
+    ("PUT", "/v2/images/nosuch/tags/x", None, {}),
+    ("DELETE", "/v2/images/{i}/tags/nosuch", None, {}),
+    ("GET", "/v2/images/{i}/members/nosuch", None, {}),
+    ("POST", "/v2/images/{i}/members", {"member": "p2"}, JSON),
+    ("GET", "/v2/schemas/nosuch", None, {}),
+    ("POST", "/v2/images/{q}/actions/deactivate", None, {}),
+    ("POST", "/v2/images/{q}/actions/nosuch", None, {}),
+    ("GET", "/v2/images?limit=-1", None, {}),
+    ("GET", "/v2/images?sort_key=foo", None, {}),
+    ("GET", "/v2/images?sort_dir=up", None, {}),
+    ("GET", "/v2/images?marker=nosuch", None, {}),
+]
+
+# Requests whose answers differ knowingly: the message of a schema violation is Python
+# jsonschema's (its own wording plus a dump of the schema), glance-rs's is the Rust crate's.
+KNOWN = {
+    ("POST", "/v2/images", '{"name": "x", "disk_format": "nope"}'),
+    ("POST", "/v2/images", '{"name": "x", "id": "not-a-uuid"}'),
+}
+
+
+def client(base):
+    u = urllib.parse.urlparse(base)
+
+    def req(method, path, body=None, headers=None):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, r.reason, r.getheader("Content-Type"), data
+
+    def new_image(name):
+        body = json.dumps({"name": name, "disk_format": "raw", "container_format": "bare"})
+        return json.loads(req("POST", "/v2/images", body, JSON)[3])["id"]
+
+    image = new_image("with-data")
+    req("PUT", f"/v2/images/{image}/file", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        {"Content-Type": "application/octet-stream"})
+    return req, image, new_image("queued")
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sides = [client(u) for u in sys.argv[1:]]
+    differ = known = 0
+    for method, path, body, headers in CASES:
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        for accept in ("application/json", "text/html", None):
+            answers = []
+            for req, image, queued in sides:
+                h = dict(headers, **({"Accept": accept} if accept else {}))
+                status, reason, ctype, data = req(method, path.format(i=image, q=queued), body, h)
+                text = data.decode(errors="replace").replace(image, "IMAGE").replace(queued, "QUEUED")
+                if ctype and "json" in ctype:
+                    try:
+                        text = json.loads(text)
+                    except ValueError:
+                        pass
+                answers.append((status, reason) if status < 400 else (status, reason, ctype, text))
+            if answers[0] == answers[1]:
+                continue
+            if (method, path, body) in KNOWN:
+                known += 1
+                continue
+            differ += 1
+            print(f"DIFFERS {method} {path} {headers} Accept: {accept}")
+            for side, a in zip(("glance   ", "glance-rs"), answers):
+                print(f"  {side} {a!r:.600}")
+    total = len(CASES) * 3
+    print(f"{differ} of {total} answers differ ({known} more as known)")
+    sys.exit(1 if differ else 0)
+
+
+if __name__ == "__main__":
+    main()

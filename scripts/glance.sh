@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The real Glance, to compare glance-rs with: glance 33.0.0 from PyPI served by uWSGI on
+# 127.0.0.1, SQLite, the file store, no authentication (Glance's pipeline without authtoken:
+# every request is an admin context without roles, so the policy rules such requests need are
+# opened to everyone). Not used by the tests.
+#
+#   scripts/glance.sh start DIR [PORT]   install into .test-env/glance/venv if missing, set up
+#                                        DIR if new, start uWSGI (2 processes), wait until it
+#                                        answers; prints GLANCE_URL=http://127.0.0.1:PORT
+#   scripts/glance.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
+set -euo pipefail
+
+cmd=${1:?start|stop}
+dir=$(realpath -m "${2:?glance directory}")
+port=${3:-9393}
+venv=${GLANCE_VENV:-$(realpath -m "$(dirname "$0")/../.test-env/glance/venv")}
+packages="glance==33.0.0 uWSGI==2.0.31"
+
+say() { echo "glance.sh: $*" >&2; }
+
+stop() {
+  [ -s "$dir/uwsgi.pid" ] || return 0
+  local pid; pid=$(cat "$dir/uwsgi.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/uwsgi.pid"
+}
+
+install() {
+  if [ "$(cat "$venv/.packages" 2>/dev/null)" = "$packages" ]; then return 0; fi
+  say "installing $packages into $venv (about 70 s)"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $packages
+  echo "$packages" >"$venv/.packages"
+}
+
+setup() {
+  mkdir -p "$dir/etc" "$dir/images" "$dir/staging"
+  cp "$venv/etc/glance/glance-api-paste.ini" "$dir/etc/"
+  cat >"$dir/etc/glance-api.conf" <<CONF
+[DEFAULT]
+worker_self_reference_url = http://127.0.0.1:$port
+node_staging_uri = file://$dir/staging
+log_file = $dir/glance.log
+[database]
+connection = sqlite:///$dir/glance.sqlite
+[glance_store]
+stores = file
+default_store = file
+filesystem_store_datadir = $dir/images
+[oslo_policy]
+policy_file = $dir/etc/policy.yaml
+enforce_scope = false
+CONF
+  printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
+    delete_image modify_image deactivate reactivate get_member get_members add_member \
+    modify_member delete_member >"$dir/etc/policy.yaml"
+  "$venv/bin/glance-manage" --config-file "$dir/etc/glance-api.conf" db_sync >"$dir/manage.log" 2>&1
+  touch "$dir/.setup"
+}
+
+case "$cmd" in
+  start)
+    install
+    [ -e "$dir/.setup" ] || setup
+    if ! { [ -s "$dir/uwsgi.pid" ] && kill -0 "$(cat "$dir/uwsgi.pid")" 2>/dev/null; }; then
+      # Clients stream uploads chunked: uWSGI must pass such bodies through.
+      OS_GLANCE_CONFIG_DIR=$dir/etc "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
+        --module glance.wsgi.api:application --master --processes 2 --threads 1 \
+        --enable-threads --lazy-apps --die-on-term --http-auto-chunked --http-raw-body \
+        --buffer-size 65535 --pidfile "$dir/uwsgi.pid" --daemonize2 "$dir/uwsgi.log" \
+        --virtualenv "$venv" >>"$dir/uwsgi.log" 2>&1
+    fi
+    for _ in $(seq 1 150); do
+      curl -sf "http://127.0.0.1:$port/versions" >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    curl -sf "http://127.0.0.1:$port/versions" >/dev/null || { say "glance did not start; see $dir/uwsgi.log"; exit 1; }
+    echo "GLANCE_URL=http://127.0.0.1:$port"
+    ;;
+  stop) stop ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+esac
