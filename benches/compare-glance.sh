@@ -15,7 +15,7 @@ release_build_in glance-compare "${1:-}"
 g=$work/glance; rm -rf "$g"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 stop_glance() { scripts/glance.sh stop "$g"; }
-trap 'stop_glance; stop_servers' EXIT
+trap 'stop_glance; stop_servers; rm -rf "$g" "$work/rs"' EXIT
 glance_url=$(scripts/glance.sh start "$g" "$port" | sed -n 's/^GLANCE_URL=//p')
 glance_pid=$(cat "$g/uwsgi.pid")
 
@@ -33,8 +33,10 @@ rss() {
 
 # measure NAME URL PID: one line per figure, "NAME<tab>figure<tab>value".
 measure() {
-  local name=$1 url=$2 pid=$3 id best=0 r t0 t1 c0 c1 cpu
+  local name=$1 url=$2 pid=$3 id="" best=0 r t0 t1 c0 c1 cpu
   for _ in 1 2 3; do
+    # One image stored at a time.
+    [ -z "$id" ] || curl -sf -X DELETE "$url/v2/images/$id"
     id=$(create_image "$url" bench)
     c0=$(machine_busy); t0=$(now); upload "$url" "$id"; t1=$(now); c1=$(machine_busy)
     r=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
@@ -58,7 +60,7 @@ echo "== this machine: openssl sha512 (one core) $(openssl speed -bytes 1048576 
 # One server at a time: the other one stopped, so that neither competes for the two cores.
 measure glance "$glance_url" "$glance_pid" >"$work/figures"
 stop_glance
-start_server "$work/rs" "$bin"
+rm -rf "$work/rs"; start_server "$work/rs" "$bin"
 measure glance-rs "$SERVER_URL" "$SERVER_PID" >>"$work/figures"
 echo "== Glance 33.0.0 (uWSGI, 2 processes) and glance-rs, same machine, same requests"
 awk -F'\t' '{ v[$2, $1] = $3; if (!seen[$2]++) order[++n] = $2 }
