@@ -410,7 +410,7 @@ pub async fn delete(
 ) -> Result<Response> {
     // Glance's words for an image that is not there (or not visible) when deleting.
     let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
-    let img = s.visible_image_or(&ctx, &id, gone()).await?;
+    let img = s.visible_image_or(&ctx, &id, gone).await?;
     policy::check_delete(&ctx, &img)?;
     if img.protected {
         return Err(Error::Forbidden(format!(

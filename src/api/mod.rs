@@ -45,20 +45,25 @@ pub struct AppState {
 impl AppState {
     /// The image if the caller may see it, else 404 (Glance hides what you cannot see).
     pub async fn visible_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.visible_image_or(ctx, id, Error::image_not_found(id))
+        self.visible_image_or(ctx, id, || Error::image_not_found(id))
             .await
     }
 
     /// As `visible_image`, with the 404 the calling Glance handler words its own way.
-    pub async fn visible_image_or(&self, ctx: &Context, id: &str, missing: Error) -> Result<Image> {
+    pub async fn visible_image_or(
+        &self,
+        ctx: &Context,
+        id: &str,
+        missing: impl Fn() -> Error,
+    ) -> Result<Image> {
         let Some(img) = self.db.get_image(id).await? else {
-            return Err(missing);
+            return Err(missing());
         };
         let member = !ctx.is_admin
             && !ctx.owns(&img)
             && self.db.is_member(id, ctx.project_id.as_deref()).await?;
         if !policy::can_see(ctx, &img, member) {
-            return Err(missing);
+            return Err(missing());
         }
         ctx.enforce_on("get_image", &img)?;
         Ok(img)

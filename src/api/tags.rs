@@ -7,8 +7,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::images::check_quotas;
+use crate::domain::image::Image;
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
+
+/// The image whose tags change, or a 404 in the tags controller's words.
+async fn image(s: &AppState, ctx: &Context, id: &str) -> Result<Image> {
+    let missing = || Error::NotFound(format!("Image {id} not found."));
+    s.visible_image_or(ctx, id, missing).await
+}
 
 pub async fn add(
     State(s): State<AppState>,
@@ -17,8 +24,7 @@ pub async fn add(
 ) -> Result<Response> {
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
-    let missing = Error::NotFound(format!("Image {id} not found."));
-    let img = s.visible_image_or(&ctx, &id, missing).await?;
+    let img = image(&s, &ctx, &id).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         let mut updated = img.clone();
@@ -34,8 +40,7 @@ pub async fn remove(
     Extension(ctx): Extension<Context>,
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
-    let missing = Error::NotFound(format!("Image {id} not found."));
-    let img = s.visible_image_or(&ctx, &id, missing).await?;
+    let img = image(&s, &ctx, &id).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         return Err(Error::NotFound(String::new()));
