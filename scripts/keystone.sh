@@ -22,25 +22,7 @@ packages="keystone==30.0.0 uWSGI==2.0.31"
 
 say() { echo "keystone.sh: $*" >&2; }
 
-stop() {
-  [ -s "$dir/uwsgi.pid" ] || return 0
-  local pid; pid=$(cat "$dir/uwsgi.pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/uwsgi.pid"
-}
-
-install() {
-  if [ "$(cat "$venv/.packages" 2>/dev/null)" = "$packages" ]; then return 0; fi
-  say "installing $packages into $venv"
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q --disable-pip-version-check $packages
-  echo "$packages" >"$venv/.packages"
-}
+. "$(dirname "$0")/uwsgi-lib.sh"
 
 manage() { OS_KEYSTONE_CONFIG_FILES=$conf "$venv/bin/keystone-manage" --config-file "$conf" "$@" 2>>"$dir/manage.log"; }
 
