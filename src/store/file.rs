@@ -106,7 +106,7 @@ impl FileStore {
                 .map_err(|e| format!("filesystem_store_datadir {}: {e}", dir.display()))?;
             let probe = dir.join(format!(".glance-rs-probe-{}", uuid::Uuid::new_v4()));
             let writes = File::create(&probe)
-                .map(|f| direct_io(&f, opts.direct_io))
+                .map(|f| enable_direct_io(&f, opts.direct_io))
                 .and_then(|w| std::fs::remove_file(&probe).map(|_| w))
                 .map_err(|e| {
                     format!(
@@ -368,7 +368,7 @@ const OTHER_FS: &[(u32, &str)] = &[
 
 /// Turns O_DIRECT on for `f` where `setting` asks for it; Ok(filesystem) if it is on, else
 /// why not.
-fn direct_io(f: &File, setting: DirectIo) -> Result<String, String> {
+fn enable_direct_io(f: &File, setting: DirectIo) -> Result<String, String> {
     use std::os::fd::AsRawFd;
     let fd = f.as_raw_fd();
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
@@ -534,7 +534,7 @@ impl Store for FileStore {
             .create_new(true)
             .open(&tmp)
             .map_err(classify_io)?;
-        let direct = direct_io(&file, self.direct_io).is_ok();
+        let direct = enable_direct_io(&file, self.direct_io).is_ok();
         Ok(Box::new(FileWriter {
             metadata: self.metadata_for(&dest),
             tmp,
@@ -674,7 +674,7 @@ mod tests {
     fn direct_writes_store_exactly_the_bytes_given() {
         let dir = tempfile::tempdir().unwrap();
         let probe = File::create(dir.path().join("probe")).unwrap();
-        if let Err(why) = direct_io(&probe, DirectIo::On) {
+        if let Err(why) = enable_direct_io(&probe, DirectIo::On) {
             panic!("{why}: this test would not test O_DIRECT");
         }
         // Buffers are large or small depending on the writers at work (tests run in parallel):
