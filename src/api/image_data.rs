@@ -316,13 +316,18 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
         return Err(invalid());
     }
     if start >= size {
-        return Err(Error::RangeNotSatisfiable(format!(
-            "Invalid start position in Range header. Start position MUST be in the inclusive range [0, {}].",
-            size as i64 - 1
-        )));
+        return Err(bad_start("Range", size));
     }
     let last = last.map(|e| e.min(size - 1)).unwrap_or(size - 1);
     Ok((start, last - start + 1))
+}
+
+/// Glance's 416 for a range starting past the end of an image of `size` bytes.
+fn bad_start(header: &str, size: u64) -> Error {
+    Error::RangeNotSatisfiable(format!(
+        "Invalid start position in {header} header. Start position MUST be in the inclusive range [0, {}].",
+        size as i64 - 1
+    ))
 }
 
 /// The request `Content-Range: bytes FIRST-LAST/LENGTH` (LENGTH may be `*`) that Glance still
@@ -350,10 +355,7 @@ fn parse_content_range(value: &str, size: u64) -> Result<(u64, u64)> {
         )));
     }
     if start >= size {
-        return Err(Error::RangeNotSatisfiable(format!(
-            "Invalid start position in Content-Range header. Start position MUST be in the inclusive range [0, {}].",
-            size as i64 - 1
-        )));
+        return Err(bad_start("Content-Range", size));
     }
     // A stated length larger than the image: serve what there is (Glance would promise more
     // bytes than it sends).
@@ -415,13 +417,15 @@ pub async fn download(
     };
     let order = download_order(&s, &img.locations, query.as_deref())?;
     let size = size.max(0) as u64;
-    let text = |v: &HeaderValue| v.to_str().unwrap_or("").to_string();
+    fn text(v: &HeaderValue) -> &str {
+        v.to_str().unwrap_or("")
+    }
     let range = match (
         headers.get(header::RANGE),
         headers.get(header::CONTENT_RANGE),
     ) {
-        (Some(v), _) => Some(parse_range(&text(v), size)?),
-        (None, Some(v)) => Some(parse_content_range(&text(v), size)?),
+        (Some(v), _) => Some(parse_range(text(v), size)?),
+        (None, Some(v)) => Some(parse_content_range(text(v), size)?),
         (None, None) => None,
     };
     let (offset, len) = range.unwrap_or((0, size));

@@ -221,10 +221,8 @@ async fn render_errors(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let method = req.method().to_string();
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // Kept for webob's 415 body; a HeaderValue clone shares the request's bytes.
+    let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     let resp = next.run(req).await;
     let Some(text) = resp.extensions().get::<ErrorText>().cloned() else {
         return resp;
@@ -240,7 +238,10 @@ async fn render_errors(req: Request, next: Next) -> Response {
         status,
         &text,
         &method,
-        content_type.as_deref(),
+        content_type
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .as_deref(),
         pick_format(accept.as_deref()),
     );
     let (mut parts, _) = resp.into_parts();

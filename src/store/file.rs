@@ -370,6 +370,9 @@ const OTHER_FS: &[(u32, &str)] = &[
 /// why not.
 fn enable_direct_io(f: &File, setting: DirectIo) -> Result<String, String> {
     use std::os::fd::AsRawFd;
+    if setting == DirectIo::Off {
+        return Err("filesystem_store_direct_io = false".into());
+    }
     let fd = f.as_raw_fd();
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: fd is open for the duration of the call; statfs fills the struct it is given.
@@ -380,24 +383,20 @@ fn enable_direct_io(f: &File, setting: DirectIo) -> Result<String, String> {
     } else {
         None
     };
-    let known = |list: &[(u32, &str)]| {
+    let name = |list: &[(u32, &'static str)]| {
         list.iter()
             .find(|(m, _)| Some(*m) == magic)
-            .map(|(_, n)| n.to_string())
+            .map(|(_, n)| *n)
     };
-    let local = known(LOCAL_DISK_FS);
-    let fs = local
-        .clone()
-        .or_else(|| known(OTHER_FS))
-        .unwrap_or_else(|| format!("filesystem {:#x}", magic.unwrap_or(0)));
-    match setting {
-        DirectIo::Off => return Err("filesystem_store_direct_io = false".into()),
-        DirectIo::Auto if local.is_none() => {
-            return Err(format!(
-                "{fs} is not a local disk filesystem; filesystem_store_direct_io = auto"
-            ));
-        }
-        _ => {}
+    let local = name(LOCAL_DISK_FS);
+    let fs = local.or_else(|| name(OTHER_FS)).map_or_else(
+        || format!("filesystem {:#x}", magic.unwrap_or(0)),
+        str::to_string,
+    );
+    if setting == DirectIo::Auto && local.is_none() {
+        return Err(format!(
+            "{fs} is not a local disk filesystem; filesystem_store_direct_io = auto"
+        ));
     }
     // SAFETY: fcntl on a descriptor `f` owns, with integer arguments only.
     let on = unsafe {
