@@ -1,10 +1,13 @@
 //! In-flight disk image format inspection: the upload stream passes through `Inspector::feed`,
-//! which keeps only the first MiB, the last 512 bytes and any region a header points to, so it
-//! costs a bounded copy whatever the image size. At the end it names the format, its virtual
+//! which keeps the first 64 KiB, the first MiB only when those show a format's signature (raw
+//! data needs no more), the last 512 bytes and any region a header points to, so it costs a
+//! bounded copy whatever the image size. At the end it names the format, its virtual
 //! size, and whether the image is safe to hand to a hypervisor (no backing or data files, no
 //! VMDK extents outside the image, sane partition tables) — the checks Glance applies.
 
 const HEAD: usize = 1 << 20;
+/// Every signature sits in the first 64 KiB (the deepest, ISO's, at 0x9001).
+const SNIFF: usize = 64 << 10;
 const TAIL: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +60,12 @@ pub enum Verdict {
     Unsafe(String),
 }
 
-#[derive(Default)]
 pub struct Inspector {
     head: Vec<u8>,
+    /// How much of the stream `head` keeps: HEAD once the first SNIFF bytes show a format's
+    /// signature, else SNIFF (holding a MiB for each of many concurrent raw uploads was a
+    /// quarter of the server's peak memory).
+    head_limit: usize,
     tail: Vec<u8>,
     total: u64,
     /// Regions beyond the head that a header asked for: (offset, len, captured bytes).
@@ -119,6 +125,19 @@ const fn guid(s: &str) -> [u8; 16] {
     ]
 }
 
+impl Default for Inspector {
+    fn default() -> Self {
+        Inspector {
+            head: Vec::new(),
+            head_limit: SNIFF,
+            tail: Vec::new(),
+            total: 0,
+            wanted: Vec::new(),
+            vhdx_parsed: false,
+        }
+    }
+}
+
 impl Inspector {
     pub fn new() -> Self {
         Inspector::default()
@@ -126,9 +145,18 @@ impl Inspector {
 
     pub fn feed(&mut self, chunk: &[u8]) {
         let start = self.total;
-        if self.head.len() < HEAD {
-            let n = (HEAD - self.head.len()).min(chunk.len());
-            self.head.extend_from_slice(&chunk[..n]);
+        let mut rest = chunk;
+        while self.head.len() < self.head_limit && !rest.is_empty() {
+            if self.head.capacity() == 0 {
+                self.head.reserve_exact(SNIFF);
+            }
+            let n = (self.head_limit - self.head.len()).min(rest.len());
+            self.head.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.head.len() == SNIFF && !formats(&self.head, false).is_empty() {
+                self.head_limit = HEAD;
+                self.head.reserve_exact(HEAD - SNIFF);
+            }
         }
         for (off, len, buf) in &mut self.wanted {
             let (off, end) = (*off, *off + *len as u64);
@@ -163,32 +191,8 @@ impl Inspector {
     }
 
     pub fn finish(self) -> Inspection {
-        let mut matched = Vec::new();
-        let h = &self.head;
-        if h.starts_with(b"QFI\xfb") {
-            matched.push(Format::Qcow2);
-        }
-        if u32le(h, 0x40) == Some(0xbeda107f) {
-            matched.push(Format::Vdi);
-        }
-        if h.starts_with(b"conectix") || (self.total >= 512 && self.tail.starts_with(b"conectix")) {
-            matched.push(Format::Vhd);
-        }
-        if h.starts_with(b"vhdxfile") {
-            matched.push(Format::Vhdx);
-        }
-        if h.starts_with(b"KDMV") || h.starts_with(b"# Disk DescriptorFile") {
-            matched.push(Format::Vmdk);
-        }
-        if [0x8001usize, 0x8801, 0x9001]
-            .iter()
-            .any(|o| h.get(*o..*o + 5) == Some(b"CD001".as_slice()))
-        {
-            matched.push(Format::Iso);
-        }
-        if h.get(510..512) == Some([0x55u8, 0xAA].as_slice()) {
-            matched.push(Format::Gpt);
-        }
+        let vhd_footer = self.total >= 512 && self.tail.starts_with(b"conectix");
+        let matched = formats(&self.head, vhd_footer);
         Inspection {
             matched,
             size: self.total,
@@ -197,6 +201,37 @@ impl Inspector {
             regions: self.wanted.into_iter().map(|(o, _, b)| (o, b)).collect(),
         }
     }
+}
+
+/// The formats whose signature `h` (the head of the data) carries; `vhd_footer`:
+/// the data ends with a VHD footer.
+fn formats(h: &[u8], vhd_footer: bool) -> Vec<Format> {
+    let mut matched = Vec::new();
+    if h.starts_with(b"QFI\xfb") {
+        matched.push(Format::Qcow2);
+    }
+    if u32le(h, 0x40) == Some(0xbeda107f) {
+        matched.push(Format::Vdi);
+    }
+    if h.starts_with(b"conectix") || vhd_footer {
+        matched.push(Format::Vhd);
+    }
+    if h.starts_with(b"vhdxfile") {
+        matched.push(Format::Vhdx);
+    }
+    if h.starts_with(b"KDMV") || h.starts_with(b"# Disk DescriptorFile") {
+        matched.push(Format::Vmdk);
+    }
+    if [0x8001usize, 0x8801, 0x9001]
+        .iter()
+        .any(|o| h.get(*o..*o + 5) == Some(b"CD001".as_slice()))
+    {
+        matched.push(Format::Iso);
+    }
+    if h.get(510..512) == Some([0x55u8, 0xAA].as_slice()) {
+        matched.push(Format::Gpt);
+    }
+    matched
 }
 
 fn vhdx_metadata_region(head: &[u8]) -> Option<(u64, usize)> {
@@ -499,7 +534,25 @@ mod tests {
                 Verdict::Accept(Some(data.len() as u64))
             );
             assert_eq!(r.tail, vec![7u8; 512]);
+            assert_eq!(r.head.len(), SNIFF, "raw data keeps only what was sniffed");
         }
+    }
+
+    /// A signature in the first 64 KiB keeps the first MiB whole, whichever chunk crosses the
+    /// 64 KiB mark; a VHDX region table at 192 KiB is then read from it.
+    #[test]
+    fn signature_keeps_the_first_mib_across_chunkings() {
+        let mut data: Vec<u8> = (0..2 * HEAD).map(|i| (i % 251) as u8).collect();
+        data[..8].copy_from_slice(b"vhdxfile");
+        for chunk in [1000, SNIFF, SNIFF - 1, SNIFF + 1, 3 * SNIFF + 7, HEAD + 3] {
+            let r = inspect(&data, chunk);
+            assert_eq!(r.format().unwrap(), Format::Vhdx);
+            assert_eq!(r.head, data[..HEAD], "chunk {chunk}");
+        }
+        let mut i = Inspector::new();
+        i.feed(&data[..SNIFF - 1]);
+        i.feed(&data[SNIFF - 1..SNIFF + 9]);
+        assert_eq!(i.finish().head, data[..SNIFF + 9]);
     }
 
     #[test]
