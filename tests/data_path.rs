@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Server, random_bytes, require, status};
+use md5::Digest as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -100,6 +101,43 @@ async fn racing_uploads_one_wins(b: Backend) {
     let v = s.show(&id).await;
     assert_eq!(v["size"], 1_000_000);
     assert_eq!(s.store_files(), vec![id]);
+}
+
+/// Many uploads at once, each streamed in pieces, 80 MB in all: more than the server's shared
+/// upload budget (32 MiB), so a budget not given back would stall them (503 after the store
+/// timeout). Every one lands whole, with its own checksum.
+async fn many_concurrent_uploads_all_land(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(new_image(&s).await);
+    }
+    let (n, size) = (8, 256 << 10);
+    let uploads = ids.iter().enumerate().map(|(i, id)| {
+        // Image i's chunk k holds bytes (i + k) % 251 + 1 (slow_body's pattern, shifted).
+        let body =
+            futures_util::stream::iter((0..n).map(move |k| {
+                Ok::<Vec<u8>, std::io::Error>(vec![((i + k) % 251) as u8 + 1; size])
+            }));
+        s.req(Method::PUT, &format!("/v2/images/{id}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+    });
+    for r in futures_util::future::join_all(uploads).await {
+        assert_eq!(r.unwrap().status(), 204);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let data: Vec<u8> = (0..n)
+            .flat_map(|k| vec![((i + k) % 251) as u8 + 1; size])
+            .collect();
+        let v = s.show(id).await;
+        assert_eq!(v["status"], "active", "{id}");
+        assert_eq!(v["size"], (n * size) as u64);
+        assert_eq!(v["checksum"], hex::encode(md5::Md5::digest(&data)), "{id}");
+    }
 }
 
 async fn delete_during_upload_is_gone(b: Backend) {
@@ -862,6 +900,7 @@ both_databases!(
     two_nodes_share_one_store,
     client_killed_mid_upload_leaves_nothing,
     racing_uploads_one_wins,
+    many_concurrent_uploads_all_land,
     delete_during_upload_is_gone,
     full_and_read_only_store,
     file_store_options,
