@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # RBD data path: upload/download MB/s of a 1 GiB image through glance-rs (curl, HTTP) next to
-# `rbd import` / `rbd export` of the same file into the same pool, in one run.
+# `rbd import` / `rbd export` of the same file into the same pool, in one run; then the
+# server's peak RSS during 20 concurrent 100 MiB uploads and during their downloads.
 #
 #   CEPH_CONF=... benches/bench-rbd.sh [WORKDIR]   (scripts/ceph.sh start DIR prints CEPH_CONF)
 set -euo pipefail
@@ -58,3 +59,24 @@ awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$
       rc, oi / hz, su / hz, hash, s, m, ou / hz
     ceil = mb / ((hash + rc + oi / hz) / 2)
     printf "CPU-bound ceiling for an upload that hashes (digests + rbd import'"'"'s own CPU, over 2 cores): %.0f MB/s = %.2f x rbd import\n", ceil, ceil / imp }'
+
+# Memory with many transfers at once: each keeps object-sized (8 MiB) operations in flight,
+# beyond its first out of a budget they share.
+n=20
+head -c $((100 << 20)) /dev/urandom >"$work/img-100m.bin"
+ids=(); for i in $(seq 1 $n); do ids+=("$(create_image "$url" "conc-$i")"); done
+echo 5 >"/proc/$pid/clear_refs"
+t0=$(now)
+printf '%s\n' "${ids[@]}" | xargs -P $n -I{} curl -sf -X PUT "$url/v2/images/{}/file" \
+  -H 'Content-Type: application/octet-stream' -T "$work/img-100m.bin" -o /dev/null
+t1=$(now)
+peak=$(awk '/VmHWM/ { printf "%.0f", $2/1024 }' "/proc/$pid/status")
+echo "$n concurrent 100 MiB uploads: $(secs "$t0" "$t1") s, peak RSS $peak MiB"
+echo 5 >"/proc/$pid/clear_refs"
+t0=$(now)
+printf '%s\n' "${ids[@]}" | xargs -P $n -I{} curl -sf "$url/v2/images/{}/file" -o /dev/null
+t1=$(now)
+peak=$(awk '/VmHWM/ { printf "%.0f", $2/1024 }' "/proc/$pid/status")
+echo "$n concurrent 100 MiB downloads: $(secs "$t0" "$t1") s, peak RSS $peak MiB"
+for i in "${ids[@]}"; do curl -sf -X DELETE "$url/v2/images/$i"; done
+rm -f "$work/img-100m.bin"

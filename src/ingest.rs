@@ -29,8 +29,8 @@ const DEPTH: usize = 4;
 /// and writers) across all uploads, in units of `UNIT`: concurrent uploads share this rather
 /// than each holding `DEPTH` buffers, so memory stays bounded however many clients upload at
 /// once. An upload waiting for budget stops reading its body (TCP backpressure). 32 MiB: a
-/// lone upload needs about 6; 50 concurrent ones move as fast as with 64 and peak ~15 MiB
-/// lower (benches/bench.sh).
+/// lone upload needs about 6; 50 concurrent 100 MiB uploads (as benches/bench.sh sends them)
+/// took the same time as with 64 and peaked at 110-122 MiB of RSS instead of 118-136.
 const BUDGET_UNITS: usize = 512;
 const UNIT: usize = 64 << 10;
 
