@@ -13,6 +13,7 @@ use std::io::Read;
 use std::os::raw::c_int;
 use std::ptr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ceph::rados::{
     rados_cluster_fsid, rados_conf_read_file, rados_conf_set, rados_connect, rados_create,
@@ -386,29 +387,20 @@ const IN_FLIGHT: usize = 8;
 
 /// Bytes of operations in flight across all readers and writers, beyond each one's first: a
 /// lone transfer keeps all `IN_FLIGHT` object-sized operations going, many at once share this
-/// (with eight each, 20 concurrent 100 MiB uploads peaked at 2.6 GiB of RSS; with this, under
-/// 1 GiB). Nobody waits for it: a writer without budget waits for its own oldest write, a
-/// reader reads ahead less, so one stalled client cannot stall others.
+/// (with eight each, 20 concurrent 100 MiB uploads peaked at 2.8 GiB of RSS; with this, 1.0:
+/// benches/bench-rbd.sh). Nobody waits for it: a writer without budget waits for its own
+/// oldest write, a reader reads ahead less, so one stalled client cannot stall others.
 const SHARED_IN_FLIGHT: usize = 64 << 20;
 
-static SHARED_FREE: std::sync::Mutex<usize> = std::sync::Mutex::new(SHARED_IN_FLIGHT);
+static SHARED_FREE: AtomicUsize = AtomicUsize::new(SHARED_IN_FLIGHT);
 
 /// Takes `n` bytes of the shared in-flight budget if that many are free.
 fn take_shared(n: usize) -> bool {
-    let Ok(mut free) = SHARED_FREE.lock() else {
-        return false;
-    };
-    let ok = *free >= n;
-    if ok {
-        *free -= n;
-    }
-    ok
-}
-
-fn give_shared(n: usize) {
-    if let Ok(mut free) = SHARED_FREE.lock() {
-        *free += n;
-    }
+    SHARED_FREE
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+            free.checked_sub(n)
+        })
+        .is_ok()
 }
 
 /// One asynchronous librbd read or write and the buffer it uses, which must live until it
@@ -491,7 +483,7 @@ struct Shared(usize);
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        give_shared(self.0);
+        SHARED_FREE.fetch_add(self.0, Ordering::AcqRel);
     }
 }
 
