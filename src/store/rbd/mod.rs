@@ -394,13 +394,14 @@ const SHARED_IN_FLIGHT: usize = 64 << 20;
 
 static SHARED_FREE: AtomicUsize = AtomicUsize::new(SHARED_IN_FLIGHT);
 
-/// Takes `n` bytes of the shared in-flight budget if that many are free.
-fn take_shared(n: usize) -> bool {
+/// `n` bytes of the shared in-flight budget, if that many are free.
+fn take_share(n: usize) -> Option<Share> {
     SHARED_FREE
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
             free.checked_sub(n)
         })
-        .is_ok()
+        .ok()
+        .map(|_| Share(n))
 }
 
 /// One asynchronous librbd read or write and the buffer it uses, which must live until it
@@ -411,23 +412,21 @@ struct Aio {
     off: u64,
     /// Its share of the in-flight budget, given back once it has completed (fields drop after
     /// `drop` has waited).
-    _shared: Shared,
+    _share: Share,
 }
 
 // SAFETY: the completion and buffer are owned by this value and only touched by its owner.
 unsafe impl Send for Aio {}
 
 impl Aio {
-    /// Starts the operation; `shared`: it holds that much of the shared budget.
+    /// Starts the operation, holding `share` (given back at once if it does not start).
     fn start(
         img: &Image,
         off: u64,
         mut buf: Vec<u8>,
         write: bool,
-        shared: usize,
+        share: Share,
     ) -> Result<Aio, StoreError> {
-        // Given back at once if the operation does not start.
-        let shared = Shared(shared);
         let mut c: rbd_completion_t = ptr::null_mut();
         // SAFETY: c receives a new completion; no callback.
         check("aio completion", unsafe {
@@ -449,7 +448,7 @@ impl Aio {
             c,
             buf,
             off,
-            _shared: shared,
+            _share: share,
         })
     }
 
@@ -478,10 +477,11 @@ impl Drop for Aio {
     }
 }
 
-/// Bytes of the shared in-flight budget, held until dropped.
-struct Shared(usize);
+/// Bytes of the shared in-flight budget, held until dropped; `Share(0)` for a transfer's own
+/// first operation.
+struct Share(usize);
 
-impl Drop for Shared {
+impl Drop for Share {
     fn drop(&mut self) {
         SHARED_FREE.fetch_add(self.0, Ordering::AcqRel);
     }
@@ -555,20 +555,21 @@ impl RbdWriter {
         }
         // The first write in flight is this writer's own; the others take shared budget, and
         // without it the oldest is waited for.
-        let len = buf.len();
-        let shared = loop {
+        let share = loop {
             if self.in_flight.is_empty() {
-                break 0;
+                break Share(0);
             }
-            if self.in_flight.len() < IN_FLIGHT && take_shared(len) {
-                break len;
+            if self.in_flight.len() < IN_FLIGHT
+                && let Some(s) = take_share(buf.len())
+            {
+                break s;
             }
             if let Some(oldest) = self.in_flight.pop_front() {
                 oldest.wait()?;
             }
         };
         self.in_flight
-            .push_back(Aio::start(img, off, buf, true, shared)?);
+            .push_back(Aio::start(img, off, buf, true, share)?);
         Ok(())
     }
 
@@ -664,17 +665,17 @@ impl RbdReader {
         while self.ahead.len() < IN_FLIGHT && self.next < self.size {
             let len = self.chunk.min(self.size - self.next) as usize;
             // One read ahead is the reader's own; more only with shared budget.
-            let shared = if self.ahead.is_empty() {
-                0
-            } else if take_shared(len) {
-                len
+            let share = if self.ahead.is_empty() {
+                Share(0)
+            } else if let Some(s) = take_share(len) {
+                s
             } else {
                 break;
             };
             // read_to_end-style callers never see this buffer before it is filled.
             let buf = vec![0u8; len];
             self.ahead
-                .push_back(Aio::start(&self.image, self.next, buf, false, shared)?);
+                .push_back(Aio::start(&self.image, self.next, buf, false, share)?);
             self.next += len as u64;
         }
         Ok(())
