@@ -19,7 +19,9 @@ import urllib.parse
 PATCH = "application/openstack-images-v2.1-json-patch"
 JSON = {"Content-Type": "application/json"}
 
-# (method, path, body, headers); {i}: an image with 26 bytes of data, {q}: a queued image.
+# (method, path, body, headers); {i}: an image with 26 bytes of data, {q}: a queued image,
+# {f}: a new queued image for each request, {n}: a new image without disk and container format,
+# {d}: a new deactivated image with data.
 CASES = [
     ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/nosuch"}], {"Content-Type": PATCH}),
     ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/min_ram"}], {"Content-Type": PATCH}),
@@ -59,11 +61,53 @@ CASES = [
     ("GET", "/v2/images?sort_key=foo", None, {}),
     ("GET", "/v2/images?sort_dir=up", None, {}),
     ("GET", "/v2/images?marker=nosuch", None, {}),
+    # The data path.
+    ("PUT", "/v2/images/{n}/file", b"abc", {"Content-Type": "application/octet-stream"}),
+    ("PUT", "/v2/images/{f}/file", b"", {"Content-Type": "application/octet-stream"}),
+    ("PUT", "/v2/images/{f}/file", b"abc",
+     {"Content-Type": "application/octet-stream", "x-openstack-image-size": "5"}),
+    ("PUT", "/v2/images/{f}/file", b"abc",
+     {"Content-Type": "application/octet-stream", "x-openstack-image-size": "x"}),
+    ("PUT", "/v2/images/{f}/file", b"abc", {"Content-Type": "application/octet-stream; a=b"}),
+    ("PUT", "/v2/images/{d}/file", b"abc", {"Content-Type": "application/octet-stream"}),
+    ("GET", "/v2/images/{d}/file", None, {}),
+    ("POST", "/v2/images/{i}/file", b"abc", {"Content-Type": "application/octet-stream"}),
+    ("DELETE", "/v2/images/{i}/file", None, {}),
+    ("HEAD", "/v2/images/{i}/file", None, {}),
+    ("POST", "/v2/images/{i}/file", None, {}),
+    ("POST", "/v2/images/{i}/file", b"{}", JSON),
+    ("PATCH", "/v2/images/{i}/file", None, {}),
+    ("HEAD", "/v2/images/{i}", None, {}),
+    ("HEAD", "/v2/images", None, {}),
+    ("HEAD", "/v2/schemas/image", None, {}),
+    ("HEAD", "/versions", None, {}),
+    ("HEAD", "/", None, {}),
+    ("DELETE", "/v2/images", None, {}),
+    ("PUT", "/v2/images/{i}", None, {}),
+    ("POST", "/v2/images/{i}", b"{}", JSON),
+    ("DELETE", "/v2/schemas/image", None, {}),
+    ("POST", "/v2/images/{i}/tags/x", None, {}),
+    ("PUT", "/v2/images/{i}/members", None, {}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=0-0"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=0-"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=5-3"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=25-100"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "items=0-3"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=-30"}),
+    ("GET", "/v2/images/{i}/file", None, {"Content-Range": "bytes 3-11/26"}),
+    ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=1-2", "Content-Range": "bytes 3-11/*"}),
+    ("PUT", "/v2/images/{i}/file", b"abc", {"Content-Type": "application/octet-stream"}),
+    ("GET", "/v2/images/nosuch/file", None, {}),
+    ("PUT", "/v2/images/nosuch/file", b"abc", {"Content-Type": "application/octet-stream"}),
 ]
 
 # Requests whose answers differ knowingly: the message of a schema violation is Python
-# jsonschema's (its own wording plus a dump of the schema), glance-rs's is the Rust crate's.
+# jsonschema's (its own wording plus a dump of the schema), glance-rs's is the Rust crate's;
+# Glance parses the body of a request to a method a route does not have as JSON before it
+# refuses the method (400 "Malformed JSON" instead of 405), glance-rs answers 405 whatever the
+# body.
 KNOWN = {
+    ("POST", "/v2/images/{i}/file", b"abc"),
     ("POST", "/v2/images", '{"name": "x", "disk_format": "nope"}'),
     ("POST", "/v2/images", '{"name": "x", "id": "not-a-uuid"}'),
 }
@@ -84,10 +128,22 @@ def client(base):
         body = json.dumps({"name": name, "disk_format": "raw", "container_format": "bare"})
         return json.loads(req("POST", "/v2/images", body, JSON)[3])["id"]
 
-    image = new_image("with-data")
-    req("PUT", f"/v2/images/{image}/file", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        {"Content-Type": "application/octet-stream"})
-    return req, image, new_image("queued")
+    def with_data(name):
+        image = new_image(name)
+        req("PUT", f"/v2/images/{image}/file", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            {"Content-Type": "application/octet-stream"})
+        return image
+
+    def fixtures():
+        """Per request: the placeholders of CASES, the fixed ones and the new ones."""
+        f = new_image("fresh")
+        n = json.loads(req("POST", "/v2/images", json.dumps({"name": "n"}), JSON)[3])["id"]
+        d = with_data("deactivated")
+        req("POST", f"/v2/images/{d}/actions/deactivate")
+        return {"i": image, "q": queued, "f": f, "n": n, "d": d}
+
+    image, queued = with_data("with-data"), new_image("queued")
+    return req, fixtures
 
 
 def main():
@@ -100,10 +156,13 @@ def main():
             body = json.dumps(body)
         for accept in ("application/json", "text/html", None):
             answers = []
-            for req, image, queued in sides:
+            for req, fixtures in sides:
                 h = dict(headers, **({"Accept": accept} if accept else {}))
-                status, reason, ctype, data = req(method, path.format(i=image, q=queued), body, h)
-                text = data.decode(errors="replace").replace(image, "IMAGE").replace(queued, "QUEUED")
+                fx = fixtures()
+                status, reason, ctype, data = req(method, path.format(**fx), body, h)
+                text = data.decode(errors="replace")
+                for name, image in fx.items():
+                    text = text.replace(image, name.upper())
                 if ctype and "json" in ctype:
                     try:
                         text = json.loads(text)

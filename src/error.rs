@@ -239,9 +239,7 @@ pub fn render_body(
     content_type: Option<&str>,
     format: ErrorFormat,
 ) -> (&'static str, String) {
-    let explanation = if status == StatusCode::METHOD_NOT_ALLOWED {
-        format!("The method {method} is not allowed for this resource.")
-    } else if text.explanation.is_empty() {
+    let explanation = if text.explanation.is_empty() {
         default_explanation(status).to_string()
     } else {
         text.explanation.clone()
@@ -253,6 +251,13 @@ pub fn render_body(
             let ct = content_type.map_or("${CONTENT_TYPE}".to_string(), escape);
             format!(
                 "The request media type {ct} is not supported by this server.\n<br /><br />\n{}",
+                escape(&text.detail)
+            )
+        } else if status == StatusCode::METHOD_NOT_ALLOWED {
+            // webob's own 405 template: a space before the breaks and no blank lines after.
+            format!(
+                "The method {} is not allowed for this resource. <br /><br />\n{}",
+                escape(method),
                 escape(&text.detail)
             )
         } else {
@@ -425,6 +430,20 @@ mod tests {
         assert_eq!(
             v["message"],
             "The request media type ${CONTENT_TYPE} is not supported by this server.\n<br /><br />\nInvalid content type text/<b>"
+        );
+        // 405: webob's own template (a space before the breaks, no blank lines after).
+        let refused = text(Error::MethodNotAllowed { allow: "GET" });
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        let (_, plain) = render_body(status, &refused, "DELETE", None, ErrorFormat::Plain);
+        assert_eq!(
+            plain,
+            "405 Method Not Allowed\n\nThe method DELETE is not allowed for this resource. \n\n "
+        );
+        let (_, json) = render_body(status, &refused, "POST", None, ErrorFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["message"],
+            "The method POST is not allowed for this resource. <br /><br />\n"
         );
     }
 }

@@ -132,7 +132,7 @@ pub async fn upload(
                 s.stores.delete_quietly(result.location.clone()).await;
                 guard.restore().await;
                 return Err(Error::BadRequest(format!(
-                    "Image size mismatch: x-openstack-image-size says {d} bytes, {size} were received."
+                    "Size mismatch: expected {d} bytes, got {size} bytes"
                 )));
             }
             if !s.db.finish_upload(&id, &result).await? {

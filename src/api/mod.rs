@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
@@ -70,9 +70,11 @@ impl AppState {
     }
 }
 
-/// A method router whose other methods get Glance's 405 with this `Allow`.
+/// A method router whose other methods get Glance's 405 with this `Allow`. HEAD too: Glance's
+/// v2 routes name their methods, so HEAD is not served as a GET without a body there.
 fn only(allow: &'static str, r: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    r.fallback(move || async move { Error::MethodNotAllowed { allow } })
+    let refuse = move || async move { Error::MethodNotAllowed { allow } };
+    r.head(refuse).fallback(refuse)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -148,7 +150,10 @@ pub fn router(state: AppState) -> Router {
         ));
 
     let routes = Router::new()
-        .route("/healthcheck", get(healthcheck))
+        .route(
+            "/healthcheck",
+            get(healthcheck).head(|| async { StatusCode::NO_CONTENT }),
+        )
         .route("/", get(versions::multiple_choices))
         .merge(v2)
         .with_state(state.clone());
@@ -166,7 +171,12 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthcheck(State(s): State<AppState>) -> Response {
     match s.db.ping().await {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "OK").into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "OK",
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "healthcheck: database unreachable");
             (
@@ -220,7 +230,7 @@ async fn render_errors(req: Request, next: Next) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let method = req.method().to_string();
+    let method = req.method().clone();
     // Kept for webob's 415 body; a HeaderValue clone shares the request's bytes.
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     let resp = next.run(req).await;
@@ -237,7 +247,7 @@ async fn render_errors(req: Request, next: Next) -> Response {
     let (ct, body) = render_body(
         status,
         &text,
-        &method,
+        method.as_str(),
         content_type
             .as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
@@ -256,6 +266,17 @@ async fn render_errors(req: Request, next: Next) -> Response {
             .insert(hyper::ext::ReasonPhrase::from_static(title.as_bytes()));
     }
     parts.headers.remove(header::CONTENT_LENGTH);
+    if method == Method::HEAD {
+        // webob answers HEAD with the HTML error's headers and no body.
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        return Response::from_parts(parts, Body::empty());
+    }
     Response::from_parts(parts, Body::from(body))
 }
 
