@@ -1249,11 +1249,67 @@ async fn upload_download_and_delete(b: Backend) {
     let (st, text) = status_of(r).await;
     assert_eq!(st, 400);
     assert!(
-        text.contains("Size mismatch: expected 10 bytes, got 11 bytes"),
+        text.contains("Size exceeds: expected 10 bytes, got 11 bytes"),
         "{text}"
     );
     assert_eq!(s.show(sid).await["status"], "queued");
     assert_eq!(s.store_files(), vec![id.clone()]);
+    // Fewer bytes than declared (Python's int() reads the header, as in Glance), then -1,
+    // which any data exceeds: 400, still queued, nothing stored.
+    for (declared, body, message) in [
+        (
+            " +0_12 ",
+            11,
+            "Size mismatch: expected 12 bytes, got 11 bytes",
+        ),
+        ("-1", 3, "Size exceeds: expected -1 bytes, got 3 bytes"),
+        ("-1", 0, "Size mismatch: expected -1 bytes, got 0 bytes"),
+        (
+            "0x3",
+            3,
+            "Invalid or missing image size in request headers.",
+        ),
+    ] {
+        let r = s
+            .req(Method::PUT, &format!("/v2/images/{sid}/file"))
+            .header("Content-Type", "application/octet-stream")
+            .header("x-openstack-image-size", declared)
+            .body(vec![1u8; body])
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, 400, "{declared}");
+        assert!(text.contains(message), "{declared}: {text}");
+        assert_eq!(s.show(sid).await["status"], "queued");
+        assert_eq!(s.store_files(), vec![id.clone()]);
+    }
+    // Content types are compared as sent, as webob hands them to Glance.
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{sid}/file"))
+        .header("Content-Type", "Application/Octet-Stream")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (st, text) = status_of(r).await;
+    assert_eq!(st, 415);
+    assert!(
+        text.contains("Invalid content type Application/Octet-Stream"),
+        "{text}"
+    );
+    // 0 means "not given": any size is taken.
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{sid}/file"))
+        .header("Content-Type", "application/octet-stream;a=b")
+        .header("x-openstack-image-size", "0")
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.show(sid).await["size"], 3);
+    assert_eq!(s.delete(sid).await, 204);
 
     // Delete removes the bytes.
     assert_eq!(s.delete(&id).await, 204);

@@ -80,6 +80,38 @@ async fn client_killed_mid_upload_leaves_nothing(b: Backend) {
     assert_eq!(s.upload(&id, b"complete".to_vec()).await.status(), 204);
 }
 
+/// A body larger than its `x-openstack-image-size` is refused at the first chunk past it, not
+/// read to the end: the answer comes while the client still has most of it to send.
+async fn oversized_body_is_refused_early(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let id = new_image(&s).await;
+    let started = Instant::now();
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .header("x-openstack-image-size", "1000")
+        // 200 x 1 MiB, 50 ms apart: 10 s to send it all.
+        .body(slow_body(200, 1 << 20, Duration::from_millis(50)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("Size exceeds: expected 1000 bytes, got "),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.show(&id).await["status"], "queued");
+    assert!(s.store_files().is_empty());
+}
+
 async fn racing_uploads_one_wins(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
@@ -899,6 +931,7 @@ both_databases!(
     hung_mount_mid_transfer,
     two_nodes_share_one_store,
     client_killed_mid_upload_leaves_nothing,
+    oversized_body_is_refused_early,
     racing_uploads_one_wins,
     many_concurrent_uploads_all_land,
     delete_during_upload_is_gone,

@@ -61,18 +61,54 @@ impl Drop for SavingGuard {
     }
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| {
-                Error::BadRequest("Invalid or missing image size in request headers.".into())
-            }),
+/// `x-openstack-image-size` as Glance reads it: Python's `int()` of the value (surrounding
+/// blanks, a sign, `_` between digits), so `-1` is a size that any data exceeds and 0 means
+/// "not given" (no check). `shown` is the number as Glance's messages print it.
+#[derive(Debug, PartialEq)]
+struct DeclaredSize {
+    /// Saturated beyond i128, which no upload reaches either way.
+    n: i128,
+    shown: String,
+}
+
+fn declared_size(headers: &HeaderMap) -> Result<Option<DeclaredSize>> {
+    let Some(v) = headers.get("x-openstack-image-size") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(python_int)
+        .map(Some)
+        .ok_or_else(|| {
+            Error::BadRequest("Invalid or missing image size in request headers.".into())
+        })
+}
+
+fn python_int(s: &str) -> Option<DeclaredSize> {
+    let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // Digits, with single underscores between them.
+    if body
+        .split('_')
+        .any(|group| group.is_empty() || !group.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
+    let digits = body.replace('_', "");
+    let digits = match digits.trim_start_matches('0') {
+        "" => "0",
+        d => d,
+    };
+    let magnitude = digits.parse::<i128>().unwrap_or(i128::MAX);
+    let negative = negative && digits != "0";
+    Some(DeclaredSize {
+        n: if negative { -magnitude } else { magnitude },
+        shown: format!("{}{digits}", if negative { "-" } else { "" }),
+    })
 }
 
 pub async fn upload(
@@ -82,30 +118,33 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    // Compared as webob gives it to Glance: the part before any `;`, as sent (so case matters).
     let ct = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .map(|v| v.split(';').next().unwrap_or("").to_string());
     if ct.as_deref() != Some("application/octet-stream") {
         return Err(Error::UnsupportedMediaType {
             msg: format!("Invalid content type {}", ct.as_deref().unwrap_or("None")),
             accept_patch: None,
         });
     }
-    let declared = header_u64(&headers, "x-openstack-image-size")?;
-    let content_length = header_u64(&headers, header::CONTENT_LENGTH.as_str())?;
+    // Checked against the data only when given and not 0, as Glance's stores do.
+    let declared = declared_size(&headers)?.filter(|d| d.n != 0);
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let size_hint = match &declared {
+        Some(d) => u64::try_from(d.n).ok(),
+        None => content_length,
+    };
 
     let mut img = s.visible_image(&ctx, &id).await?;
     policy::check_upload(&ctx, &img)?;
     let target = target_store(&s, &headers)?;
     let cap = s.cfg.image_size_cap;
-    if declared.or(content_length).is_some_and(|n| n > cap) {
+    if size_hint.is_some_and(|n| n > cap) {
         return Err(too_large());
     }
     img.transition(Status::Saving)?;
@@ -124,15 +163,16 @@ pub async fn upload(
         armed: true,
     };
 
-    match ingest(&s, &img, target, body, cap, declared.or(content_length)).await {
+    match ingest(&s, &img, target, body, cap, size_hint, declared.as_ref()).await {
         Ok((result, size)) => {
             if let Some(d) = declared
-                && d != size
+                && d.n != i128::from(size)
             {
                 s.stores.delete_quietly(result.location.clone()).await;
                 guard.restore().await;
                 return Err(Error::BadRequest(format!(
-                    "Size mismatch: expected {d} bytes, got {size} bytes"
+                    "Size mismatch: expected {} bytes, got {size} bytes",
+                    d.shown
                 )));
             }
             if !s.db.finish_upload(&id, &result).await? {
@@ -164,6 +204,7 @@ async fn ingest(
     body: Body,
     cap: u64,
     size_hint: Option<u64>,
+    declared: Option<&DeclaredSize>,
 ) -> Result<(UploadResult, u64)> {
     let id = img.id.as_str();
     let store = target.store.clone();
@@ -182,9 +223,22 @@ async fn ingest(
         store.timeout(),
     )?;
     let mut stream = body.into_data_stream();
+    let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let step = match chunk {
-            Ok(c) => pipe.push(c).await,
+            Ok(c) => {
+                received += c.len() as u64;
+                // More than declared: stop reading, as Glance's stores do at the first chunk
+                // past the size (the rest is never read or written).
+                if let Some(d) = declared.filter(|d| i128::from(received) > d.n) {
+                    pipe.abort().await;
+                    return Err(Error::BadRequest(format!(
+                        "Size exceeds: expected {} bytes, got {received} bytes",
+                        d.shown
+                    )));
+                }
+                pipe.push(c).await
+            }
             Err(e) => Err(IngestError::Source(e.to_string())),
         };
         if let Err(e) = step {
@@ -553,6 +607,22 @@ fn stream_reader(
 
 #[cfg(test)]
 mod tests {
+    /// What Python's int() accepts, as Glance parses x-openstack-image-size.
+    #[test]
+    fn declared_size_reads_as_python_int() {
+        let n = |s: &str| super::python_int(s).map(|d| (d.n, d.shown));
+        assert_eq!(n("10"), Some((10, "10".into())));
+        assert_eq!(n(" +0010 "), Some((10, "10".into())));
+        assert_eq!(n("1_000"), Some((1000, "1000".into())));
+        assert_eq!(n("-1"), Some((-1, "-1".into())));
+        assert_eq!(n("-0"), Some((0, "0".into())));
+        let big = "99999999999999999999999999999999999999999";
+        assert_eq!(n(big), Some((i128::MAX, big.into())));
+        for bad in ["", "-", "0x3", "1__0", "_1", "1_", "1.0", "3 4", "+-1"] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
