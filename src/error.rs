@@ -277,7 +277,7 @@ pub fn render_body(
                 "code": line,
                 "title": title,
             });
-            ("application/json", body.to_string())
+            ("application/json", crate::json::to_string(&body))
         }
         ErrorFormat::Html => (
             "text/html; charset=UTF-8",

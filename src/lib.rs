@@ -3,7 +3,8 @@
 //!
 //! Layout: `api` (HTTP handlers, one file per resource), `domain` (image model, status machine,
 //! JSON-patch, list queries, policy; no I/O), `db` (sqlx repositories), `store` (image bytes),
-//! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `config`, `error`.
+//! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `config`, `error`,
+//! `json` (Glance's JSON spacing).
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod format;
 pub mod ingest;
+pub mod json;
 pub mod store;
 
 /// Helpers shared by unit tests.

@@ -313,6 +313,20 @@ async fn create_defaults_and_location(b: Backend) {
     // The same image comes back from show.
     let shown = s.show(id).await;
     assert_eq!(shown, v);
+    // Byte for byte as Glance writes it: its key order and Python's separators (scripts grep
+    // for `"status": "queued"`).
+    let raw = s
+        .get(&format!("/v2/images/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.starts_with(r#"{"os_distro": "cirros", "name": "cirros", "disk_format": "qcow2", "container_format": "bare", "visibility": "shared", "size": null, "virtual_size": null, "status": "queued", "checksum": null,"#),
+        "{raw}"
+    );
 
     // Client-supplied id; then a duplicate, and after delete the tombstone keeps it taken.
     let custom = "11111111-2222-3333-4444-555555555555";

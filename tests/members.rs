@@ -68,7 +68,16 @@ async fn sharing_flow(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let m: Value = r.json().await.unwrap();
+    let raw = r.text().await.unwrap();
+    // Glance's key order and spacing.
+    let start =
+        format!(r#"{{"member_id": "p2", "image_id": "{id}", "status": "pending", "created_at": ""#);
+    assert!(raw.starts_with(&start), "{raw}");
+    assert!(
+        raw.ends_with(r#"Z", "schema": "/v2/schemas/member"}"#),
+        "{raw}"
+    );
+    let m: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(m["status"], "pending");
     assert_eq!(m["member_id"], "p2");
     assert_eq!(m["image_id"], id);

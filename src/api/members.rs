@@ -17,13 +17,14 @@ use crate::error::{Error, Result};
 
 fn render(m: &Member) -> Value {
     let t = |d: &chrono::NaiveDateTime| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // Glance's key order.
     json!({
-        "created_at": t(&m.created_at),
-        "image_id": m.image_id,
         "member_id": m.member_id,
-        "schema": "/v2/schemas/member",
+        "image_id": m.image_id,
         "status": m.status,
+        "created_at": t(&m.created_at),
         "updated_at": t(&m.updated_at),
+        "schema": "/v2/schemas/member",
     })
 }
 

@@ -298,7 +298,7 @@ pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
+        crate::json::to_string(v),
     )
         .into_response()
 }

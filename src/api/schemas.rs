@@ -2,11 +2,12 @@
 //! Glance serves them (same properties, types, enums, patterns, links). The image schema also
 //! validates create and PATCH bodies.
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, json_response};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -181,21 +182,21 @@ impl Schemas {
     }
 }
 
-pub async fn image(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.image.clone())
+pub async fn image(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.image)
 }
-pub async fn images(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.images.clone())
+pub async fn images(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.images)
 }
-pub async fn member(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.member.clone())
+pub async fn member(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.member)
 }
-pub async fn members(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.members.clone())
+pub async fn members(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.members)
 }
-pub async fn task(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.task.clone())
+pub async fn task(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.task)
 }
-pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
-    Json(s.schemas.tasks.clone())
+pub async fn tasks(State(s): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &s.schemas.tasks)
 }
