@@ -46,6 +46,8 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # machine_busy: CPU ticks (user, system, interrupts) all cores have spent since boot.
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+# machine_steal: CPU ticks the hypervisor gave to others while this VM wanted them (steal).
+machine_steal() { awk '/^cpu / { print $9 }' /proc/stat; }
 
 # openssl_mbps ALGO: the MB/s of ALGO in `openssl speed -bytes N` output on stdin.
 openssl_mbps() {
