@@ -64,7 +64,7 @@ impl Drop for SavingGuard {
 /// `x-openstack-image-size` as Glance reads it: Python's `int()` of the value (surrounding
 /// blanks, a sign, `_` between digits), so `-1` is a size that any data exceeds and 0 means
 /// "not given" (no check). `shown` is the number as Glance's messages print it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct DeclaredSize {
     /// Saturated beyond i128, which no upload reaches either way.
     n: i128,
@@ -607,10 +607,12 @@ fn stream_reader(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// What Python's int() accepts, as Glance parses x-openstack-image-size.
     #[test]
     fn declared_size_reads_as_python_int() {
-        let n = |s: &str| super::python_int(s).map(|d| (d.n, d.shown));
+        let n = |s: &str| python_int(s).map(|d| (d.n, d.shown));
         assert_eq!(n("10"), Some((10, "10".into())));
         assert_eq!(n(" +0010 "), Some((10, "10".into())));
         assert_eq!(n("1_000"), Some((1000, "1000".into())));
@@ -622,8 +624,6 @@ mod tests {
             assert_eq!(n(bad), None, "{bad:?}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn ranges() {
