@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{AppState, base_url, json_response};
 use crate::config::Config;
 use crate::db::images::now;
-use crate::domain::image::{Image, Status, Visibility, is_reserved, is_uuid};
+use crate::domain::image::{self, Image, Status, Visibility, is_reserved, is_uuid};
 use crate::domain::patch;
 use crate::domain::policy::{self, Context};
 use crate::domain::query::ListQuery;
@@ -117,11 +117,12 @@ const CREATE_READ_ONLY: &[&str] = &[
     "updated_at",
     "status",
     "checksum",
-    "os_hash_algo",
-    "os_hash_value",
     "size",
     "virtual_size",
 ];
+/// Taken and dropped on create, as Glance does (they end up as hidden properties there; the
+/// image shows null until data is uploaded).
+const CREATE_IGNORED: &[&str] = &["os_hash_algo", "os_hash_value"];
 
 pub async fn create(
     State(s): State<AppState>,
@@ -166,8 +167,15 @@ pub async fn create(
     let owner_given = obj.remove("owner").map(|v| v.as_str().map(str::to_string));
     let container_format = str_of(obj.remove("container_format"));
     let disk_format = str_of(obj.remove("disk_format"));
-    let min_ram = obj.remove("min_ram").and_then(|v| v.as_i64()).unwrap_or(0);
-    let min_disk = obj.remove("min_disk").and_then(|v| v.as_i64()).unwrap_or(0);
+    let min = |obj: &mut Map<String, Value>, key: &str| {
+        obj.remove(key)
+            .map_or(Ok(0), |v| image::min_requirement(key, &v))
+    };
+    let min_ram = min(&mut obj, "min_ram")?;
+    let min_disk = min(&mut obj, "min_disk")?;
+    for key in CREATE_IGNORED {
+        obj.remove(*key);
+    }
     let tags: BTreeSet<String> = obj
         .remove("tags")
         .and_then(|v| v.as_array().cloned())
@@ -183,7 +191,12 @@ pub async fn create(
                 "Custom property should not be greater than 255 characters.".into(),
             ));
         }
-        if is_reserved(&k) || k == "locations" {
+        // Glance refuses `locations` in its domain (the message alone), the others in its
+        // request parser (after the standard explanation).
+        if k == "locations" {
+            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
+        }
+        if is_reserved(&k) {
             return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")).as_detail());
         }
         // The schema allows only strings for additional properties.

@@ -17,11 +17,20 @@ async fn image(s: &AppState, ctx: &Context, id: &str) -> Result<Image> {
     s.visible_image_or(ctx, id, missing).await
 }
 
+/// A tag with an encoded `/` splits the path in Glance's router: no such resource.
+fn no_slash(tag: &str) -> Result<()> {
+    if tag.contains('/') {
+        return Err(Error::NotFound(String::new()));
+    }
+    Ok(())
+}
+
 pub async fn add(
     State(s): State<AppState>,
     Extension(ctx): Extension<Context>,
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
+    no_slash(&tag)?;
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
     let img = image(&s, &ctx, &id).await?;
@@ -40,6 +49,7 @@ pub async fn remove(
     Extension(ctx): Extension<Context>,
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
+    no_slash(&tag)?;
     let img = image(&s, &ctx, &id).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {

@@ -172,6 +172,31 @@ pub const READ_ONLY: &[&str] = &[
     "os_hash_algo",
     "os_hash_value",
 ];
+/// `min_ram` and `min_disk` as Glance accepts them: not negative (checked first, by its domain)
+/// and within the database's INT column.
+pub fn min_requirement(key: &str, value: &serde_json::Value) -> Result<i64> {
+    // Beyond i64 (a JSON number serde keeps as u64 or f64): by its sign.
+    let n = value
+        .as_i64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .map(|f| if f < 0.0 { i64::MIN } else { i64::MAX })
+        })
+        .unwrap_or(0);
+    if n < 0 {
+        return Err(Error::BadRequest(format!(
+            "Invalid value '{value}' for parameter '{key}': Cannot be a negative value"
+        )));
+    }
+    if n > i64::from(i32::MAX) {
+        return Err(Error::BadRequest(format!(
+            "'{key}' value out of range, must not exceed 2147483647."
+        )));
+    }
+    Ok(n)
+}
+
 pub const RESERVED: &[&str] = &["location", "deleted", "deleted_at"];
 pub const RESERVED_NAMESPACE: &str = "os_glance";
 

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::domain::image::{Image, READ_ONLY, Visibility, is_reserved};
+use crate::domain::image::{Image, READ_ONLY, Visibility, is_reserved, min_requirement};
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
 
@@ -446,7 +446,6 @@ pub fn set_validation_data(img: &mut Image, vd: Option<&Value>) -> Result<()> {
 /// Values were already checked against the schema by `parse`.
 fn set_base(ctx: &Context, img: &mut Image, key: &str, value: &Value) -> Result<bool> {
     let string = || value.as_str().map(str::to_string);
-    let int = || value.as_i64().unwrap_or(0);
     match key {
         "visibility" => {
             let v = value
@@ -467,8 +466,8 @@ fn set_base(ctx: &Context, img: &mut Image, key: &str, value: &Value) -> Result<
                 "owner" => img.owner = string(),
                 "container_format" => set_format(img, "container_format", string())?,
                 "disk_format" => set_format(img, "disk_format", string())?,
-                "min_ram" => img.min_ram = int(),
-                "min_disk" => img.min_disk = int(),
+                "min_ram" => img.min_ram = min_requirement(key, value)?,
+                "min_disk" => img.min_disk = min_requirement(key, value)?,
                 "tags" => {
                     img.tags = value
                         .as_array()

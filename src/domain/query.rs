@@ -289,12 +289,8 @@ fn parse_filter(key: &str, value: &str) -> Result<Cond> {
         return Ok(Cond::Cmp(col, op, Val::Int(n)));
     }
     if let Some(col) = static_name(TIME_COLUMNS, key) {
+        // The operator is checked before the time, in Glance's words for time filters.
         let (op, when) = split_op(value);
-        let t = parse_isotime(when).ok_or_else(|| {
-            Error::BadRequest(format!(
-                "Bad \"{key}\" query filter format. Use ISO 8601 DateTime notation."
-            ))
-        })?;
         let op = match op {
             "gt" => Cmp::Gt,
             "gte" => Cmp::Gte,
@@ -302,12 +298,17 @@ fn parse_filter(key: &str, value: &str) -> Result<Cond> {
             "neq" => Cmp::Neq,
             "lt" => Cmp::Lt,
             "lte" => Cmp::Lte,
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "Unable to filter by unknown operator '{other}'."
-                )));
+            _ => {
+                return Err(Error::BadRequest(
+                    "Unable to filter on a unknown operator.".into(),
+                ));
             }
         };
+        let t = parse_isotime(when).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Bad \"{key}\" query filter format. Use ISO 8601 DateTime notation."
+            ))
+        })?;
         return Ok(Cond::Cmp(col, op, Val::Time(t)));
     }
     if let Some(col) = static_name(IN_COLUMNS, key) {
