@@ -163,6 +163,11 @@ async fn request_ids_and_error_shapes(b: Backend) {
         ),
         (Method::DELETE, "/v2/schemas/image", "GET"),
         (
+            Method::DELETE,
+            &*format!("/v2/images/{missing}/locations"),
+            "POST",
+        ),
+        (
             Method::POST,
             &*format!("/v2/images/{missing}/file"),
             "GET, PUT",
@@ -200,6 +205,61 @@ async fn request_ids_and_error_shapes(b: Backend) {
     }
     let r = s.req(Method::HEAD, "/healthcheck").send().await.unwrap();
     assert_eq!(r.status(), 204);
+
+    // A body where a route takes none: 400 before anything else (even for a missing image),
+    // as Glance's `body_reject` routes answer; an empty one is no body.
+    let expected = "A body is not expected with this request.";
+    for (m, path) in [
+        (Method::GET, format!("/v2/images/{img}")),
+        (Method::DELETE, format!("/v2/images/{missing}")),
+        (Method::GET, format!("/v2/images/{img}/file")),
+        (Method::POST, format!("/v2/images/{img}/actions/deactivate")),
+        (Method::PUT, format!("/v2/images/{img}/tags/t")),
+        (Method::GET, format!("/v2/images/{img}/members")),
+        (Method::GET, "/v2/schemas/image".to_string()),
+    ] {
+        let r = s.req(m.clone(), &path).body("{}").send().await.unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, 400, "{m} {path}: {text}");
+        assert!(text.contains(expected), "{m} {path}: {text}");
+    }
+    let chunked = || {
+        reqwest::Body::wrap_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(
+            b"{}".to_vec(),
+        )]))
+    };
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/v2/images/{img}/actions/reactivate"),
+        )
+        .body(chunked())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(r).await.0, 400);
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{img}/tags/t"))
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        s.get("/v2/images")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(s.show(&img).await["tags"], json!(["t"]));
+
+    // Repeated slashes read as one, as Glance's router does.
+    let r = s.get(&format!("/v2//images//{img}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], img.as_str());
 }
 
 /// Messages Glance raises as webob's `detail` follow the status's standard explanation; the
@@ -294,6 +354,11 @@ async fn error_messages_as_glance_words_them(b: Backend) {
             s.get("/v2/images?created_at=between:2020-01-01T00:00:00Z"),
             400,
             "Unable to filter on a unknown operator.<br /><br />\n\n\n".into(),
+        ),
+        (
+            s.get(&format!("/v2/images/{missing}/members")),
+            404,
+            format!("Image {missing} not found.<br /><br />\n\n\n"),
         ),
         (
             s.req(Method::PUT, &format!("/v2/images/{id}/tags/a%2Fb")),

@@ -77,6 +77,30 @@ fn only(allow: &'static str, r: MethodRouter<AppState>) -> MethodRouter<AppState
     r.head(refuse).fallback(refuse)
 }
 
+/// Glance refuses a body where a route takes none (its `body_reject` routes): a Content-Length
+/// above 0, or a transfer coding on a method that may carry one.
+async fn no_body(req: Request, next: Next) -> Response {
+    if has_body(&req) {
+        return Error::BadRequest("A body is not expected with this request.".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn has_body(req: &Request) -> bool {
+    let h = req.headers();
+    let coded = h.get(header::TRANSFER_ENCODING).is_some_and(|v| {
+        let v = v.to_str().unwrap_or("").to_ascii_lowercase();
+        ["chunked", "compress", "deflate", "gzip", "identity"].contains(&v.as_str())
+    });
+    let length = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    length > 0 || (coded && [Method::POST, Method::PUT, Method::PATCH].contains(req.method()))
+}
+
 pub fn router(state: AppState) -> Router {
     let v2 = Router::new()
         .route(
@@ -88,61 +112,127 @@ pub fn router(state: AppState) -> Router {
             only(
                 "GET, PATCH, DELETE",
                 get(images::show)
-                    .patch(images::update)
-                    .delete(images::delete),
+                    .delete(images::delete)
+                    .layer(middleware::from_fn(no_body))
+                    .patch(images::update),
             ),
         )
         .route(
             "/v2/images/{id}/file",
             only(
                 "GET, PUT",
-                get(image_data::download).put(image_data::upload),
+                get(image_data::download)
+                    .layer(middleware::from_fn(no_body))
+                    .put(image_data::upload),
             ),
         )
+        // Glance's 405 here names POST alone, though GET is served.
         .route(
             "/v2/images/{id}/locations",
-            only("GET, POST", get(locations::list).post(locations::add)),
+            only("POST", get(locations::list).post(locations::add)),
         )
         .route(
             "/v2/images/{id}/members",
-            only("GET, POST", get(members::list).post(members::add)),
+            only(
+                "GET, POST",
+                get(members::list)
+                    .layer(middleware::from_fn(no_body))
+                    .post(members::add),
+            ),
         )
         .route(
             "/v2/images/{id}/members/{member}",
             only(
                 "GET, PUT, DELETE",
                 get(members::show)
-                    .put(members::update)
-                    .delete(members::delete),
+                    .delete(members::delete)
+                    .layer(middleware::from_fn(no_body))
+                    .put(members::update),
             ),
         )
         .route(
             "/v2/images/{id}/tags/{tag}",
-            only("PUT, DELETE", put(tags::add).delete(tags::remove)),
+            only(
+                "PUT, DELETE",
+                put(tags::add)
+                    .delete(tags::remove)
+                    .layer(middleware::from_fn(no_body)),
+            ),
         )
         .route(
             "/v2/images/{id}/actions/deactivate",
-            only("POST", post(images::deactivate)),
+            only(
+                "POST",
+                post(images::deactivate).layer(middleware::from_fn(no_body)),
+            ),
         )
         .route(
             "/v2/images/{id}/actions/reactivate",
-            only("POST", post(images::reactivate)),
+            only(
+                "POST",
+                post(images::reactivate).layer(middleware::from_fn(no_body)),
+            ),
         )
-        .route("/v2/info/stores", only("GET", get(info::stores)))
+        .route(
+            "/v2/info/stores",
+            only("GET", get(info::stores).layer(middleware::from_fn(no_body))),
+        )
         .route(
             "/v2/info/stores/detail",
-            only("GET", get(info::stores_detail)),
+            only(
+                "GET",
+                get(info::stores_detail).layer(middleware::from_fn(no_body)),
+            ),
         )
         .route(
             "/v2/stores/{store}/{id}",
-            only("DELETE", axum::routing::delete(info::delete_from_store)),
+            only(
+                "DELETE",
+                axum::routing::delete(info::delete_from_store).layer(middleware::from_fn(no_body)),
+            ),
         )
-        .route("/v2/schemas/image", only("GET", get(schemas::image)))
-        .route("/v2/schemas/images", only("GET", get(schemas::images)))
-        .route("/v2/schemas/member", only("GET", get(schemas::member)))
-        .route("/v2/schemas/members", only("GET", get(schemas::members)))
-        .route("/v2/schemas/task", only("GET", get(schemas::task)))
-        .route("/v2/schemas/tasks", only("GET", get(schemas::tasks)))
+        .route(
+            "/v2/schemas/image",
+            only(
+                "GET",
+                get(schemas::image).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/schemas/images",
+            only(
+                "GET",
+                get(schemas::images).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/schemas/member",
+            only(
+                "GET",
+                get(schemas::member).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/schemas/members",
+            only(
+                "GET",
+                get(schemas::members).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/schemas/task",
+            only(
+                "GET",
+                get(schemas::task).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/schemas/tasks",
+            only(
+                "GET",
+                get(schemas::tasks).layer(middleware::from_fn(no_body)),
+            ),
+        )
         .fallback(|| async { Error::NotFound(String::new()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -54,7 +54,11 @@ pub async fn multiple_choices(State(s): State<AppState>, req: Request) -> Respon
 }
 
 pub async fn negotiate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // Glance's router reads `/v2//images` as `/v2/images`.
+    let mut path = req.uri().path().to_string();
+    while path.contains("//") {
+        path = path.replace("//", "/");
+    }
     if path == "/healthcheck" {
         return next.run(req).await;
     }
