@@ -102,7 +102,15 @@ fn has_body(req: &Request) -> bool {
 }
 
 pub fn router(state: AppState) -> Router {
-    let v2 = Router::new()
+    let mut v2 = Router::new();
+    for name in schemas::NAMES {
+        let show = move |State(s): State<AppState>| async move { schemas::show(&s, name) };
+        v2 = v2.route(
+            &format!("/v2/schemas/{name}"),
+            only("GET", get(show).layer(middleware::from_fn(no_body))),
+        );
+    }
+    let v2 = v2
         .route(
             "/v2/images",
             only("GET, POST", get(images::list).post(images::create)),
@@ -189,48 +197,6 @@ pub fn router(state: AppState) -> Router {
             only(
                 "DELETE",
                 axum::routing::delete(info::delete_from_store).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/image",
-            only(
-                "GET",
-                get(schemas::image).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/images",
-            only(
-                "GET",
-                get(schemas::images).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/member",
-            only(
-                "GET",
-                get(schemas::member).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/members",
-            only(
-                "GET",
-                get(schemas::members).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/task",
-            only(
-                "GET",
-                get(schemas::task).layer(middleware::from_fn(no_body)),
-            ),
-        )
-        .route(
-            "/v2/schemas/tasks",
-            only(
-                "GET",
-                get(schemas::tasks).layer(middleware::from_fn(no_body)),
             ),
         )
         .fallback(|| async { Error::NotFound(String::new()) })

@@ -2,9 +2,8 @@
 //! Glance serves them (same properties, types, enums, patterns, links). The image schema also
 //! validates create and PATCH bodies.
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{AppState, json_response};
@@ -182,21 +181,19 @@ impl Schemas {
     }
 }
 
-pub async fn image(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.image)
-}
-pub async fn images(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.images)
-}
-pub async fn member(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.member)
-}
-pub async fn members(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.members)
-}
-pub async fn task(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.task)
-}
-pub async fn tasks(State(s): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &s.schemas.tasks)
+/// The schemas served at `/v2/schemas/{name}`.
+pub const NAMES: [&str; 6] = ["image", "images", "member", "members", "task", "tasks"];
+
+pub fn show(s: &AppState, name: &str) -> Response {
+    let schemas = &s.schemas;
+    let schema = match name {
+        "image" => &schemas.image,
+        "images" => &schemas.images,
+        "member" => &schemas.member,
+        "members" => &schemas.members,
+        "task" => &schemas.task,
+        "tasks" => &schemas.tasks,
+        _ => return Error::NotFound(String::new()).into_response(),
+    };
+    json_response(StatusCode::OK, schema)
 }
