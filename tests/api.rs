@@ -1634,6 +1634,67 @@ async fn policy_file_overrides_defaults(b: Backend) {
 }
 
 /// `hashing_algorithm` chooses os_hash_algo; the MD5 checksum is always there.
+/// No import method is offered yet: the discovery document lists none, create sends no
+/// import-methods header, and import and stage refuse as a Glance without methods does.
+async fn import_is_not_offered(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let v = s.get_json("/v2/info/import").await;
+    assert_eq!(v["import-methods"]["value"], json!([]));
+    assert_eq!(s.get_json("/v2/info/usage").await, json!({"usage": {}}));
+    let r = s
+        .req(Method::POST, "/v2/images")
+        .json(&json!({"name": "i", "disk_format": "raw", "container_format": "bare"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(!r.headers().contains_key("openstack-image-import-methods"));
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (body, msg) in [
+        (
+            json!({"method": {"name": "glance-direct"}}),
+            "Unknown import method name 'glance-direct'.",
+        ),
+        (
+            json!({"method": {}}),
+            "Import request requires a 'name' field.",
+        ),
+        (json!({}), "Import request requires a 'method' field."),
+    ] {
+        let r = s
+            .req(Method::POST, &format!("/v2/images/{id}/import"))
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (st, text) = status_of(r).await;
+        assert_eq!(st, 400, "{body}");
+        assert!(text.contains(msg), "{body}: {text}");
+    }
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{id}/stage"))
+        .header("Accept", "application/json")
+        .header("Content-Type", "application/octet-stream")
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    let (st, text) = status_of(r).await;
+    assert_eq!(st, 404);
+    assert!(
+        text.contains("'glance-direct' method is not available at this site."),
+        "{text}"
+    );
+    assert_eq!(s.show(&id).await["status"], "queued");
+    assert!(s.store_files().is_empty());
+}
+
 async fn configured_hashing_algorithm(b: Backend) {
     let Some(s) = Server::start_with(b, "[DEFAULT]\nhashing_algorithm = sha256\n").await else {
         return;
@@ -1651,6 +1712,7 @@ async fn configured_hashing_algorithm(b: Backend) {
 }
 
 both_databases!(
+    import_is_not_offered,
     configured_hashing_algorithm,
     policy_file_overrides_defaults,
     locations_on_the_file_store,

@@ -189,6 +189,35 @@ async fn openstack_cli_image_lifecycle(b: Backend) {
     ));
     assert_eq!(std::fs::read(&outq).unwrap(), std::fs::read(&qcow).unwrap());
 
+    // Import is not offered: the client says so and creates nothing, as with a Glance whose
+    // enabled_import_methods is empty.
+    let out = s.openstack(
+        &venv,
+        &[
+            "image",
+            "create",
+            "--import",
+            "--file",
+            raw.to_str().unwrap(),
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "imported",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not support the image import method"),
+        "{err}"
+    );
+    // The client made the record before it asked about import (so it does with Glance): it
+    // stays queued, without data.
+    let left = json_out(&s.openstack(&venv, &["image", "show", "-f", "json", "imported"]));
+    assert_eq!(left["status"], "queued");
+    ok(&s.openstack(&venv, &["image", "delete", "imported"]));
+
     ok(&s.openstack(&venv, &["image", "delete", &qid, &rid]));
     let all = json_out(&s.openstack(&venv, &["image", "list", "-f", "json"]));
     assert_eq!(names(&all), ["empty"]);

@@ -85,8 +85,14 @@ pub fn json_body(body: &Bytes) -> Result<Value> {
     if body.is_empty() {
         return Err(Error::BadRequest("Body expected in request.".into()));
     }
-    serde_json::from_slice(body)
-        .map_err(|_| Error::BadRequest("Malformed JSON in request body.".into()))
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| Error::BadRequest("Malformed JSON in request body.".into()))?;
+    if !(v.is_object() || v.is_array()) {
+        return Err(Error::BadRequest(
+            "Unexpected body type. Expected list/dict.".into(),
+        ));
+    }
+    Ok(v)
 }
 
 fn limit_exceeded(what: &str, attempted: usize, maximum: i64) -> Error {

@@ -1,5 +1,5 @@
 //! `/v2/info/stores` (and `/detail`) and `DELETE /v2/stores/{store}/{image}`: the stores of a
-//! multi-store deployment.
+//! multi-store deployment; `/v2/info/import` and `/v2/info/usage`.
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -54,6 +54,24 @@ fn store_list(s: &AppState, detail: bool) -> Value {
         })
         .collect();
     json!({ "stores": stores })
+}
+
+/// The import methods on offer (none yet: see `api::import`).
+pub async fn import_methods() -> Response {
+    let methods = json!({
+        "import-methods": {
+            "description": "Import methods available.",
+            "type": "array",
+            "value": super::r#import::ENABLED_METHODS,
+        }
+    });
+    json_response(StatusCode::OK, &methods)
+}
+
+/// Usage against Keystone unified limits: none, as in a Glance without `use_keystone_limits`
+/// (the per-image quotas of glance-api.conf are enforced, not reported).
+pub async fn usage() -> Response {
+    json_response(StatusCode::OK, &json!({ "usage": {} }))
 }
 
 pub async fn stores(State(s): State<AppState>) -> Result<Response> {

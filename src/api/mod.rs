@@ -3,6 +3,7 @@
 
 pub mod image_data;
 pub mod images;
+pub mod r#import;
 pub mod info;
 pub mod locations;
 pub mod members;
@@ -167,6 +168,19 @@ pub fn router(state: AppState) -> Router {
                     .layer(middleware::from_fn(no_body)),
             ),
         )
+        .route(
+            "/v2/images/{id}/import",
+            only("POST", post(r#import::import)),
+        )
+        .route("/v2/images/{id}/stage", only("PUT", put(r#import::stage)))
+        .route(
+            "/v2/info/import",
+            only(
+                "GET",
+                get(info::import_methods).layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route("/v2/info/usage", only("GET", get(info::usage)))
         .route(
             "/v2/images/{id}/actions/deactivate",
             only(
