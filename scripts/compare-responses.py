@@ -146,6 +146,10 @@ CASES = [
     ("GET", "/v2//images//{i}", None, {}),
     ("DELETE", "/v2/images/{i}/locations", None, {}),
     ("POST", "/v2/images", b"5", JSON),
+    ("PATCH", "/v2/images/{f}", [{"op": "replace", "path": "/stores", "value": "x"}],
+     {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{f}", [{"op": "add", "path": "/stores", "value": "x"}],
+     {"Content-Type": PATCH}),
     # Import, answered as by a Glance with no import method enabled (scripts/glance.sh sets
     # `enabled_import_methods = []`).
     ("GET", "/v2/info/import", None, {}),

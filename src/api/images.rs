@@ -60,6 +60,12 @@ pub fn render(cfg: &Config, img: &Image) -> Value {
     {
         m.insert("direct_url".into(), json!(l.url));
     }
+    m.insert("tags".into(), json!(img.tags.iter().collect::<Vec<_>>()));
+    m.insert("self".into(), json!(format!("/v2/images/{}", img.id)));
+    m.insert("file".into(), json!(format!("/v2/images/{}/file", img.id)));
+    m.insert("schema".into(), json!("/v2/schemas/image"));
+    // Last, as Glance adds it; a custom property of that name (PATCH takes one, as in Glance)
+    // keeps its place and takes this value.
     if cfg.multi_store {
         let mut ids: Vec<&str> = Vec::new();
         for l in &img.locations {
@@ -73,10 +79,6 @@ pub fn render(cfg: &Config, img: &Image) -> Value {
             m.insert("stores".into(), json!(ids.join(",")));
         }
     }
-    m.insert("tags".into(), json!(img.tags.iter().collect::<Vec<_>>()));
-    m.insert("self".into(), json!(format!("/v2/images/{}", img.id)));
-    m.insert("file".into(), json!(format!("/v2/images/{}/file", img.id)));
-    m.insert("schema".into(), json!("/v2/schemas/image"));
     Value::Object(m)
 }
 

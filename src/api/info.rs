@@ -42,13 +42,14 @@ fn store_list(s: &AppState, detail: bool) -> Value {
                 m.insert("read-only".into(), json!("true"));
             }
             if detail {
+                // Glance's key order.
                 m.insert("type".into(), json!(e.kind));
-                m.insert("weight".into(), json!(e.weight));
                 let mut props = e.properties.clone();
                 if let Some(p) = props.as_object_mut() {
                     p.extend(e.store.live_properties());
                 }
                 m.insert("properties".into(), props);
+                m.insert("weight".into(), json!(e.weight));
             }
             Value::Object(m)
         })
@@ -95,14 +96,24 @@ pub async fn delete_from_store(
     Path((store_id, id)): Path<(String, String)>,
 ) -> Result<Response> {
     require_multi(&s)?;
+    // Glance's checks, in its order and words.
     if s.stores.get(&store_id).is_none() {
-        return Err(Error::Conflict(format!("Unknown store {store_id}.")));
+        return Err(Error::Conflict(format!(
+            "The selected store {store_id} is not available on this node."
+        )));
     }
-    let img = s.visible_image(&ctx, &id).await?;
+    let missing = || Error::NotFound(format!("Failed to find image {id}"));
+    let img = s.visible_image_or(&ctx, &id, missing).await?;
     ctx.enforce_on("delete_image_location", &img)?;
     if img.status != Status::Active {
         return Err(Error::Conflict(
             "It's not allowed to remove image data from store if image status is not 'active'"
+                .into(),
+        ));
+    }
+    if img.locations.len() == 1 {
+        return Err(Error::Forbidden(
+            "Cannot delete image data from the only store containing it. Consider deleting the image instead."
                 .into(),
         ));
     }
@@ -113,21 +124,16 @@ pub async fn delete_from_store(
         .cloned()
     else {
         return Err(Error::NotFound(format!(
-            "Image {id} does not have data in store {store_id}."
+            "Image {id} is not stored in store {store_id}."
         )));
     };
-    if img.locations.len() == 1 {
-        return Err(Error::Conflict(format!(
-            "Image {id} has data only in store {store_id}; delete the image instead."
-        )));
-    }
     let mut updated = img.clone();
     updated.locations.retain(|l| l.url != loc.url);
     match s.stores.delete(&loc).await {
         Ok(()) => {}
         Err(StoreError::InUse(why)) => {
             return Err(Error::Conflict(format!(
-                "Image {id} data is in use in store {store_id}: {why}"
+                "The data for Image {id} could not be deleted because it is in use: {why}"
             )));
         }
         Err(e) => return Err(e.into()),

@@ -153,7 +153,6 @@ pub const BASE_PROPERTIES: &[&str] = &[
     "self",
     "file",
     "schema",
-    "stores",
 ];
 
 /// Keys a client may never write (create or PATCH).
