@@ -79,7 +79,8 @@ fn only(allow: &'static str, r: MethodRouter<AppState>) -> MethodRouter<AppState
 }
 
 /// Glance refuses a body where a route takes none (its `body_reject` routes): a Content-Length
-/// above 0, or a transfer coding on a method that may carry one.
+/// above 0, or a transfer coding on a method that may carry one. Layered on a method router,
+/// it covers only the methods added before it (so `get(..).layer(..).patch(..)` spares PATCH).
 async fn no_body(req: Request, next: Next) -> Response {
     if has_body(&req) {
         return Error::BadRequest("A body is not expected with this request.".into())
