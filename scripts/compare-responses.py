@@ -206,13 +206,22 @@ def client(base):
             {"Content-Type": "application/octet-stream"})
         return image
 
-    def fixtures():
-        """Per request: the placeholders of CASES, the fixed ones and the new ones."""
-        f = new_image("fresh")
-        n = json.loads(req("POST", "/v2/images", json.dumps({"name": "n"}), JSON)[3])["id"]
+    def deactivated():
         d = with_data("deactivated")
         req("POST", f"/v2/images/{d}/actions/deactivate")
-        return {"i": image, "q": queued, "f": f, "n": n, "d": d}
+        return d
+
+    def without_formats():
+        return json.loads(req("POST", "/v2/images", json.dumps({"name": "n"}), JSON)[3])["id"]
+
+    def fixtures(path):
+        """The placeholders of CASES for `path`: the fixed ones, and new ones it names."""
+        fx = {"i": image, "q": queued}
+        for name, make in (("f", lambda: new_image("fresh")), ("n", without_formats),
+                           ("d", deactivated)):
+            if "{" + name + "}" in path:
+                fx[name] = make()
+        return fx
 
     image, queued = with_data("with-data"), new_image("queued")
     return req, fixtures
@@ -238,7 +247,7 @@ def main():
             answers = []
             for req, fixtures in sides:
                 h = dict(headers, **({"Accept": accept} if accept else {}))
-                fx = fixtures()
+                fx = fixtures(path)
                 try:
                     status, reason, ctype, data = req(method, path.format(**fx), body, h)
                 except OSError as e:

@@ -2,15 +2,18 @@
 # The real Glance, to compare glance-rs with: glance 33.0.0 from PyPI served by uWSGI on
 # 127.0.0.1, SQLite, the file store, no authentication (Glance's pipeline without authtoken:
 # every request is an admin context without roles, so the policy rules such requests need are
-# opened to everyone). Not used by the tests.
+# opened to everyone). tests/parity.rs compares answers with it (scripts/compare-responses.py).
 #
+#   scripts/glance.sh install            install into .test-env/glance/venv (or $GLANCE_VENV)
+#                                        if missing
 #   scripts/glance.sh start DIR [PORT]   install into .test-env/glance/venv if missing, set up
 #                                        DIR if new, start uWSGI (2 processes), wait until it
 #                                        answers; prints GLANCE_URL=http://127.0.0.1:PORT
 #   scripts/glance.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
 set -euo pipefail
 
-cmd=${1:?start|stop}
+cmd=${1:?install|start|stop}
+[ "$cmd" = install ] && set -- install -
 dir=$(realpath -m "${2:?glance directory}")
 port=${3:-9393}
 venv=${GLANCE_VENV:-$(realpath -m "$(dirname "$0")/../.test-env/glance/venv")}
@@ -66,6 +69,7 @@ case "$cmd" in
     curl -sf "http://127.0.0.1:$port/versions" >/dev/null || { say "glance did not start; see $dir/uwsgi.log"; exit 1; }
     echo "GLANCE_URL=http://127.0.0.1:$port"
     ;;
+  install) install ;;
   stop) stop ;;
-  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR [PORT] | stop DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,94 @@
+//! glance-rs against the real Glance: `scripts/compare-responses.py` sends the same requests
+//! (errors of every kind, edge cases of create, PATCH, list filters, the data path, import) to
+//! Glance 33 from PyPI under uWSGI (`scripts/glance.sh`) and to the real binary, and fails on
+//! any answer that differs other than as its KNOWN list says.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Backend, Server, require};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The reference Glance's virtualenv (scripts/test installs it).
+fn glance_venv() -> Option<PathBuf> {
+    let dir = std::env::var("GLANCE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(ROOT).join(".test-env/glance/venv"));
+    require(
+        "the reference Glance",
+        dir.join("bin/uwsgi")
+            .exists()
+            .then(|| dir.display().to_string()),
+        "run scripts/test, or `scripts/glance.sh install` once",
+    )
+    .map(PathBuf::from)
+}
+
+/// A running reference Glance, stopped (by the pid in its directory) when dropped.
+struct Glance {
+    dir: tempfile::TempDir,
+    venv: PathBuf,
+    url: String,
+}
+
+impl Glance {
+    fn start(venv: PathBuf) -> Glance {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = Command::new(Path::new(ROOT).join("scripts/glance.sh"))
+            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .env("GLANCE_VENV", &venv)
+            .output()
+            .unwrap();
+        let glance = Glance {
+            dir,
+            venv,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        assert!(
+            out.status.success(),
+            "glance.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        glance
+    }
+}
+
+impl Drop for Glance {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(ROOT).join("scripts/glance.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .env("GLANCE_VENV", &self.venv)
+            .status();
+    }
+}
+
+async fn answers_match_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let glance = Glance::start(venv);
+    let out = Command::new("python3")
+        .arg(Path::new(ROOT).join("scripts/compare-responses.py"))
+        .args([&glance.url, &s.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(last.starts_with("0 of "), "{stdout}");
+}
+
+both_databases!(answers_match_glance);
