@@ -4,11 +4,12 @@ differ: status, reason phrase, Content-Type and body (JSON compared parsed; for 
 status and reason, as ids and dates differ). Each request goes with Accept: application/json,
 text/html and none (webob renders errors in JSON, HTML or plain text from it).
 
-    scripts/compare-responses.py GLANCE_URL GLANCE_RS_URL
+    scripts/compare-responses.py [--multi] GLANCE_URL GLANCE_RS_URL
 
 Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
-glance-rs serves noauth by default. Exits 1 if an answer differs other than as listed in
-KNOWN.
+glance-rs serves noauth by default. With --multi, both have the file backends `fast` (the
+default) and `slow` (GLANCE_STORES=multi for glance.sh) and the multi-store requests are sent
+too. Exits 1 if an answer differs other than as listed in KNOWN.
 """
 
 import http.client
@@ -167,6 +168,24 @@ CASES = [
     ("PUT", "/v2/images/nosuch/file", b"abc", {"Content-Type": "application/octet-stream"}),
 ]
 
+# Multi-store; {s}: a new image with data in store `slow` only.
+OCTET = {"Content-Type": "application/octet-stream"}
+MULTI_CASES = [
+    ("GET", "/v2/info/stores", None, {}),
+    ("GET", "/v2/info/stores/detail", None, {}),
+    ("PUT", "/v2/images/{f}/file", b"abc", dict(OCTET, **{"X-Image-Meta-Store": "nosuch"})),
+    ("PUT", "/v2/images/{f}/file", b"abc", dict(OCTET, **{"X-Image-Meta-Store": "slow"})),
+    ("DELETE", "/v2/stores/fast/{s}", None, {}),
+    ("DELETE", "/v2/stores/slow/{s}", None, {}),
+    ("DELETE", "/v2/stores/nosuch/{s}", None, {}),
+    ("DELETE", "/v2/stores/fast/nosuch", None, {}),
+    ("DELETE", "/v2/stores/fast/{q}", None, {}),
+    ("GET", "/v2/images/{s}/file?prefer=fast", None, {}),
+    ("GET", "/v2/images/{s}/file?prefer=nosuch", None, {}),
+    ("PATCH", "/v2/images/{s}", [{"op": "replace", "path": "/stores", "value": "x"}],
+     {"Content-Type": PATCH}),
+]
+
 # Requests whose answers differ knowingly: the message of a schema violation is Python
 # jsonschema's (its own wording plus a dump of the schema), glance-rs's is the Rust crate's;
 # Glance parses the body of a request to a method a route does not have as JSON before it
@@ -214,11 +233,16 @@ def client(base):
     def without_formats():
         return json.loads(req("POST", "/v2/images", json.dumps({"name": "n"}), JSON)[3])["id"]
 
+    def in_slow():
+        image = new_image("slow")
+        req("PUT", f"/v2/images/{image}/file", b"ABC", dict(OCTET, **{"X-Image-Meta-Store": "slow"}))
+        return image
+
     def fixtures(path):
         """The placeholders of CASES for `path`: the fixed ones, and new ones it names."""
         fx = {"i": image, "q": queued}
         for name, make in (("f", lambda: new_image("fresh")), ("n", without_formats),
-                           ("d", deactivated)):
+                           ("d", deactivated), ("s", in_slow)):
             if "{" + name + "}" in path:
                 fx[name] = make()
         return fx
@@ -235,12 +259,16 @@ SIDES = []
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    multi = args[:1] == ["--multi"]
+    args = args[1:] if multi else args
+    if len(args) != 2:
         sys.exit(__doc__)
     sides = SIDES
-    sides.extend(client(u) for u in sys.argv[1:])
+    sides.extend(client(u) for u in args)
+    cases = CASES + (MULTI_CASES if multi else [])
     differ = known = 0
-    for method, path, body, headers in CASES:
+    for method, path, body, headers in cases:
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
         for accept in ("application/json", "text/html", None):
@@ -270,7 +298,7 @@ def main():
             print(f"DIFFERS {method} {path} {headers} Accept: {accept}")
             for side, a in zip(("glance   ", "glance-rs"), answers):
                 print(f"  {side} {a!r:.600}")
-    total = len(CASES) * 3
+    total = len(cases) * 3
     print(f"{differ} of {total} answers differ ({known} more as known)")
     sys.exit(1 if differ else 0)
 

@@ -2,7 +2,8 @@
 # The real Glance, to compare glance-rs with: glance 33.0.0 from PyPI served by uWSGI on
 # 127.0.0.1, SQLite, the file store, no authentication (Glance's pipeline without authtoken:
 # every request is an admin context without roles, so the policy rules such requests need are
-# opened to everyone). tests/parity.rs compares answers with it (scripts/compare-responses.py).
+# opened to everyone); GLANCE_STORES=multi at set-up gives it two file backends.
+# tests/parity.rs compares answers with it (scripts/compare-responses.py).
 #
 #   scripts/glance.sh install            install into .test-env/glance/venv (or $GLANCE_VENV)
 #                                        if missing
@@ -23,6 +24,22 @@ say() { echo "glance.sh: $*" >&2; }
 
 . "$(dirname "$0")/uwsgi-lib.sh"
 
+# The [glance_store] part: one file store, or with GLANCE_STORES=multi two file backends,
+# `fast` (the default, described) and `slow`, as tests/parity.rs configures glance-rs.
+stores() {
+  if [ "${GLANCE_STORES:-}" = multi ]; then
+    mkdir -p "$dir/fast" "$dir/slow" "$dir/tasks"
+    printf '[glance_store]\ndefault_backend = fast\n[fast]\nfilesystem_store_datadir = %s\n' "$dir/fast"
+    printf 'store_description = Fast disks\n[slow]\nfilesystem_store_datadir = %s\n' "$dir/slow"
+    printf '[os_glance_staging_store]\nfilesystem_store_datadir = %s\n' "$dir/staging"
+    printf '[os_glance_tasks_store]\nfilesystem_store_datadir = %s\n' "$dir/tasks"
+    printf '[DEFAULT]\nenabled_backends = fast:file, slow:file\n'
+  else
+    printf '[glance_store]\nstores = file\ndefault_store = file\n'
+    printf 'filesystem_store_datadir = %s\n' "$dir/images"
+  fi
+}
+
 setup() {
   mkdir -p "$dir/etc" "$dir/images" "$dir/staging"
   cp "$venv/etc/glance/glance-api-paste.ini" "$dir/etc/"
@@ -35,17 +52,15 @@ node_staging_uri = file://$dir/staging
 log_file = $dir/glance.log
 [database]
 connection = sqlite:///$dir/glance.sqlite
-[glance_store]
-stores = file
-default_store = file
-filesystem_store_datadir = $dir/images
+$(stores)
 [oslo_policy]
 policy_file = $dir/etc/policy.yaml
 enforce_scope = false
 CONF
   printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
     delete_image modify_image deactivate reactivate get_member get_members add_member \
-    modify_member delete_member >"$dir/etc/policy.yaml"
+    modify_member delete_member stores_info_detail download_from_store get_image_location \
+    delete_image_location >"$dir/etc/policy.yaml"
   "$venv/bin/glance-manage" --config-file "$dir/etc/glance-api.conf" db_sync >"$dir/manage.log" 2>&1
   touch "$dir/.setup"
 }

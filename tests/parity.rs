@@ -1,7 +1,8 @@
 //! glance-rs against the real Glance: `scripts/compare-responses.py` sends the same requests
 //! (errors of every kind, edge cases of create, PATCH, list filters, the data path, import) to
 //! Glance 33 from PyPI under uWSGI (`scripts/glance.sh`) and to the real binary, and fails on
-//! any answer that differs other than as its KNOWN list says.
+//! any answer that differs other than as its KNOWN list says; once with one file store, once
+//! with two file backends on both sides (multi-store).
 
 mod common;
 
@@ -35,7 +36,7 @@ struct Glance {
 }
 
 impl Glance {
-    fn start(venv: PathBuf) -> Glance {
+    fn start(venv: PathBuf, multi: bool) -> Glance {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -45,6 +46,7 @@ impl Glance {
         let out = Command::new(Path::new(ROOT).join("scripts/glance.sh"))
             .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
             .env("GLANCE_VENV", &venv)
+            .env("GLANCE_STORES", if multi { "multi" } else { "single" })
             .output()
             .unwrap();
         let glance = Glance {
@@ -70,17 +72,15 @@ impl Drop for Glance {
     }
 }
 
-async fn answers_match_glance(b: Backend) {
-    let Some(venv) = glance_venv() else { return };
-    let Some(s) = Server::start(b).await else {
-        return;
-    };
-    let glance = Glance::start(venv);
-    let out = Command::new("python3")
-        .arg(Path::new(ROOT).join("scripts/compare-responses.py"))
-        .args([&glance.url, &s.url])
-        .output()
-        .unwrap();
+/// Runs compare-responses.py against a fresh reference Glance and `s`.
+fn compare(venv: PathBuf, s: &Server, multi: bool) {
+    let glance = Glance::start(venv, multi);
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(ROOT).join("scripts/compare-responses.py"));
+    if multi {
+        cmd.arg("--multi");
+    }
+    let out = cmd.args([&glance.url, &s.url]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -91,4 +91,30 @@ async fn answers_match_glance(b: Backend) {
     assert!(last.starts_with("0 of "), "{stdout}");
 }
 
-both_databases!(answers_match_glance);
+async fn answers_match_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    compare(venv, &s, false);
+}
+
+/// Both sides with the backends `fast` (default, described) and `slow`.
+async fn multi_store_answers_match_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let stores = tempfile::tempdir().unwrap();
+    let dir = |name: &str| stores.path().join(name).display().to_string();
+    let extra = format!(
+        "[DEFAULT]\nenabled_backends = fast:file, slow:file\n[glance_store]\ndefault_backend = fast\n\
+         [fast]\nfilesystem_store_datadir = {}\nstore_description = Fast disks\n\
+         [slow]\nfilesystem_store_datadir = {}\n",
+        dir("fast"),
+        dir("slow")
+    );
+    let Some(s) = Server::start_with(b, &extra).await else {
+        return;
+    };
+    compare(venv, &s, true);
+}
+
+both_databases!(answers_match_glance, multi_store_answers_match_glance);
