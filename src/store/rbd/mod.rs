@@ -394,6 +394,16 @@ const SHARED_IN_FLIGHT: usize = 64 << 20;
 
 static SHARED_FREE: AtomicUsize = AtomicUsize::new(SHARED_IN_FLIGHT);
 
+/// The budget for one more operation of `n` bytes beside `in_flight` others: the first is the
+/// transfer's own, the next ones up to `IN_FLIGHT` take shared budget if it is free.
+fn share_for(in_flight: usize, n: usize) -> Option<Share> {
+    match in_flight {
+        0 => Some(Share(0)),
+        k if k < IN_FLIGHT => take_share(n),
+        _ => None,
+    }
+}
+
 /// `n` bytes of the shared in-flight budget, if that many are free.
 fn take_share(n: usize) -> Option<Share> {
     SHARED_FREE
@@ -556,12 +566,7 @@ impl RbdWriter {
         // The first write in flight is this writer's own; the others take shared budget, and
         // without it the oldest is waited for.
         let share = loop {
-            if self.in_flight.is_empty() {
-                break Share(0);
-            }
-            if self.in_flight.len() < IN_FLIGHT
-                && let Some(s) = take_share(buf.len())
-            {
+            if let Some(s) = share_for(self.in_flight.len(), buf.len()) {
                 break s;
             }
             if let Some(oldest) = self.in_flight.pop_front() {
@@ -665,11 +670,7 @@ impl RbdReader {
         while self.ahead.len() < IN_FLIGHT && self.next < self.size {
             let len = self.chunk.min(self.size - self.next) as usize;
             // One read ahead is the reader's own; more only with shared budget.
-            let share = if self.ahead.is_empty() {
-                Share(0)
-            } else if let Some(s) = take_share(len) {
-                s
-            } else {
+            let Some(share) = share_for(self.ahead.len(), len) else {
                 break;
             };
             // read_to_end-style callers never see this buffer before it is filled.
