@@ -139,10 +139,6 @@ impl Default for Inspector {
 }
 
 impl Inspector {
-    pub fn new() -> Self {
-        Inspector::default()
-    }
-
     pub fn feed(&mut self, chunk: &[u8]) {
         let start = self.total;
         let mut rest = chunk;
@@ -516,7 +512,7 @@ mod tests {
     use super::*;
 
     fn inspect(data: &[u8], chunk: usize) -> Inspection {
-        let mut i = Inspector::new();
+        let mut i = Inspector::default();
         for c in data.chunks(chunk) {
             i.feed(c);
         }
@@ -549,7 +545,7 @@ mod tests {
             assert_eq!(r.format().unwrap(), Format::Vhdx);
             assert_eq!(r.head, data[..HEAD], "chunk {chunk}");
         }
-        let mut i = Inspector::new();
+        let mut i = Inspector::default();
         i.feed(&data[..SNIFF - 1]);
         i.feed(&data[SNIFF - 1..SNIFF + 9]);
         assert_eq!(i.finish().head, data[..SNIFF + 9]);

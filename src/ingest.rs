@@ -188,10 +188,15 @@ impl Pipeline {
             held: None,
             size: 0,
             limit,
-            inspector: inspect.then(Inspector::new),
+            inspector: inspect.then(Inspector::default),
             timeout,
             _live: Live::new(),
         })
+    }
+
+    /// Bytes pushed so far.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     pub async fn push(&mut self, chunk: Bytes) -> Result<(), IngestError> {

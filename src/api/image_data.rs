@@ -223,11 +223,10 @@ async fn ingest(
         store.timeout(),
     )?;
     let mut stream = body.into_data_stream();
-    let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let step = match chunk {
             Ok(c) => {
-                received += c.len() as u64;
+                let received = pipe.size() + c.len() as u64;
                 // More than declared: stop reading, as Glance's stores do at the first chunk
                 // past the size (the rest is never read or written).
                 if let Some(d) = declared.filter(|d| i128::from(received) > d.n) {
