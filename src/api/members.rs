@@ -28,12 +28,6 @@ fn render(m: &Member) -> Value {
     })
 }
 
-/// The image whose members are asked for, or a 404 in the members controller's words.
-async fn image(s: &AppState, ctx: &Context, id: &str) -> Result<Image> {
-    let missing = || Error::NotFound(format!("Image {id} not found."));
-    s.visible_image_or(ctx, id, missing).await
-}
-
 fn shared_only(img: &Image) -> Result<()> {
     if img.visibility != Visibility::Shared {
         return Err(Error::Forbidden("Only shared images have members.".into()));
@@ -69,7 +63,7 @@ pub async fn list(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img)?;
     let members = visible_to(&ctx, &img, s.db.list_members(&id).await?);
     let body = json!({
@@ -84,7 +78,7 @@ pub async fn show(
     Extension(ctx): Extension<Context>,
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img)?;
     let found = visible_to(&ctx, &img, s.db.list_members(&id).await?)
         .into_iter()
@@ -125,7 +119,7 @@ pub async fn add(
             "Member id is longer than 255 characters.".into(),
         ));
     }
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     owner_only(&ctx, &img, "add")?;
     shared_only(&img)?;
     let m =
@@ -151,7 +145,7 @@ pub async fn update(
             ));
         }
     };
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img)?;
     if !matches!(status.as_str(), "pending" | "accepted" | "rejected") {
         return Err(Error::BadRequest(format!(
@@ -181,7 +175,7 @@ pub async fn delete(
     Extension(ctx): Extension<Context>,
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img)?;
     owner_only(&ctx, &img, "delete")?;
     if !s.db.delete_member(&id, &member).await? {

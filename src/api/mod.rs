@@ -50,6 +50,14 @@ impl AppState {
             .await
     }
 
+    /// As `visible_image`, with the 404 of Glance's tags and members controllers.
+    pub async fn visible_parent_image(&self, ctx: &Context, id: &str) -> Result<Image> {
+        self.visible_image_or(ctx, id, || {
+            Error::NotFound(format!("Image {id} not found."))
+        })
+        .await
+    }
+
     /// As `visible_image`, with the 404 the calling Glance handler words its own way.
     pub async fn visible_image_or(
         &self,

@@ -7,15 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::images::check_quotas;
-use crate::domain::image::Image;
 use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
-
-/// The image whose tags change, or a 404 in the tags controller's words.
-async fn image(s: &AppState, ctx: &Context, id: &str) -> Result<Image> {
-    let missing = || Error::NotFound(format!("Image {id} not found."));
-    s.visible_image_or(ctx, id, missing).await
-}
 
 /// A tag with an encoded `/` splits the path in Glance's router: no such resource.
 fn no_slash(tag: &str) -> Result<()> {
@@ -33,7 +26,7 @@ pub async fn add(
     no_slash(&tag)?;
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         let mut updated = img.clone();
@@ -50,7 +43,7 @@ pub async fn remove(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
     no_slash(&tag)?;
-    let img = image(&s, &ctx, &id).await?;
+    let img = s.visible_parent_image(&ctx, &id).await?;
     policy::check_modify(&ctx, &img)?;
     if !img.tags.contains(&tag) {
         return Err(Error::NotFound(String::new()));
