@@ -189,7 +189,7 @@ async fn openstack_cli_image_lifecycle(b: Backend) {
     ));
     assert_eq!(std::fs::read(&outq).unwrap(), std::fs::read(&qcow).unwrap());
 
-    // Import is not offered: the client says so and creates nothing, as with a Glance whose
+    // Import is not offered: the client says so and no data lands, as with a Glance whose
     // enabled_import_methods is empty.
     let out = s.openstack(
         &venv,

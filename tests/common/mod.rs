@@ -248,6 +248,11 @@ impl Server {
         self.get(path).send().await.unwrap().json().await.unwrap()
     }
 
+    /// GET `path` as admin: the body as sent (bytes matter, not only the JSON).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).send().await.unwrap().text().await.unwrap()
+    }
+
     /// As a project (member role unless `roles` says otherwise).
     pub fn as_project(rb: RequestBuilder, project: &str, roles: &str) -> RequestBuilder {
         rb.header("X-Project-Id", project).header("X-Roles", roles)
