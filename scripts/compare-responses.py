@@ -251,21 +251,13 @@ def client(base):
     return req, fixtures
 
 
-def side_name(req):
-    return "the first server" if req is SIDES[0][0] else "the second server"
-
-
-SIDES = []
-
-
 def main():
     args = sys.argv[1:]
     multi = args[:1] == ["--multi"]
     args = args[1:] if multi else args
     if len(args) != 2:
         sys.exit(__doc__)
-    sides = SIDES
-    sides.extend(client(u) for u in args)
+    sides = [client(u) for u in args]
     cases = CASES + (MULTI_CASES if multi else [])
     differ = known = 0
     for method, path, body, headers in cases:
@@ -273,13 +265,13 @@ def main():
             body = json.dumps(body)
         for accept in ("application/json", "text/html", None):
             answers = []
-            for req, fixtures in sides:
+            for (req, fixtures), url in zip(sides, args):
                 h = dict(headers, **({"Accept": accept} if accept else {}))
                 fx = fixtures(path)
                 try:
                     status, reason, ctype, data = req(method, path.format(**fx), body, h)
                 except OSError as e:
-                    sys.exit(f"{method} {path} {headers} on {side_name(req)}: {e!r}")
+                    sys.exit(f"{method} {path} {headers} on {url}: {e!r}")
                 text = data.decode(errors="replace")
                 for name, image in fx.items():
                     text = text.replace(image, name.upper())

@@ -14,8 +14,8 @@
 set -euo pipefail
 
 cmd=${1:?install|start|stop}
-[ "$cmd" = install ] && set -- install -
-dir=$(realpath -m "${2:?glance directory}")
+# `install` names no directory.
+if [ "$cmd" = install ]; then dir=; else dir=$(realpath -m "${2:?glance directory}"); fi
 port=${3:-9393}
 venv=${GLANCE_VENV:-$(realpath -m "$(dirname "$0")/../.test-env/glance/venv")}
 packages="glance==33.0.0 uWSGI==2.0.31"
