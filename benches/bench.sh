@@ -90,6 +90,22 @@ create() { create_image "$url" "$1"; }
 upload() { curl -sf -X PUT "$url/v2/images/$1/file" -H 'Content-Type: application/octet-stream' -T "$2" -o /dev/null; }
 rss_peak_reset() { echo 5 >/proc/$pid/clear_refs; }
 cpu_ticks() { awk '{ print $14 + $15 }' /proc/$pid/stat; }
+# thread_ticks: "tid ticks" for each of the server's threads (user + system CPU).
+thread_ticks() {
+  for t in /proc/$pid/task/*; do awk -v t="${t##*/}" '{ sub(/.*\) /, ""); print t, $12 + $13 }' "$t/stat" 2>/dev/null; done
+}
+# busiest_threads BEFORE AFTER BYTES SECONDS: the CPU seconds of the four busiest server threads
+# between two thread_ticks; the busiest is the sha512 hasher (the slowest stage), whose MB per
+# CPU-second is its speed inside the pipeline, and whose share of the elapsed time is the part
+# of a core it got.
+busiest_threads() {
+  awk -v hz="$(getconf CLK_TCK)" -v b="$3" -v t="$4" 'NR == FNR { before[$1] = $2; next }
+    { d[$1] = $2 - before[$1] } END {
+      n = 0; for (k in d) v[++n] = d[k]
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] > v[i]) { x = v[i]; v[i] = v[j]; v[j] = x }
+      printf "   busiest server threads (CPU s): %.2f %.2f %.2f %.2f of %.2f s; the busiest (sha512) hashed %.0f MB per CPU-second and ran %.0f%% of the time\n",
+        v[1] / hz, v[2] / hz, v[3] / hz, v[4] / hz, t, b / 1e6 / (v[1] / hz), 100 * v[1] / hz / t }' "$1" "$2"
+}
 rss_peak() { awk '/VmHWM/ { printf "%.0f", $2/1024 }' /proc/$pid/status; }
 
 echo "== glance-rs (release, SQLite, file store on $(df --output=fstype "$srv" | tail -1))"
@@ -108,14 +124,17 @@ for gib in 1 4; do
   for run in $(seq 1 $runs); do
     [ "$run" = 1 ] || curl -sf -X DELETE "$url/v2/images/$id"
     id=$(create "bench-$gib")
+    thread_ticks >"$work/threads0"
     c0=$(cpu_ticks); s0=$(machine_busy); st0=$(machine_steal)
     t0=$(now); upload "$id" "$f"; t1=$(now)
     c1=$(cpu_ticks); s1=$(machine_busy); st1=$(machine_steal)
+    thread_ticks >"$work/threads1"
     secs_n=$(secs "$t0" "$t1"); up_n=$(mbps $bytes "$secs_n")
     s_next=$(sha512_now)
     r=$(awk -v u="$up_n" -v a="$s_prev" -v b="$s_next" 'BEGIN { printf "%.2f", u / (a > b ? a : b) }')
     paired+=("$r")
     echo "   upload $run of $runs: $up_n MB/s; sha512 sampled just before and after: $s_prev / $s_next MB/s -> $r x"
+    busiest_threads "$work/threads0" "$work/threads1" $bytes "$secs_n"
     s_prev=$s_next
     if [ "$up_n" -gt "$up" ]; then
       up=$up_n; up_secs=$secs_n; cpu0=$c0; cpu1=$c1; sys0=$s0; sys1=$s1; steal=$((st1 - st0))
