@@ -1228,6 +1228,16 @@ async fn schemas_are_served(b: Backend) {
         let v: Value = s.get_json(&format!("/v2/schemas/{path}")).await;
         assert_eq!(v["name"], name);
     }
+    // As in Glance 33: only the images list is paged, and the member schema leaves
+    // additionalProperties open.
+    let v: Value = s.get_json("/v2/schemas/members").await;
+    assert_eq!(
+        v["links"],
+        json!([{"rel": "describedby", "href": "{schema}"}])
+    );
+    assert!(v["properties"].get("next").is_none());
+    let v: Value = s.get_json("/v2/schemas/member").await;
+    assert!(v.get("additionalProperties").is_none());
     let v: Value = s.get_json("/v2/schemas/tasks").await;
     assert!(
         v["properties"]["tasks"]["items"]["properties"]

@@ -52,16 +52,17 @@ fn image_properties(cfg: &Config) -> Value {
         "stores": {"type": "string", "readOnly": true, "description": "Comma-separated ids of the stores holding the data (multi-store only)."},
         "schema": {"type": "string", "readOnly": true, "description": "URL of the image schema"},
         "locations": {"type": "array", "description": "Locations of the image data",
-            "items": {"type": "object", "required": ["url", "metadata"], "properties": {
+            "items": {"type": "object", "properties": {
                 "url": {"type": "string", "maxLength": 255},
                 "metadata": {"type": "object"},
                 "validation_data": {"description": "Hashes of the data at this location; they must equal the image's own unless it is queued.",
                     "type": "object", "writeOnly": true, "additionalProperties": false,
-                    "required": ["os_hash_algo", "os_hash_value"],
                     "properties": {
                         "checksum": {"type": "string", "minLength": 32, "maxLength": 32},
                         "os_hash_algo": {"type": "string", "maxLength": 64},
-                        "os_hash_value": {"type": "string", "maxLength": 128}}}}}}
+                        "os_hash_value": {"type": "string", "maxLength": 128}},
+                    "required": ["os_hash_algo", "os_hash_value"]}},
+                "required": ["url", "metadata"]}}
     })
 }
 
@@ -78,7 +79,16 @@ pub fn image_schema(cfg: &Config) -> Value {
     })
 }
 
-fn collection(name: &str, item: Value) -> Value {
+/// A list's schema. Only images are paged (`first`/`next`); Glance's members and tasks
+/// schemas name neither.
+fn collection(name: &str, item: Value, paged: bool) -> Value {
+    if !paged {
+        return json!({
+            "name": name,
+            "properties": {name: {"type": "array", "items": item}, "schema": {"type": "string"}},
+            "links": [{"rel": "describedby", "href": "{schema}"}]
+        });
+    }
     json!({
         "name": name,
         "properties": {
@@ -106,8 +116,7 @@ pub fn member_schema() -> Value {
             "status": {"type": "string", "description": "Whether the member accepted the image",
                        "enum": ["pending", "accepted", "rejected"]},
             "schema": {"readOnly": true, "type": "string"}
-        },
-        "additionalProperties": false
+        }
     })
 }
 
@@ -133,14 +142,15 @@ fn task_properties(full: bool) -> Value {
     });
     if !full && let Some(obj) = p.as_object_mut() {
         for k in ["input", "result", "message"] {
-            obj.remove(k);
+            // shift_remove keeps the others in Glance's order (remove would swap the last in).
+            obj.shift_remove(k);
         }
     }
     p
 }
 
 fn task_schema(full: bool) -> Value {
-    json!({"name": "task", "properties": task_properties(full), "additionalProperties": false})
+    json!({"name": "task", "properties": task_properties(full)})
 }
 
 /// Schemas built once at start-up, and the compiled image validator.
@@ -160,12 +170,12 @@ impl Schemas {
         // Built from constants above: a failure here is a programming error caught by tests.
         let validator = jsonschema::validator_for(&image).expect("image schema compiles");
         Schemas {
-            images: collection("images", image.clone()),
+            images: collection("images", image.clone(), true),
             image,
             member: member_schema(),
-            members: collection("members", member_schema()),
+            members: collection("members", member_schema(), false),
             task: task_schema(true),
-            tasks: collection("tasks", task_schema(false)),
+            tasks: collection("tasks", task_schema(false), false),
             validator,
         }
     }
