@@ -40,6 +40,9 @@ pub struct Config {
     /// requests in flight finish before closing them; 0 waits for them however long.
     pub graceful_shutdown_timeout: u64,
     pub public_endpoint: Option<String>,
+    /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
+    /// `X-Forwarded-Host`/`-Prefix` (see `api::base_url`).
+    pub proxy_headers_parsing: bool,
     pub show_image_direct_url: bool,
     pub show_multiple_locations: bool,
     pub image_size_cap: u64,
@@ -390,6 +393,11 @@ impl Config {
                 None,
             )?,
             public_endpoint,
+            proxy_headers_parsing: r.bool(
+                "oslo_middleware",
+                "enable_proxy_headers_parsing",
+                false,
+            )?,
             show_image_direct_url: r.bool(d, "show_image_direct_url", false)?,
             show_multiple_locations: r.bool(d, "show_multiple_locations", false)?,
             image_size_cap: r.int(

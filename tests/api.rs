@@ -77,6 +77,105 @@ async fn versions_and_negotiation(b: Backend) {
     assert_eq!(r.text().await.unwrap(), "OK");
 }
 
+/// The href of the versions document's first entry for a request with `headers`.
+async fn version_href(s: &Server, headers: &[(&str, &str)]) -> String {
+    let mut r = s.get("/versions");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
+    v["versions"][0]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Behind a TLS-terminating proxy: links and Locations name the scheme it forwards (as Glance
+/// under uWSGI does), and with `enable_proxy_headers_parsing` its host and path prefix (as
+/// oslo's HTTPProxyToWSGI); `/v2` redirects to `/v2/`. Each compared with Glance 33.
+async fn links_follow_the_proxy(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let host = s.url.trim_start_matches("http://").to_string();
+    let https = ("X-Forwarded-Proto", "https");
+    assert_eq!(
+        version_href(&s, &[https]).await,
+        format!("https://{host}/v2/")
+    );
+    let lb = ("X-Forwarded-Host", "lb.example");
+    assert_eq!(version_href(&s, &[lb]).await, format!("{}/v2/", s.url));
+    let r = s
+        .req(Method::POST, "/v2/images")
+        .header(https.0, https.1)
+        .json(&json!({"name": "p"}))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(location, format!("https://{host}/v2/images/{id}"));
+
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (method, path) in [(Method::GET, "/v2"), (Method::DELETE, "/v2.1?x=1")] {
+        let r = plain
+            .request(method, format!("{}{path}", s.url))
+            .header(https.0, https.1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{path}");
+        assert_eq!(
+            r.headers()["location"],
+            format!("https://{host}/v2/").as_str()
+        );
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf8");
+    }
+
+    let Some(s) = Server::start_with(
+        b,
+        "[oslo_middleware]\nenable_proxy_headers_parsing = true\n",
+    )
+    .await
+    else {
+        return;
+    };
+    let host = s.url.trim_start_matches("http://").to_string();
+    for (headers, want) in [
+        (
+            vec![lb, ("X-Forwarded-Prefix", "/image/")],
+            "http://lb.example/image/v2/".to_string(),
+        ),
+        (
+            vec![https, ("X-Forwarded-Host", "a.example:8443, b.example")],
+            "https://a.example:8443/v2/".to_string(),
+        ),
+        // Forwarded wins over X-Forwarded-*; its first element is the client's side.
+        (
+            vec![
+                lb,
+                (
+                    "Forwarded",
+                    "for=10.0.0.1;proto=https;host=\"lb2.example\", proto=http",
+                ),
+            ],
+            "https://lb2.example/v2/".to_string(),
+        ),
+        (
+            vec![https, ("Forwarded", "for=10.0.0.1")],
+            format!("https://{host}/v2/"),
+        ),
+    ] {
+        assert_eq!(version_href(&s, &headers).await, want, "{headers:?}");
+    }
+}
+
 async fn request_ids_and_error_shapes(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
@@ -1705,6 +1804,7 @@ both_databases!(
     policy_file_overrides_defaults,
     locations_on_the_file_store,
     versions_and_negotiation,
+    links_follow_the_proxy,
     request_ids_and_error_shapes,
     error_messages_as_glance_words_them,
     create_defaults_and_location,

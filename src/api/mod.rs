@@ -359,18 +359,52 @@ async fn render_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-/// The URL clients reached us by: `public_endpoint` if set, else from the Host header.
+/// The URL clients reached us by, for the links and `Location`s we write: `public_endpoint` if
+/// set, else the Host header with the scheme a TLS-terminating proxy names in
+/// `X-Forwarded-Proto` (Glance under uWSGI takes it from there). With `[oslo_middleware]
+/// enable_proxy_headers_parsing`, as oslo's HTTPProxyToWSGI: the first `Forwarded` element's
+/// proto and host, or else `X-Forwarded-Proto` and `X-Forwarded-Host`, and the path prefix of
+/// `X-Forwarded-Prefix`.
 pub fn base_url(cfg: &Config, headers: &HeaderMap, uri: &Uri) -> String {
     if let Some(ep) = &cfg.public_endpoint {
         return ep.clone();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            // A chain of proxies lists one value per hop; the first is the client's.
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let mut host = get("host")
         .map(str::to_string)
         .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| format!("{}:{}", cfg.bind_host, cfg.bind_port));
-    format!("http://{host}")
+    let mut scheme = get("x-forwarded-proto");
+    let mut prefix = "";
+    if cfg.proxy_headers_parsing {
+        if let Some(first) = get("forwarded") {
+            for (key, value) in first.split(';').filter_map(|kv| kv.split_once('=')) {
+                let value = value.trim().trim_matches('"');
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "proto" => scheme = Some(value),
+                    "host" => host = value.to_string(),
+                    _ => {}
+                }
+            }
+        } else if let Some(h) = get("x-forwarded-host") {
+            host = h.to_string();
+        }
+        prefix = get("x-forwarded-prefix")
+            .unwrap_or("")
+            .trim_end_matches('/');
+    }
+    let scheme = scheme
+        .filter(|s| s.eq_ignore_ascii_case("https"))
+        .map_or("http", |_| "https");
+    format!("{scheme}://{host}{prefix}")
 }
 
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {

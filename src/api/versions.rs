@@ -3,9 +3,9 @@
 //! versions document with 300.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{AppState, base_url, json_response};
@@ -82,6 +82,18 @@ pub async fn negotiate(State(s): State<AppState>, mut req: Request, next: Next) 
     };
     if !allowed(&s.cfg, &version) {
         return json_response(StatusCode::MULTIPLE_CHOICES, &document(&s, &req));
+    }
+    if tail.is_empty() {
+        // `/v2` (or `/v2.N`), any method: Glance's router sends the client to `/v2/`.
+        let location = format!("{}/v2/", base_url(&s.cfg, req.headers(), req.uri()));
+        return (
+            StatusCode::FOUND,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf8".to_string()),
+                (header::LOCATION, location),
+            ],
+        )
+            .into_response();
     }
     let new_path = format!("/v2{tail}");
     let pq = match req.uri().query() {
