@@ -13,6 +13,7 @@ default) and `slow` (GLANCE_STORES=multi for glance.sh) and the multi-store requ
 too. Exits 1 if an answer differs other than as listed in KNOWN.
 """
 
+import hashlib
 import http.client
 import json
 import re
@@ -22,9 +23,14 @@ import urllib.parse
 PATCH = "application/openstack-images-v2.1-json-patch"
 JSON = {"Content-Type": "application/json"}
 
+# sha512 of the 26 bytes of {i}.
+SHA512_DATA = hashlib.sha512(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ").hexdigest()
+
+
 # (method, path, body, headers); {i}: an image with 26 bytes of data, {q}: a queued image,
 # {f}: a new queued image for each request, {n}: a new image without disk and container format,
-# {d}: a new deactivated image with data.
+# {d}: a new deactivated image with data, {m}: a new shared image "member-tags" with tags x
+# and y and the member p3.
 CASES = [
     ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/nosuch"}], {"Content-Type": PATCH}),
     ("PATCH", "/v2/images/{i}", [{"op": "remove", "path": "/min_ram"}], {"Content-Type": PATCH}),
@@ -192,6 +198,28 @@ CASES = [
     ("PATCH", "/v2/images/{f}", [{"op": "add", "path": "/k", "value": "v"},
                                  {"op": "replace", "path": "/name", "value": "renamed"},
                                  {"op": "remove", "path": "/k"}], {"Content-Type": PATCH}),
+    ("GET", "/v2/images?name=with-data&sort_key=name&sort_key=created_at&sort_dir=asc"
+     "&sort_dir=desc", None, {}),
+    ("GET", "/v2/images?name=with-data&protected=false&os_hidden=false", None, {}),
+    ("GET", "/v2/images?id=in:{i}", None, {}),
+    ("GET", "/v2/images?name=with-data&created_at=lt:2100-01-01T00:00:00Z"
+     "&updated_at=gte:2000-01-01T00:00:00Z", None, {}),
+    ("GET", "/v2/images?name=with-data&size_min=100", None, {}),
+    ("GET", "/v2/images?name=with-data&container_format=bare&sort_key=size", None, {}),
+    ("GET", "/v2/images?name=with-data&os_hash_value=" + SHA512_DATA, None, {}),
+    ("GET", "/v2/images?marker={i}&name=with-data", None, {}),
+    ("GET", "/v2/images?id=in:{m}&tag=x&tag=y", None, {}),
+    ("GET", "/v2/images?id=in:{m}&member_status=all&visibility=shared", None, {}),
+    ("GET", "/v2/images/{m}/members", None, {}),
+    ("GET", "/v2/images/{m}/members/p3", None, {}),
+    ("PUT", "/v2/images/{m}/members/p3", {"status": "accepted"}, JSON),
+    ("DELETE", "/v2/images/{m}/members/p3", None, {}),
+    ("POST", "/v2/images/{m}/members", {"member": "p3"}, JSON),
+    ("DELETE", "/v2/images/{m}/tags/x", None, {}),
+    ("PATCH", "/v2/images/{m}", [{"op": "replace", "path": "/tags", "value": ["z", "x"]}],
+     {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{m}", [{"op": "replace", "path": "/visibility", "value": "private"}],
+     {"Content-Type": PATCH}),
     ("GET", "/versions", None, {}),
     # `/v2` redirects to `/v2/`; links follow the scheme a TLS-terminating proxy names.
     ("GET", "/v2", None, {}),
@@ -230,7 +258,13 @@ MULTI_CASES = [
 # Glance answers a body that is not an object with a 500 (it fails on it), glance-rs with a 400;
 # it compares `min_ram=x` with the column as the database sees fit (200), glance-rs refuses a
 # range filter that is not a number (400).
+#
+# Glance's `first` and `next` links keep only the last of a repeated parameter (`tag`,
+# `sort_key`, `sort_dir`), so following them changes the query; glance-rs keeps them all.
 KNOWN = {
+    ("GET", "/v2/images?id=in:{m}&tag=x&tag=y", None),
+    ("GET", "/v2/images?name=with-data&sort_key=name&sort_key=created_at&sort_dir=asc"
+     "&sort_dir=desc", None),
     ("POST", "/v2/images/{i}/file", b"abc"),
     ("POST", "/v2/images", "[1, 2]"),
     ("GET", "/v2/images?min_ram=x", None),
@@ -326,11 +360,17 @@ def client(base):
         req("PUT", f"/v2/images/{image}/file", b"ABC", dict(OCTET, **{"X-Image-Meta-Store": "slow"}))
         return image
 
+    def with_member_and_tags():
+        m = json.loads(req("POST", "/v2/images", json.dumps(
+            {"name": "member-tags", "visibility": "shared", "tags": ["x", "y"]}), JSON)[3])["id"]
+        req("POST", f"/v2/images/{m}/members", json.dumps({"member": "p3"}), JSON)
+        return m
+
     def fixtures(path):
         """The placeholders of CASES for `path`: the fixed ones, and new ones it names."""
         fx = {"i": image, "q": queued}
         for name, make in (("f", lambda: new_image("fresh")), ("n", without_formats),
-                           ("d", deactivated), ("s", in_slow)):
+                           ("d", deactivated), ("s", in_slow), ("m", with_member_and_tags)):
             if "{" + name + "}" in path:
                 fx[name] = make()
         return fx
