@@ -90,10 +90,26 @@ async fn version_href(s: &Server, headers: &[(&str, &str)]) -> String {
         .to_string()
 }
 
+/// Sends GET /v2/images/logged-for with `X-Forwarded-For: forwarded` (a 404) and returns the
+/// client its log line names.
+async fn logged_client(s: &Server, forwarded: &str) -> String {
+    let r = s
+        .get("/v2/images/logged-for")
+        .header("X-Forwarded-For", forwarded);
+    assert_eq!(r.send().await.unwrap().status(), 404);
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=/v2/images/logged-for"));
+    let client = line.and_then(|l| l.split(" client=").nth(1)?.split(' ').next());
+    client.unwrap_or_default().to_string()
+}
+
 /// Behind a TLS-terminating proxy: links and Locations name the scheme it forwards (as Glance
 /// under uWSGI does), and with `enable_proxy_headers_parsing` its host and path prefix (as
-/// oslo's HTTPProxyToWSGI); `/v2` redirects to `/v2/`. Each compared with Glance 33.
-async fn links_follow_the_proxy(b: Backend) {
+/// oslo's HTTPProxyToWSGI), each compared with Glance 33; `/v2` redirects to `/v2/`. The logs
+/// name the client: the peer, or with the option the address the proxy forwards.
+async fn behind_a_proxy(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
     };
@@ -118,6 +134,8 @@ async fn links_follow_the_proxy(b: Backend) {
         .unwrap()
         .to_string();
     assert_eq!(location, format!("https://{host}/v2/images/{id}"));
+
+    assert_eq!(logged_client(&s, "203.0.113.7").await, "127.0.0.1");
 
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -146,6 +164,10 @@ async fn links_follow_the_proxy(b: Backend) {
     else {
         return;
     };
+    assert_eq!(
+        logged_client(&s, "203.0.113.7, 10.0.0.1").await,
+        "203.0.113.7"
+    );
     let host = s.url.trim_start_matches("http://").to_string();
     for (headers, want) in [
         (
@@ -1804,7 +1826,7 @@ both_databases!(
     policy_file_overrides_defaults,
     locations_on_the_file_store,
     versions_and_negotiation,
-    links_follow_the_proxy,
+    behind_a_proxy,
     request_ids_and_error_shapes,
     error_messages_as_glance_words_them,
     create_defaults_and_location,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -239,13 +239,13 @@ pub fn router(state: AppState) -> Router {
     // Version negotiation rewrites the path, so it must run before routing: it wraps the
     // router as a service instead of being a route layer.
     let negotiated = tower::Layer::layer(
-        &middleware::from_fn_with_state(state, versions::negotiate),
+        &middleware::from_fn_with_state(state.clone(), versions::negotiate),
         routes,
     );
     Router::new()
         .fallback_service(negotiated)
         .layer(middleware::from_fn(render_errors))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state, request_id))
 }
 
 async fn healthcheck(State(s): State<AppState>) -> Response {
@@ -273,8 +273,8 @@ pub struct RequestId(pub String);
 
 /// `x-openstack-request-id: req-<uuid>` on every response; an inbound id of at most 64
 /// characters is kept, as Glance's context middleware does. Every log line of the request
-/// carries it.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// carries it, and the client's address.
+async fn request_id(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-openstack-request-id")
@@ -289,7 +289,8 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         })
         .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let client = client_addr(&s.cfg, &req);
+    let span = tracing::info_span!("request", request_id = %id, %client, method = %req.method(), path = %req.uri().path());
     async move {
         let mut resp = next.run(req).await;
         tracing::info!(status = resp.status().as_u16(), "done");
@@ -359,6 +360,42 @@ async fn render_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// The first value of a header each proxy on the way may have appended to: the one the
+/// outermost proxy saw from the client.
+fn first_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let v = headers.get(name)?.to_str().ok()?.split(',').next()?.trim();
+    (!v.is_empty()).then_some(v)
+}
+
+/// The first element of `Forwarded` (RFC 7239) as (lowercase key, unquoted value) pairs; None
+/// when the request has no such header.
+fn forwarded(headers: &HeaderMap) -> Option<Vec<(String, &str)>> {
+    let pairs = first_value(headers, "forwarded")?
+        .split(';')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"')))
+        });
+    Some(pairs.collect())
+}
+
+/// The client's address for the logs: the peer's, or with `enable_proxy_headers_parsing` the
+/// `for` of `Forwarded` or else `X-Forwarded-For`, as oslo's HTTPProxyToWSGI sets REMOTE_ADDR.
+fn client_addr(cfg: &Config, req: &Request) -> String {
+    let proxied = || match forwarded(req.headers()) {
+        Some(pairs) => pairs.into_iter().find(|(k, _)| k == "for").map(|(_, v)| v),
+        None => first_value(req.headers(), "x-forwarded-for"),
+    };
+    let peer = || {
+        let conn = req.extensions().get::<ConnectInfo<sendfile::Conn>>()?;
+        conn.0.peer.map(|a| a.ip().to_string())
+    };
+    match cfg.proxy_headers_parsing.then(proxied).flatten() {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => peer().unwrap_or_else(|| "-".to_string()),
+    }
+}
+
 /// The URL clients reached us by, for the links and `Location`s we write: `public_endpoint` if
 /// set, else the Host header with the scheme a TLS-terminating proxy names in
 /// `X-Forwarded-Proto` (Glance under uWSGI takes it from there). With `[oslo_middleware]
@@ -369,42 +406,34 @@ pub fn base_url(cfg: &Config, headers: &HeaderMap, uri: &Uri) -> String {
     if let Some(ep) = &cfg.public_endpoint {
         return ep.clone();
     }
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            // A chain of proxies lists one value per hop; the first is the client's.
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let mut host = get("host")
+    let mut host = first_value(headers, "host")
         .map(str::to_string)
         .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| format!("{}:{}", cfg.bind_host, cfg.bind_port));
-    let mut scheme = get("x-forwarded-proto");
+    let mut scheme = first_value(headers, "x-forwarded-proto");
     let mut prefix = "";
     if cfg.proxy_headers_parsing {
-        if let Some(first) = get("forwarded") {
-            for (key, value) in first.split(';').filter_map(|kv| kv.split_once('=')) {
-                let value = value.trim().trim_matches('"');
-                match key.trim().to_ascii_lowercase().as_str() {
-                    "proto" => scheme = Some(value),
-                    "host" => host = value.to_string(),
-                    _ => {}
+        match forwarded(headers) {
+            Some(pairs) => {
+                for (k, v) in pairs {
+                    match k.as_str() {
+                        "proto" => scheme = Some(v),
+                        "host" => host = v.to_string(),
+                        _ => {}
+                    }
                 }
             }
-        } else if let Some(h) = get("x-forwarded-host") {
-            host = h.to_string();
+            None => {
+                if let Some(h) = first_value(headers, "x-forwarded-host") {
+                    host = h.to_string();
+                }
+            }
         }
-        prefix = get("x-forwarded-prefix")
-            .unwrap_or("")
-            .trim_end_matches('/');
+        prefix = first_value(headers, "x-forwarded-prefix").unwrap_or("");
+        prefix = prefix.trim_end_matches('/');
     }
-    let scheme = scheme
-        .filter(|s| s.eq_ignore_ascii_case("https"))
-        .map_or("http", |_| "https");
-    format!("{scheme}://{host}{prefix}")
+    let https = scheme.is_some_and(|s| s.eq_ignore_ascii_case("https"));
+    format!("{}://{host}{prefix}", if https { "https" } else { "http" })
 }
 
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {

@@ -60,7 +60,11 @@ struct Transfer {
 /// The connection's side of the bargain: the queue the bodies fill and the I/O wrapper drains.
 /// Handlers reach it through `ConnectInfo<Conn>`.
 #[derive(Clone, Default)]
-pub struct Conn(Arc<Mutex<Queue>>);
+pub struct Conn {
+    queue: Arc<Mutex<Queue>>,
+    /// The client's address (the proxy's, behind one).
+    pub peer: Option<std::net::SocketAddr>,
+}
 
 #[derive(Default)]
 struct Queue {
@@ -74,9 +78,9 @@ impl Conn {
     /// polls for them, i.e. in the order it writes them.
     pub fn body(&self, file: File, offset: u64, len: u64, timeout: Option<Duration>) -> Body {
         let file = Arc::new(file);
-        let queue = self.0.clone();
+        let queue = self.queue.clone();
         // Handlers run in request order, which is the order hyper writes responses in.
-        let half = match self.0.lock() {
+        let half = match self.queue.lock() {
             Ok(mut q) => {
                 q.bodies += 1;
                 q.bodies % 2
@@ -147,7 +151,10 @@ impl axum::serve::Listener for Listener {
 
 impl Connected<IncomingStream<'_, Listener>> for Conn {
     fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
-        stream.io().conn.clone()
+        Conn {
+            peer: Some(*stream.remote_addr()),
+            ..stream.io().conn.clone()
+        }
     }
 }
 
@@ -182,7 +189,7 @@ impl Io {
             if self.sending.is_none() {
                 ready!(self.stream.poll_write_ready(cx))?;
                 let (file, offset, n, limit) = {
-                    let q = self.conn.0.lock().map_err(|_| poisoned())?;
+                    let q = self.conn.queue.lock().map_err(|_| poisoned())?;
                     // The placeholder must continue the transfer at the head of the queue.
                     match q.transfers.front() {
                         Some(t) if t.half == half && t.sent == at && at < t.len => (
@@ -238,7 +245,7 @@ impl Io {
             self.sending = None;
             match done.map_err(io::Error::other)? {
                 Ok(n) => {
-                    let mut q = self.conn.0.lock().map_err(|_| poisoned())?;
+                    let mut q = self.conn.queue.lock().map_err(|_| poisoned())?;
                     if let Some(t) = q.transfers.front_mut() {
                         t.sent += n;
                         if t.sent >= t.len {
