@@ -41,7 +41,8 @@ pub struct Config {
     pub graceful_shutdown_timeout: u64,
     pub public_endpoint: Option<String>,
     /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
-    /// `X-Forwarded-Host`/`-Prefix` (see `api::base_url`).
+    /// `X-Forwarded-Host`/`-Prefix`, logs name the client the proxy forwards (`api::base_url`,
+    /// `api::client_addr`).
     pub proxy_headers_parsing: bool,
     pub show_image_direct_url: bool,
     pub show_multiple_locations: bool,
