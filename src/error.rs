@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 pub enum Error {
     #[error("{0}")]
     BadRequest(String),
-    #[error("The request you have made requires authentication.")]
+    #[error("{UNAUTHORIZED}")]
     Unauthorized { www_authenticate: String },
     #[error("{0}")]
     Forbidden(String),
@@ -317,12 +317,15 @@ fn strip_tags(s: &str) -> String {
     out
 }
 
+/// webob's explanation of a 401, which Glance answers to a missing or invalid token.
+const UNAUTHORIZED: &str = "This server could not verify that you are authorized to access the \
+    document you requested. Either you supplied the wrong credentials (e.g., bad password), or \
+    your browser does not understand how to supply the credentials required.";
+
 fn default_explanation(status: StatusCode) -> &'static str {
     match status {
         StatusCode::NOT_FOUND => "The resource could not be found.",
-        StatusCode::UNAUTHORIZED => {
-            "This server could not verify that you are authorized to access the document you requested."
-        }
+        StatusCode::UNAUTHORIZED => UNAUTHORIZED,
         StatusCode::FORBIDDEN => "Access was denied to this resource.",
         StatusCode::BAD_REQUEST => {
             "The server could not comply with the request since it is either malformed or otherwise incorrect."

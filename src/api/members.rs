@@ -12,7 +12,7 @@ use super::images::json_body;
 use super::{AppState, json_response};
 use crate::db::members::Member;
 use crate::domain::image::{Image, Visibility};
-use crate::domain::policy::Context;
+use crate::domain::policy::{self, Context};
 use crate::error::{Error, Result};
 
 fn render(m: &Member) -> Value {
@@ -35,15 +35,13 @@ fn shared_only(img: &Image) -> Result<()> {
     Ok(())
 }
 
-/// The owner's project members (and admins) manage the member list.
-fn owner_only(ctx: &Context, img: &Image, what: &str) -> Result<()> {
+/// The owner's project members (and admins) manage the member list; others are refused in
+/// the words of Glance's policy (`action`: add_member, delete_member).
+fn owner_only(ctx: &Context, img: &Image, action: &str) -> Result<()> {
     if ctx.is_admin || (ctx.owns(img) && ctx.has_role("member")) {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "Not allowed to {what} members for image {}.",
-            img.id
-        )))
+        Err(policy::denied(action))
     }
 }
 
@@ -120,7 +118,7 @@ pub async fn add(
         ));
     }
     let img = s.visible_parent_image(&ctx, &id).await?;
-    owner_only(&ctx, &img, "add")?;
+    owner_only(&ctx, &img, "add_member")?;
     shared_only(&img)?;
     let m =
         s.db.add_member(&id, &member, s.cfg.image_member_quota)
@@ -154,9 +152,7 @@ pub async fn update(
     }
     // Only the member itself (or an admin) says whether it accepts the image.
     if !(ctx.is_admin || ctx.project_id.as_deref() == Some(member.as_str())) {
-        return Err(Error::Forbidden(format!(
-            "Not allowed to update members for image {id}."
-        )));
+        return Err(policy::denied("modify_member"));
     }
     if !s.db.set_member_status(&id, &member, &status).await? {
         return Err(not_a_member(&member, &id));
@@ -177,7 +173,7 @@ pub async fn delete(
 ) -> Result<Response> {
     let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img)?;
-    owner_only(&ctx, &img, "delete")?;
+    owner_only(&ctx, &img, "delete_member")?;
     if !s.db.delete_member(&id, &member).await? {
         return Err(not_a_member(&member, &id));
     }

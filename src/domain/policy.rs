@@ -119,17 +119,27 @@ pub fn check_create(ctx: &Context, owner: Option<&str>) -> Result<()> {
         .map(str::to_string)
         .or_else(|| ctx.project_id.clone())
         .unwrap_or_default();
-    ctx.enforce(
-        "add_image",
-        &HashMap::from([("project_id", project.clone()), ("owner", project)]),
-    )?;
+    let target = HashMap::from([("project_id", project.clone()), ("owner", project)]);
+    if let Err(e) = ctx.enforce("add_image", &target) {
+        // Glance words a refusal for someone else's project as such.
+        return Err(match owner {
+            Some(o) if Some(o) != ctx.project_id.as_deref() => not_permitted_owner(o),
+            _ => e,
+        });
+    }
     match owner {
-        Some(o) if !ctx.is_admin && Some(o) != ctx.project_id.as_deref() => Err(Error::Forbidden(
-            format!("You are not permitted to create images owned by '{o}'"),
-        )
-        .as_detail()),
+        Some(o) if !ctx.is_admin && Some(o) != ctx.project_id.as_deref() => {
+            Err(not_permitted_owner(o))
+        }
         _ => Ok(()),
     }
+}
+
+fn not_permitted_owner(owner: &str) -> Error {
+    Error::Forbidden(format!(
+        "You are not permitted to create images owned by '{owner}'"
+    ))
+    .as_detail()
 }
 
 pub fn check_download(ctx: &Context, image: &Image) -> Result<()> {
