@@ -6,11 +6,14 @@ text with the descriptions left out, which glance-rs words its own way). Each re
 text/html and none (webob renders errors in JSON, HTML or plain text from it).
 
     scripts/compare-responses.py [--multi] GLANCE_URL GLANCE_RS_URL
+    scripts/compare-responses.py --keystone AUTH_URL GLANCE_URL GLANCE_RS_URL
 
 Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
 glance-rs serves noauth by default. With --multi, both have the file backends `fast` (the
 default) and `slow` (GLANCE_STORES=multi for glance.sh) and the multi-store requests are sent
-too. Exits 1 if an answer differs other than as listed in KNOWN.
+too. With --keystone, both validate tokens with the Keystone at AUTH_URL (GLANCE_AUTH_URL for
+glance.sh) and KEYSTONE_STEPS are sent instead, as three users. Exits 1 if an answer differs
+other than as listed in KNOWN.
 """
 
 import hashlib
@@ -19,6 +22,7 @@ import json
 import re
 import sys
 import urllib.parse
+import urllib.request
 
 PATCH = "application/openstack-images-v2.1-json-patch"
 JSON = {"Content-Type": "application/json"}
@@ -275,9 +279,11 @@ KNOWN = {
 
 # Headers clients read, compared by value (ids and addresses normalised). Not Content-Length on a
 # 204, where Glance sends `0` though RFC 9110 forbids it (hyper leaves it out). The request id
-# is compared by its form, on /v2 only: Glance's versions answers have none.
+# is compared by its form, on /v2 only: Glance's versions answers have none, nor its 401s
+# (keystonemiddleware answers before the request id is made; glance-rs names one on every answer).
 HEADERS = ("Location", "Content-Length", "Content-MD5", "Content-Range", "Allow",
-           "OpenStack-image-import-methods", "OpenStack-image-store-ids", "Accept-Ranges")
+           "OpenStack-image-import-methods", "OpenStack-image-store-ids", "Accept-Ranges",
+           "WWW-Authenticate")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -293,7 +299,7 @@ def headers_of(status, path, headers, body, fx):
         for key, image in fx.items():
             v = v.replace(image, key.upper())
         out[name] = UUID.sub("UUID", re.sub(r"(https?://)[^/]+", r"\1HOST", v))
-    if path.startswith("/v2"):
+    if path.startswith("/v2") and status != 401:
         rid = h.get("x-openstack-request-id", "")
         out["x-openstack-request-id"] = "req-UUID" if re.fullmatch(r"req-" + UUID.pattern, rid) else rid
     return out
@@ -324,6 +330,59 @@ def shape(schema):
             return {k: strip(v) for k, v in x.items() if k != "description"}
         return [strip(v) for v in x] if isinstance(x, list) else x
     return json.dumps(strip(json.loads(schema)))
+
+
+# --keystone: both sides validate tokens with the same Keystone (scripts/keystone.sh's accounts:
+# alice in project p1 and bob in p2 with the member role, admin) under Glance's default
+# policies. Steps run in order on each side: (user or None, method, path, body, headers, name
+# to keep the created image's id as); BOB stands for bob's project id.
+AS_JSON = {"Accept": "application/json"}
+KEYSTONE_STEPS = [
+    (None, "GET", "/v2/images", None, AS_JSON, None),
+    (None, "GET", "/v2/images", None, {"Accept": "text/html"}, None),
+    (None, "GET", "/v2/images", None, {}, None),
+    (None, "GET", "/v2/images", None, dict(AS_JSON, **{"X-Auth-Token": "bogus"}), None),
+    (None, "GET", "/versions", None, {}, None),
+    ("alice", "POST", "/v2/images", {"name": "a", "disk_format": "raw",
+                                     "container_format": "bare"}, JSON, "A"),
+    ("alice", "PUT", "/v2/images/{A}/file", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", OCTET, None),
+    ("alice", "GET", "/v2/images/{A}", None, AS_JSON, None),
+    ("bob", "GET", "/v2/images/{A}", None, AS_JSON, None),
+    ("bob", "PATCH", "/v2/images/{A}", [{"op": "replace", "path": "/name", "value": "x"}],
+     {"Content-Type": PATCH}, None),
+    ("bob", "DELETE", "/v2/images/{A}", None, AS_JSON, None),
+    ("bob", "GET", "/v2/images/{A}/file", None, AS_JSON, None),
+    *(("alice", "PATCH", "/v2/images/{A}", [{"op": "replace", "path": f"/{k}", "value": v}],
+       {"Content-Type": PATCH}, None)
+      for k, v in (("visibility", "public"), ("visibility", "community"),
+                   ("visibility", "shared"), ("owner", "someone"))),
+    *((user, "POST", f"/v2/images/{{A}}/actions/{action}", None, AS_JSON, None)
+      for action in ("deactivate", "reactivate") for user in ("alice", "admin")),
+    ("admin", "POST", "/v2/images/{A}/actions/deactivate", None, AS_JSON, None),
+    ("alice", "GET", "/v2/images/{A}/file", None, AS_JSON, None),
+    ("admin", "GET", "/v2/images/{A}/file", None, AS_JSON, None),
+    ("admin", "POST", "/v2/images/{A}/actions/reactivate", None, AS_JSON, None),
+    ("alice", "POST", "/v2/images/{A}/members", {"member": "BOB"}, JSON, None),
+    ("bob", "GET", "/v2/images/{A}", None, AS_JSON, None),
+    ("bob", "GET", "/v2/images/{A}/members", None, AS_JSON, None),
+    ("bob", "GET", "/v2/images/{A}/members/BOB", None, AS_JSON, None),
+    ("alice", "PUT", "/v2/images/{A}/members/BOB", {"status": "accepted"}, JSON, None),
+    ("bob", "PUT", "/v2/images/{A}/members/BOB", {"status": "accepted"}, JSON, None),
+    ("bob", "POST", "/v2/images/{A}/members", {"member": "other"}, JSON, None),
+    ("bob", "GET", "/v2/images?name=a", None, AS_JSON, None),
+    ("bob", "PUT", "/v2/images/{A}/tags/x", None, AS_JSON, None),
+    ("bob", "DELETE", "/v2/images/{A}/members/BOB", None, AS_JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "p", "visibility": "public"}, JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "o", "owner": "elsewhere"}, JSON, None),
+    ("admin", "POST", "/v2/images", {"name": "o", "owner": "elsewhere"}, JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "prot", "protected": True}, JSON, "P"),
+    ("alice", "DELETE", "/v2/images/{P}", None, AS_JSON, None),
+    ("alice", "GET", "/v2/info/stores", None, AS_JSON, None),
+    ("alice", "GET", "/v2/info/stores/detail", None, AS_JSON, None),
+    ("alice", "GET", "/v2/images?visibility=all&name=a", None, AS_JSON, None),
+    ("admin", "GET", "/v2/images?visibility=all&name=a", None, AS_JSON, None),
+    ("alice", "DELETE", "/v2/images/{A}", None, AS_JSON, None),
+]
 
 
 def client(base):
@@ -379,8 +438,80 @@ def client(base):
     return req, fixtures
 
 
+def answer(method, path, status, reason, ctype, data, hdrs, fx):
+    """What is compared of one answer; `fx` maps placeholder names to this side's ids."""
+    text = data.decode(errors="replace")
+    for name, image in fx.items():
+        text = text.replace(image, name.upper())
+    if ctype and "json" in ctype:
+        try:
+            text = json.loads(text)
+        except ValueError:
+            pass
+    seen = headers_of(status, path, hdrs, data, fx)
+    if path.startswith("/v2/schemas/") and status < 400:
+        seen.pop("Content-Length", None)  # the descriptions differ
+    if status >= 400:
+        return (status, reason, seen, ctype, text)
+    if path.startswith("/v2/schemas/") and method == "GET":
+        return (status, reason, seen, ctype, shape(data))
+    if status == 204:
+        # Glance's 204s carry webob's default text/html type, for no body.
+        return (status, reason, seen, text)
+    return (status, reason, seen, ctype, normal(text))
+
+
+def token(auth, user, project):
+    body = {"auth": {
+        "identity": {"methods": ["password"], "password": {
+            "user": {"name": user, "password": "secret", "domain": {"id": "default"}}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+    r = urllib.request.urlopen(urllib.request.Request(
+        auth + "/auth/tokens", json.dumps(body).encode(), JSON))
+    return r.headers["X-Subject-Token"], json.load(r)["token"]["project"]["id"]
+
+
+def keystone(auth, urls):
+    """KEYSTONE_STEPS on each side in turn (each side's ids kept as placeholders)."""
+    accounts = {user: token(auth, user, project)
+                for user, project in (("alice", "p1"), ("bob", "p2"), ("admin", "admin"))}
+    sides = []
+    for base in urls:
+        u = urllib.parse.urlparse(base)
+        ids, answers = {}, []
+        for user, method, path, body, headers, save in KEYSTONE_STEPS:
+            h = dict(headers)
+            if user:
+                h["X-Auth-Token"] = accounts[user][0]
+            if body is not None and not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+            body = body.replace("BOB", accounts["bob"][1]) if isinstance(body, str) else body
+            p = path.format(**ids).replace("BOB", accounts["bob"][1])
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            c.request(method, p, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if save and r.status == 201:
+                ids[save] = json.loads(data)["id"]
+            answers.append(answer(method, p, r.status, r.reason, r.getheader("Content-Type"),
+                                  data, r.getheaders(), ids))
+        sides.append(answers)
+    differ = 0
+    for step, a, b in zip(KEYSTONE_STEPS, *sides):
+        if a != b:
+            differ += 1
+            print(f"DIFFERS {step[:3]} {step[4]}")
+            for side, x in zip(("glance   ", "glance-rs"), (a, b)):
+                print(f"  {side} {x!r:.600}")
+    print(f"{differ} of {len(KEYSTONE_STEPS)} answers differ")
+    sys.exit(1 if differ else 0)
+
+
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--keystone"] and len(args) == 4:
+        keystone(args[1].rstrip("/"), args[2:])
     multi = args[:1] == ["--multi"]
     args = args[1:] if multi else args
     if len(args) != 2:
@@ -400,26 +531,7 @@ def main():
                     status, reason, ctype, data, hdrs = req(method, path.format(**fx), body, h)
                 except OSError as e:
                     sys.exit(f"{method} {path} {headers} on {url}: {e!r}")
-                text = data.decode(errors="replace")
-                for name, image in fx.items():
-                    text = text.replace(image, name.upper())
-                if ctype and "json" in ctype:
-                    try:
-                        text = json.loads(text)
-                    except ValueError:
-                        pass
-                seen = headers_of(status, path, hdrs, data, fx)
-                if path.startswith("/v2/schemas/") and status < 400:
-                    seen.pop("Content-Length", None)  # the descriptions differ
-                if status >= 400:
-                    answers.append((status, reason, seen, ctype, text))
-                elif path.startswith("/v2/schemas/") and method == "GET":
-                    answers.append((status, reason, seen, ctype, shape(data)))
-                elif status == 204:
-                    # Glance's 204s carry webob's default text/html type, for no body.
-                    answers.append((status, reason, seen, text))
-                else:
-                    answers.append((status, reason, seen, ctype, normal(text)))
+                answers.append(answer(method, path, status, reason, ctype, data, hdrs, fx))
             if answers[0] == answers[1]:
                 continue
             if (method, path, body) in KNOWN:

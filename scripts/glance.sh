@@ -3,7 +3,9 @@
 # 127.0.0.1, SQLite, the file store, no authentication (Glance's pipeline without authtoken:
 # every request is an admin context without roles, so the policy rules such requests need are
 # opened to everyone); GLANCE_STORES=multi at set-up gives it two file backends.
-# tests/parity.rs compares answers with it (scripts/compare-responses.py).
+# With GLANCE_AUTH_URL (a Keystone's v3 URL) at set-up it validates tokens there instead, with
+# Glance's default policies. tests/parity.rs compares answers with it
+# (scripts/compare-responses.py).
 #
 #   scripts/glance.sh install            install into .test-env/glance/venv (or $GLANCE_VENV)
 #                                        if missing
@@ -57,10 +59,29 @@ $(stores)
 policy_file = $dir/etc/policy.yaml
 enforce_scope = false
 CONF
-  printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
-    delete_image modify_image deactivate reactivate get_member get_members add_member \
-    modify_member delete_member stores_info_detail download_from_store get_image_location \
-    delete_image_location >"$dir/etc/policy.yaml"
+  if [ -n "${GLANCE_AUTH_URL:-}" ]; then
+    # Tokens from that Keystone (scripts/keystone.sh's accounts), Glance's default policies.
+    cat >>"$dir/etc/glance-api.conf" <<CONF
+[paste_deploy]
+flavor = keystone
+[keystone_authtoken]
+www_authenticate_uri = ${GLANCE_AUTH_URL%/v3}
+auth_url = ${GLANCE_AUTH_URL%/v3}
+interface = public
+auth_type = password
+username = glance
+password = secret
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+CONF
+    : >"$dir/etc/policy.yaml"
+  else
+    printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
+      delete_image modify_image deactivate reactivate get_member get_members add_member \
+      modify_member delete_member stores_info_detail download_from_store get_image_location \
+      delete_image_location >"$dir/etc/policy.yaml"
+  fi
   "$venv/bin/glance-manage" --config-file "$dir/etc/glance-api.conf" db_sync >"$dir/manage.log" 2>&1
   touch "$dir/.setup"
 }

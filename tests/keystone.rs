@@ -7,26 +7,8 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, require, run_ok, venv};
+use common::{Backend, Server, auth_url, keystone_conf, run_ok, venv};
 use serde_json::{Value, json};
-
-fn auth_url() -> Option<String> {
-    require(
-        "Keystone",
-        std::env::var("OS_AUTH_URL").ok().filter(|s| !s.is_empty()),
-        "run scripts/test, or `scripts/keystone.sh start DIR` and set OS_AUTH_URL",
-    )
-}
-
-fn glance_conf(auth: &str, cache_secs: u64) -> String {
-    let base = auth.trim_end_matches("/v3");
-    format!(
-        "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nwww_authenticate_uri = {base}\n\
-         auth_url = {base}\nauth_type = password\nusername = glance\npassword = secret\n\
-         project_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n\
-         token_cache_time = {cache_secs}\n"
-    )
-}
 
 /// A token for `user` in `project` (password "secret").
 async fn token(auth: &str, user: &str, project: &str) -> (String, Value) {
@@ -78,7 +60,7 @@ async fn sharing_between_projects_with_the_cli(b: Backend) {
     let (Some(auth), Some(venv)) = (auth_url(), venv()) else {
         return;
     };
-    let Some(s) = Server::start_with(b, &glance_conf(&auth, 300)).await else {
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
         return;
     };
     let clouds = clouds_yaml(&s, &auth);
@@ -229,7 +211,7 @@ async fn sharing_between_projects_with_the_cli(b: Backend) {
 
 async fn tokens_are_checked(b: Backend) {
     let Some(auth) = auth_url() else { return };
-    let Some(s) = Server::start_with(b, &glance_conf(&auth, 2)).await else {
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 2)).await else {
         return;
     };
     let http = reqwest::Client::new();
@@ -399,7 +381,7 @@ async fn keystone_outage_and_expiry(b: Backend) {
         }
     }
     let _stop = Stop(script, kdir.clone());
-    let Some(s) = Server::start_with(b, &glance_conf(&auth, 1)).await else {
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 1)).await else {
         return;
     };
     let http = reqwest::Client::new();
@@ -443,7 +425,7 @@ async fn password_login_through_the_catalog() {
     let (Some(auth), Some(venv)) = (auth_url(), venv()) else {
         return;
     };
-    let extra = format!("{}[DEFAULT]\nbind_port = 9292\n", glance_conf(&auth, 300));
+    let extra = format!("{}[DEFAULT]\nbind_port = 9292\n", keystone_conf(&auth, 300));
     let Some(s) = Server::start_with(Backend::Sqlite, &extra).await else {
         return;
     };

@@ -2,14 +2,15 @@
 //! (errors of every kind, edge cases of create, PATCH, list filters, the data path, import) to
 //! Glance 33 from PyPI under uWSGI (`scripts/glance.sh`) and to the real binary, and fails on
 //! any answer that differs other than as its KNOWN list says; once with one file store, once
-//! with two file backends on both sides (multi-store).
+//! with two file backends on both sides (multi-store), once with both validating tokens with
+//! the test Keystone.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Backend, Server, require};
+use common::{Backend, Server, auth_url, keystone_conf, require};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -36,7 +37,8 @@ struct Glance {
 }
 
 impl Glance {
-    fn start(venv: PathBuf, multi: bool) -> Glance {
+    /// `auth`: the Keystone to validate tokens with, else none (noauth).
+    fn start(venv: PathBuf, multi: bool, auth: Option<&str>) -> Glance {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -47,6 +49,7 @@ impl Glance {
             .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
             .env("GLANCE_VENV", &venv)
             .env("GLANCE_STORES", if multi { "multi" } else { "single" })
+            .env("GLANCE_AUTH_URL", auth.unwrap_or(""))
             .output()
             .unwrap();
         let glance = Glance {
@@ -72,13 +75,17 @@ impl Drop for Glance {
     }
 }
 
-/// Runs compare-responses.py against a fresh reference Glance and `s`.
-fn compare(venv: PathBuf, s: &Server, multi: bool) {
-    let glance = Glance::start(venv, multi);
+/// Runs compare-responses.py against a fresh reference Glance and `s`: with `--multi` both
+/// have two stores, with `--keystone` both validate tokens with the Keystone at `auth`.
+fn compare(venv: PathBuf, s: &Server, multi: bool, auth: Option<&str>) {
+    let glance = Glance::start(venv, multi, auth);
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(ROOT).join("scripts/compare-responses.py"));
     if multi {
         cmd.arg("--multi");
+    }
+    if let Some(a) = auth {
+        cmd.args(["--keystone", a]);
     }
     let out = cmd.args([&glance.url, &s.url]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -96,7 +103,7 @@ async fn answers_match_glance(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
     };
-    compare(venv, &s, false);
+    compare(venv, &s, false, None);
 }
 
 /// Both sides with the backends `fast` (default, described) and `slow`.
@@ -114,7 +121,22 @@ async fn multi_store_answers_match_glance(b: Backend) {
     let Some(s) = Server::start_with(b, &extra).await else {
         return;
     };
-    compare(venv, &s, true);
+    compare(venv, &s, true, None);
 }
 
-both_databases!(answers_match_glance, multi_store_answers_match_glance);
+/// Both validating tokens with the test Keystone under default policies: three users create,
+/// share, refuse and delete (compare-responses.py's KEYSTONE_STEPS).
+async fn keystone_answers_match_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
+        return;
+    };
+    compare(venv, &s, false, Some(&auth));
+}
+
+both_databases!(
+    answers_match_glance,
+    multi_store_answers_match_glance,
+    keystone_answers_match_glance
+);

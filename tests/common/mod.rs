@@ -34,6 +34,26 @@ pub fn require(service: &str, value: Option<String>, how: &str) -> Option<String
     None
 }
 
+/// The test Keystone's v3 URL (`scripts/keystone.sh`).
+pub fn auth_url() -> Option<String> {
+    require(
+        "Keystone",
+        std::env::var("OS_AUTH_URL").ok().filter(|s| !s.is_empty()),
+        "run scripts/test, or `scripts/keystone.sh start DIR` and set OS_AUTH_URL",
+    )
+}
+
+/// glance-api.conf lines that authenticate with the test Keystone as its `glance` user.
+pub fn keystone_conf(auth: &str, cache_secs: u64) -> String {
+    let base = auth.trim_end_matches("/v3");
+    format!(
+        "[paste_deploy]\nflavor = keystone\n[keystone_authtoken]\nwww_authenticate_uri = {base}\n\
+         auth_url = {base}\nauth_type = password\nusername = glance\npassword = secret\n\
+         project_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n\
+         token_cache_time = {cache_secs}\n"
+    )
+}
+
 pub fn mysql_url() -> Option<String> {
     require(
         "MariaDB",
