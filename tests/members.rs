@@ -190,7 +190,7 @@ async fn sharing_flow(b: Backend) {
         404
     );
 
-    // Only shared images have members.
+    // Only shared images have members, refused in Glance's words for the operation.
     let private = s
         .create_as("p1", json!({"name": "private", "visibility": "private"}))
         .await;
@@ -205,12 +205,8 @@ async fn sharing_flow(b: Backend) {
     .await
     .unwrap();
     assert_eq!(r.status(), 403);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("Only shared images have members.")
-    );
+    let want = format!("Not allowed to create members for image {pid}.");
+    assert!(r.text().await.unwrap().contains(&want));
 }
 
 both_databases!(sharing_flow);

@@ -28,11 +28,19 @@ fn render(m: &Member) -> Value {
     })
 }
 
-fn shared_only(img: &Image) -> Result<()> {
-    if img.visibility != Visibility::Shared {
-        return Err(Error::Forbidden("Only shared images have members.".into()));
+/// Only shared images have members. Glance checks this first and words the refusal per
+/// operation ("create", "update", "delete", "list"; "show" answers 404 so as not to tell).
+fn shared_only(img: &Image, op: &str) -> Result<()> {
+    if img.visibility == Visibility::Shared {
+        return Ok(());
     }
-    Ok(())
+    const WHY: &str = "Only shared images have members.";
+    let id = &img.id;
+    Err(match op {
+        "show" => Error::NotFound(WHY.into()),
+        "list" => Error::Forbidden(format!("Not allowed to list members for image {id}: {WHY}")),
+        _ => Error::Forbidden(format!("Not allowed to {op} members for image {id}.")),
+    })
 }
 
 /// The owner's project members (and admins) manage the member list; others are refused in
@@ -62,7 +70,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let img = s.visible_parent_image(&ctx, &id).await?;
-    shared_only(&img)?;
+    shared_only(&img, "list")?;
     let members = visible_to(&ctx, &img, s.db.list_members(&id).await?);
     let body = json!({
         "members": members.iter().map(render).collect::<Vec<_>>(),
@@ -77,12 +85,22 @@ pub async fn show(
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
     let img = s.visible_parent_image(&ctx, &id).await?;
-    shared_only(&img)?;
+    shared_only(&img, "show")?;
     let found = visible_to(&ctx, &img, s.db.list_members(&id).await?)
         .into_iter()
         .find(|m| m.member_id == member)
         .ok_or_else(|| not_a_member(&member, &id))?;
     Ok(json_response(StatusCode::OK, &render(&found)))
+}
+
+/// 404 unless `member` is on the image's list (Glance looks it up before the policy check).
+async fn member_exists(s: &AppState, id: &str, member: &str) -> Result<()> {
+    let members = s.db.list_members(id).await?;
+    if members.iter().any(|m| m.member_id == member) {
+        Ok(())
+    } else {
+        Err(not_a_member(member, id))
+    }
 }
 
 fn not_a_member(member: &str, id: &str) -> Error {
@@ -118,8 +136,8 @@ pub async fn add(
         ));
     }
     let img = s.visible_parent_image(&ctx, &id).await?;
+    shared_only(&img, "create")?;
     owner_only(&ctx, &img, "add_member")?;
-    shared_only(&img)?;
     let m =
         s.db.add_member(&id, &member, s.cfg.image_member_quota)
             .await?;
@@ -136,23 +154,26 @@ pub async fn update(
     let body = json_body(&body)?;
     let status = match body.get("status") {
         None if body.is_object() => return Err(Error::BadRequest("Status not specified".into())),
-        Some(Value::String(st)) => st.clone(),
-        _ => {
+        // Any other value fails the value check below, as in Glance's domain model.
+        Some(v) => v.as_str().unwrap_or_default().to_string(),
+        None => {
             return Err(Error::BadRequest(
                 "Expected a status in the form: {\"status\": \"status\"}".into(),
             ));
         }
     };
+    // Glance's order: the image, shared, the member, the policy, then the status's value.
     let img = s.visible_parent_image(&ctx, &id).await?;
-    shared_only(&img)?;
-    if !matches!(status.as_str(), "pending" | "accepted" | "rejected") {
-        return Err(Error::BadRequest(format!(
-            "Incorrect request: Provided object does not match schema 'member': '{status}' is not one of ['pending', 'accepted', 'rejected']"
-        )));
-    }
+    shared_only(&img, "update")?;
+    member_exists(&s, &id, &member).await?;
     // Only the member itself (or an admin) says whether it accepts the image.
     if !(ctx.is_admin || ctx.project_id.as_deref() == Some(member.as_str())) {
         return Err(policy::denied("modify_member"));
+    }
+    if !matches!(status.as_str(), "pending" | "accepted" | "rejected") {
+        return Err(Error::BadRequest(
+            "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".into(),
+        ));
     }
     if !s.db.set_member_status(&id, &member, &status).await? {
         return Err(not_a_member(&member, &id));
@@ -172,7 +193,8 @@ pub async fn delete(
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
     let img = s.visible_parent_image(&ctx, &id).await?;
-    shared_only(&img)?;
+    shared_only(&img, "delete")?;
+    member_exists(&s, &id, &member).await?;
     owner_only(&ctx, &img, "delete_member")?;
     if !s.db.delete_member(&id, &member).await? {
         return Err(not_a_member(&member, &id));
