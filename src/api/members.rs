@@ -93,14 +93,11 @@ pub async fn show(
     Ok(json_response(StatusCode::OK, &render(&found)))
 }
 
-/// 404 unless `member` is on the image's list (Glance looks it up before the policy check).
-async fn member_exists(s: &AppState, id: &str, member: &str) -> Result<()> {
+/// `member` of the image, or a 404 (Glance looks it up before the policy check).
+async fn find_member(s: &AppState, id: &str, member: &str) -> Result<Member> {
     let members = s.db.list_members(id).await?;
-    if members.iter().any(|m| m.member_id == member) {
-        Ok(())
-    } else {
-        Err(not_a_member(member, id))
-    }
+    let found = members.into_iter().find(|m| m.member_id == member);
+    found.ok_or_else(|| not_a_member(member, id))
 }
 
 fn not_a_member(member: &str, id: &str) -> Error {
@@ -165,7 +162,7 @@ pub async fn update(
     // Glance's order: the image, shared, the member, the policy, then the status's value.
     let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img, "update")?;
-    member_exists(&s, &id, &member).await?;
+    let mut m = find_member(&s, &id, &member).await?;
     // Only the member itself (or an admin) says whether it accepts the image.
     if !(ctx.is_admin || ctx.project_id.as_deref() == Some(member.as_str())) {
         return Err(policy::denied("modify_member"));
@@ -175,15 +172,9 @@ pub async fn update(
             "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".into(),
         ));
     }
-    if !s.db.set_member_status(&id, &member, &status).await? {
+    if !s.db.set_member_status(&mut m, &status).await? {
         return Err(not_a_member(&member, &id));
     }
-    let m =
-        s.db.list_members(&id)
-            .await?
-            .into_iter()
-            .find(|m| m.member_id == member)
-            .ok_or_else(|| not_a_member(&member, &id))?;
     Ok(json_response(StatusCode::OK, &render(&m)))
 }
 
@@ -194,7 +185,7 @@ pub async fn delete(
 ) -> Result<Response> {
     let img = s.visible_parent_image(&ctx, &id).await?;
     shared_only(&img, "delete")?;
-    member_exists(&s, &id, &member).await?;
+    find_member(&s, &id, &member).await?;
     owner_only(&ctx, &img, "delete_member")?;
     if !s.db.delete_member(&id, &member).await? {
         return Err(not_a_member(&member, &id));

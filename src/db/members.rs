@@ -93,12 +93,8 @@ impl Db {
     }
 
     /// Sets a member's status; false if there is no such member.
-    pub async fn set_member_status(
-        &self,
-        image_id: &str,
-        member: &str,
-        status: &str,
-    ) -> Result<bool> {
+    /// Sets `m`'s status (and its `updated_at`, as stored); false if it is no longer a member.
+    pub async fn set_member_status(&self, m: &mut Member, status: &str) -> Result<bool> {
         let ts = now();
         let n = with_pool!(self, |p| {
             sqlx::query(
@@ -106,12 +102,16 @@ impl Db {
         )
         .bind(status)
         .bind(ts)
-        .bind(image_id)
-        .bind(member)
+        .bind(&m.image_id)
+        .bind(&m.member_id)
         .execute(p)
         .await?
         .rows_affected()
         });
+        if n > 0 {
+            m.status = status.to_string();
+            m.updated_at = ts;
+        }
         Ok(n > 0)
     }
 
