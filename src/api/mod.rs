@@ -429,8 +429,7 @@ pub fn base_url(cfg: &Config, headers: &HeaderMap, uri: &Uri) -> String {
                 }
             }
         }
-        prefix = first_value(headers, "x-forwarded-prefix").unwrap_or("");
-        prefix = prefix.trim_end_matches('/');
+        prefix = first_value(headers, "x-forwarded-prefix").map_or("", |p| p.trim_end_matches('/'));
     }
     let https = scheme.is_some_and(|s| s.eq_ignore_ascii_case("https"));
     format!("{}://{host}{prefix}", if https { "https" } else { "http" })

@@ -120,26 +120,21 @@ pub fn check_create(ctx: &Context, owner: Option<&str>) -> Result<()> {
         .or_else(|| ctx.project_id.clone())
         .unwrap_or_default();
     let target = HashMap::from([("project_id", project.clone()), ("owner", project)]);
+    // An owner other than the caller's project: Glance words any refusal of it as such.
+    let foreign = owner.filter(|o| Some(*o) != ctx.project_id.as_deref());
+    let refused = |o: &str| {
+        Error::Forbidden(format!(
+            "You are not permitted to create images owned by '{o}'"
+        ))
+        .as_detail()
+    };
     if let Err(e) = ctx.enforce("add_image", &target) {
-        // Glance words a refusal for someone else's project as such.
-        return Err(match owner {
-            Some(o) if Some(o) != ctx.project_id.as_deref() => not_permitted_owner(o),
-            _ => e,
-        });
+        return Err(foreign.map_or(e, refused));
     }
-    match owner {
-        Some(o) if !ctx.is_admin && Some(o) != ctx.project_id.as_deref() => {
-            Err(not_permitted_owner(o))
-        }
+    match foreign {
+        Some(o) if !ctx.is_admin => Err(refused(o)),
         _ => Ok(()),
     }
-}
-
-fn not_permitted_owner(owner: &str) -> Error {
-    Error::Forbidden(format!(
-        "You are not permitted to create images owned by '{owner}'"
-    ))
-    .as_detail()
 }
 
 pub fn check_download(ctx: &Context, image: &Image) -> Result<()> {
