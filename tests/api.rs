@@ -27,6 +27,13 @@ async fn status_of(r: reqwest::Response) -> (u16, String) {
     (st, r.text().await.unwrap())
 }
 
+/// Asserts that `r` is a `code` whose body says `msg`; `what` names the case in failures.
+async fn assert_refused(r: reqwest::Response, code: u16, msg: &str, what: &str) {
+    let (st, text) = status_of(r).await;
+    assert_eq!(st, code, "{what}: {text}");
+    assert!(text.contains(msg), "{what}: {text}");
+}
+
 async fn versions_and_negotiation(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
@@ -340,9 +347,7 @@ async fn request_ids_and_error_shapes(b: Backend) {
         (Method::GET, "/v2/schemas/image".to_string()),
     ] {
         let r = s.req(m.clone(), &path).body("{}").send().await.unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, 400, "{m} {path}: {text}");
-        assert!(text.contains(expected), "{m} {path}: {text}");
+        assert_refused(r, 400, expected, &format!("{m} {path}")).await;
     }
     let chunked = || {
         reqwest::Body::wrap_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(
@@ -677,9 +682,7 @@ async fn create_rejects_bad_input(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, code, "{body}: {text}");
-        assert!(text.contains(msg), "{body}: {text}");
+        assert_refused(r, code, msg, &body.to_string()).await;
     }
     for raw in ["{not json", "", "[1, 2"] {
         let r = s
@@ -688,13 +691,12 @@ async fn create_rejects_bad_input(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, 400, "{raw:?}");
-        assert!(text.contains(if raw.is_empty() {
+        let msg = if raw.is_empty() {
             "Body expected in request."
         } else {
             "Malformed JSON in request body."
-        }));
+        };
+        assert_refused(r, 400, msg, raw).await;
     }
     // Non-admins may not publicize.
     let r = Server::as_project(s.req(Method::POST, "/v2/images"), "p1", "member")
@@ -914,9 +916,7 @@ async fn patch_rules(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, code, "{ops}: {text}");
-        assert!(text.contains(msg), "{ops}: {text}");
+        assert_refused(r, code, msg, &ops.to_string()).await;
     }
     let r = s
         .req(Method::PATCH, &path)
@@ -1179,9 +1179,7 @@ async fn list_filters_and_visibility(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, 400, "{q}: {text}");
-        assert!(text.contains(msg), "{q}: {text}");
+        assert_refused(r, 400, msg, q).await;
     }
 }
 
@@ -1483,9 +1481,7 @@ async fn upload_download_and_delete(b: Backend) {
     let bare = s.create(json!({"name": "noformat"})).await;
     let bid = bare["id"].as_str().unwrap();
     let r = s.upload(bid, b"x".to_vec()).await;
-    let (st, text) = status_of(r).await;
-    assert_eq!(st, 400);
-    assert!(text.contains("must be set prior to saving data"), "{text}");
+    assert_refused(r, 400, "must be set prior to saving data", "no formats").await;
     assert_eq!(s.show(bid).await["status"], "queued");
     // Declared size mismatch: 400, back to queued, no bytes left.
     let sized = s
@@ -1517,9 +1513,7 @@ async fn upload_download_and_delete(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, 400, "{declared}");
-        assert!(text.contains(message), "{declared}: {text}");
+        assert_refused(r, 400, message, declared).await;
         assert_eq!(s.show(sid).await["status"], "queued");
         assert_eq!(s.store_files(), vec![id.clone()]);
     }
@@ -1531,12 +1525,8 @@ async fn upload_download_and_delete(b: Backend) {
         .send()
         .await
         .unwrap();
-    let (st, text) = status_of(r).await;
-    assert_eq!(st, 415);
-    assert!(
-        text.contains("Invalid content type Application/Octet-Stream"),
-        "{text}"
-    );
+    let msg = "Invalid content type Application/Octet-Stream";
+    assert_refused(r, 415, msg, "content type as sent").await;
     // 0 means "not given": any size is taken.
     let r = s
         .req(Method::PUT, &format!("/v2/images/{sid}/file"))
@@ -1742,7 +1732,6 @@ async fn policy_file_overrides_defaults(b: Backend) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("[oslo_policy] policy_file"));
 }
 
-/// `hashing_algorithm` chooses os_hash_algo; the MD5 checksum is always there.
 /// No import method is offered yet: the discovery document lists none, create sends no
 /// import-methods header, and import and stage refuse as a Glance without methods does.
 async fn import_is_not_offered(b: Backend) {
@@ -1782,9 +1771,7 @@ async fn import_is_not_offered(b: Backend) {
             .send()
             .await
             .unwrap();
-        let (st, text) = status_of(r).await;
-        assert_eq!(st, 400, "{body}");
-        assert!(text.contains(msg), "{body}: {text}");
+        assert_refused(r, 400, msg, &body.to_string()).await;
     }
     let r = s
         .req(Method::PUT, &format!("/v2/images/{id}/stage"))
@@ -1794,16 +1781,13 @@ async fn import_is_not_offered(b: Backend) {
         .send()
         .await
         .unwrap();
-    let (st, text) = status_of(r).await;
-    assert_eq!(st, 404);
-    assert!(
-        text.contains("'glance-direct' method is not available at this site."),
-        "{text}"
-    );
+    let msg = "'glance-direct' method is not available at this site.";
+    assert_refused(r, 404, msg, "stage").await;
     assert_eq!(s.show(&id).await["status"], "queued");
     assert!(s.store_files().is_empty());
 }
 
+/// `hashing_algorithm` chooses os_hash_algo; the MD5 checksum is always there.
 async fn configured_hashing_algorithm(b: Backend) {
     let Some(s) = Server::start_with(b, "[DEFAULT]\nhashing_algorithm = sha256\n").await else {
         return;
