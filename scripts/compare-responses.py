@@ -415,16 +415,31 @@ KEYSTONE_STEPS = [
 ]
 
 
-def client(base):
-    u = urllib.parse.urlparse(base)
+def encode(body):
+    """A request body as sent: bytes and strings as they are, anything else as JSON."""
+    return body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
 
+
+def send(base, method, path, body=None, headers=None):
+    """One request on its own connection: (status, reason, Content-Type, body, headers)."""
+    u = urllib.parse.urlparse(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, r.reason, r.getheader("Content-Type"), data, r.getheaders()
+
+
+def report(title, answers):
+    print(f"DIFFERS {title}")
+    for side, a in zip(("glance   ", "glance-rs"), answers):
+        print(f"  {side} {a!r:.600}")
+
+
+def client(base):
     def req(method, path, body=None, headers=None):
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, r.reason, r.getheader("Content-Type"), data, r.getheaders()
+        return send(base, method, path, body, headers)
 
     def new_image(name):
         body = json.dumps({"name": name, "disk_format": "raw", "container_format": "bare"})
@@ -507,33 +522,23 @@ def keystone(auth, urls):
                 for user, project in (("alice", "p1"), ("bob", "p2"), ("admin", "admin"))}
     sides = []
     for base in urls:
-        u = urllib.parse.urlparse(base)
         ids, answers = {}, []
         for user, method, path, body, headers, save in KEYSTONE_STEPS:
-            h = dict(headers)
-            if user:
-                h["X-Auth-Token"] = accounts[user][0]
-            if body is not None and not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-            body = body.replace("BOB", accounts["bob"][1]) if isinstance(body, str) else body
-            p = path.format(**ids).replace("BOB", accounts["bob"][1])
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-            c.request(method, p, body=body, headers=h)
-            r = c.getresponse()
-            data = r.read()
-            c.close()
-            if save and r.status == 201:
+            h = dict(headers, **({"X-Auth-Token": accounts[user][0]} if user else {}))
+            body = encode(body)
+            if isinstance(body, str):
+                body = body.replace("BOB", accounts["bob"][1])
+            path = path.format(**ids).replace("BOB", accounts["bob"][1])
+            status, reason, ctype, data, hdrs = send(base, method, path, body, h)
+            if save and status == 201:
                 ids[save] = json.loads(data)["id"]
-            answers.append(answer(method, p, r.status, r.reason, r.getheader("Content-Type"),
-                                  data, r.getheaders(), ids))
+            answers.append(answer(method, path, status, reason, ctype, data, hdrs, ids))
         sides.append(answers)
     differ = 0
     for step, a, b in zip(KEYSTONE_STEPS, *sides):
         if a != b:
             differ += 1
-            print(f"DIFFERS {step[:3]} {step[4]}")
-            for side, x in zip(("glance   ", "glance-rs"), (a, b)):
-                print(f"  {side} {x!r:.600}")
+            report(f"{step[:3]} {step[4]}", (a, b))
     print(f"{differ} of {len(KEYSTONE_STEPS)} answers differ")
     sys.exit(1 if differ else 0)
 
@@ -550,8 +555,7 @@ def main():
     cases = CASES + (MULTI_CASES if multi else [])
     differ = known = 0
     for method, path, body, headers in cases:
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
+        body = encode(body)
         for accept in ("application/json", "text/html", None):
             answers = []
             for (req, fixtures), url in zip(sides, args):
@@ -568,9 +572,7 @@ def main():
                 known += 1
                 continue
             differ += 1
-            print(f"DIFFERS {method} {path} {headers} Accept: {accept}")
-            for side, a in zip(("glance   ", "glance-rs"), answers):
-                print(f"  {side} {a!r:.600}")
+            report(f"{method} {path} {headers} Accept: {accept}", answers)
     total = len(cases) * 3
     print(f"{differ} of {total} answers differ ({known} more as known)")
     sys.exit(1 if differ else 0)
