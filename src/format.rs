@@ -154,8 +154,26 @@ impl Inspector {
                 self.head.reserve_exact(HEAD - SNIFF);
             }
         }
+        // The region table is read as soon as the head holds it, before this chunk is offered
+        // to the regions: the metadata may start in this very chunk, or (in a crafted file) in
+        // the part of the head already passed, whose bytes are copied from the head.
+        if !self.vhdx_parsed && self.head.starts_with(b"vhdxfile") && self.head.len() >= 0x40000 {
+            self.vhdx_parsed = true;
+            if let Some((off, len)) = vhdx_metadata_region(&self.head)
+                && off.saturating_add(len as u64) > HEAD as u64
+            {
+                let len = len.min(1 << 20);
+                let passed = match usize::try_from(off) {
+                    Ok(o) if o < start as usize => {
+                        self.head[o..(start as usize).min(o + len)].to_vec()
+                    }
+                    _ => Vec::new(),
+                };
+                self.wanted.push((off, len, passed));
+            }
+        }
         for (off, len, buf) in &mut self.wanted {
-            let (off, end) = (*off, *off + *len as u64);
+            let (off, end) = (*off, off.saturating_add(*len as u64));
             let (cs, ce) = (start, start + chunk.len() as u64);
             if ce > off && cs < end {
                 let from = off.max(cs);
@@ -176,14 +194,6 @@ impl Inspector {
             }
         }
         self.total += chunk.len() as u64;
-        if !self.vhdx_parsed && self.head.starts_with(b"vhdxfile") && self.head.len() >= 0x40000 {
-            self.vhdx_parsed = true;
-            if let Some((off, len)) = vhdx_metadata_region(&self.head)
-                && off + len as u64 > HEAD as u64
-            {
-                self.wanted.push((off, len.min(1 << 20), Vec::new()));
-            }
-        }
     }
 
     pub fn finish(self) -> Inspection {
@@ -292,7 +302,7 @@ impl Inspection {
             }
             Format::Vmdk => {
                 if h.starts_with(b"KDMV") {
-                    u64le(h, 12).map(|s| s * 512)
+                    u64le(h, 12).map(|s| s.saturating_mul(512))
                 } else {
                     None
                 }
@@ -313,10 +323,12 @@ impl Inspection {
                 }
                 let count = u16le(table, 10)? as usize;
                 for i in 0..count.min(2047) {
-                    let e = self.bytes_at(moff + 32 + i as u64 * 32, 32)?;
+                    let e = self.bytes_at(moff.checked_add(32 + i as u64 * 32)?, 32)?;
                     if e[..16] == VHDX_VIRTUAL_DISK_SIZE {
                         let item = u32le(e, 16)? as u64;
-                        return self.bytes_at(moff + item, 8).and_then(|b| u64le(b, 0));
+                        return self
+                            .bytes_at(moff.checked_add(item)?, 8)
+                            .and_then(|b| u64le(b, 0));
                     }
                 }
                 None
@@ -572,9 +584,215 @@ mod tests {
         assert!(matches!(r.verdict("raw", true, &[]), Verdict::Unsafe(_)));
     }
 
+    /// A VMDK capacity in sectors whose byte count exceeds u64 saturates (was an overflow:
+    /// a panic in debug builds, a wrapped small size in release).
+    #[test]
+    fn vmdk_capacity_saturates() {
+        let mut h = vec![0u8; 1024];
+        h[..4].copy_from_slice(b"KDMV");
+        h[12..20].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert_eq!(inspect(&h, 1024).virtual_size(Format::Vmdk), Some(u64::MAX));
+    }
+
+    /// The VHDX metadata region (at 3 MiB, as qemu-img places it) is read however the stream
+    /// is cut: one chunk holding both the region table and the region used to skip it.
+    #[test]
+    fn vhdx_metadata_found_whatever_the_chunks() {
+        let (data, _) = seeds()
+            .into_iter()
+            .find(|(d, _)| d.starts_with(b"vhdxfile") && d.len() > 0x30_0000)
+            .unwrap();
+        for chunk in [data.len(), 1000, 0x40001, 0x30_0001] {
+            let r = inspect(&data, chunk);
+            assert_eq!(r.virtual_size(Format::Vhdx), Some(1 << 30), "chunk {chunk}");
+        }
+    }
+
     #[test]
     fn guids_are_mixed_endian() {
         assert_eq!(&VHDX_METADATA_REGION[..4], &[0x06, 0xA2, 0x7C, 0x8B]);
+    }
+
+    /// xorshift64: the property test's inputs are the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn put(b: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+        if b.len() < at + bytes.len() {
+            b.resize(at + bytes.len(), 0);
+        }
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// One well-formed header per format, with the offsets of its fields (where a mutation
+    /// does the most damage).
+    fn seeds() -> Vec<(Vec<u8>, Vec<usize>)> {
+        let mut out = Vec::new();
+        let mut q = Vec::new();
+        put(&mut q, 0, b"QFI\xfb");
+        put(&mut q, 4, &3u32.to_be_bytes());
+        put(&mut q, 20, &16u32.to_be_bytes());
+        put(&mut q, 24, &(1u64 << 30).to_be_bytes());
+        put(&mut q, 100, &112u32.to_be_bytes());
+        put(&mut q, 112, &0x6803_f857u32.to_be_bytes()); // feature table extension
+        put(&mut q, 116, &8u32.to_be_bytes());
+        put(&mut q, 4095, &[0]);
+        out.push((q, vec![4, 8, 24, 72, 100, 112, 116, 128, 132]));
+        let mut v = vec![0u8; 1024];
+        put(&mut v, 0x40, &0xbeda107fu32.to_le_bytes());
+        put(&mut v, 0x170, &(1u64 << 30).to_le_bytes());
+        out.push((v, vec![0x40, 0x170]));
+        let mut footer = vec![0u8; 512];
+        put(&mut footer, 0, b"conectix");
+        put(&mut footer, 48, &(1u64 << 30).to_be_bytes());
+        let mut vhd = vec![9u8; 4096];
+        vhd.extend_from_slice(&footer);
+        out.push((footer, vec![48]));
+        out.push((vhd, vec![4096 + 48]));
+        // VHDX: region table at 192 KiB pointing at metadata at 3 MiB (as qemu-img lays it
+        // out), or inside the first MiB.
+        for meta in [0x30_0000usize, 0x8_0000] {
+            let mut x = Vec::new();
+            put(&mut x, 0, b"vhdxfile");
+            put(&mut x, 0x30000, b"regi");
+            put(&mut x, 0x30008, &1u32.to_le_bytes());
+            put(&mut x, 0x30010, &VHDX_METADATA_REGION);
+            put(&mut x, 0x30020, &(meta as u64).to_le_bytes());
+            put(&mut x, 0x30028, &(1u32 << 20).to_le_bytes());
+            put(&mut x, meta, b"metadata");
+            put(&mut x, meta + 10, &1u16.to_le_bytes());
+            put(&mut x, meta + 32, &VHDX_VIRTUAL_DISK_SIZE);
+            put(&mut x, meta + 48, &0x1_0000u32.to_le_bytes());
+            put(&mut x, meta + 0x1_0000, &(1u64 << 30).to_le_bytes());
+            put(&mut x, meta + 0x1_0000 + 4096, &[0]);
+            let fields = vec![
+                0x30008,
+                0x30020,
+                0x30028,
+                meta + 10,
+                meta + 48,
+                meta + 0x1_0000,
+            ];
+            out.push((x, fields));
+        }
+        let mut k = Vec::new();
+        put(&mut k, 0, b"KDMV");
+        put(&mut k, 12, &(1u64 << 21).to_le_bytes());
+        put(&mut k, 28, &1u64.to_le_bytes());
+        put(&mut k, 36, &1u64.to_le_bytes());
+        put(
+            &mut k,
+            512,
+            b"createType=\"monolithicSparse\"\nRW 2048 SPARSE \"a.vmdk\"\n",
+        );
+        put(&mut k, 8191, &[0]);
+        out.push((k, vec![12, 28, 36, 512]));
+        let mut iso = vec![0u8; 0x9800];
+        put(&mut iso, 0x8001, b"CD001");
+        put(&mut iso, 0x8000 + 80, &1000u32.to_le_bytes());
+        put(&mut iso, 0x8000 + 128, &2048u16.to_le_bytes());
+        out.push((iso, vec![0x8050, 0x8080]));
+        let mut gpt = vec![0u8; 2048];
+        put(&mut gpt, 446 + 4, &[0xEE]);
+        put(&mut gpt, 446 + 8, &1u32.to_le_bytes());
+        put(&mut gpt, 510, &[0x55, 0xAA]);
+        put(&mut gpt, 512, b"EFI PART");
+        out.push((gpt, vec![446, 450, 454, 462, 466, 470]));
+        out.push((crate::testutil::pseudo_random(5000), vec![0, 512]));
+        out
+    }
+
+    fn mutate(rng: &mut Rng, seed: &(Vec<u8>, Vec<usize>)) -> Vec<u8> {
+        const WORDS: [u64; 8] = [
+            0,
+            1,
+            0x7f,
+            0x8000_0000,
+            0xffff_ffff,
+            1 << 40,
+            i64::MAX as u64,
+            u64::MAX,
+        ];
+        let (mut d, fields) = (seed.0.clone(), &seed.1);
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(5) {
+                0 => {
+                    let at = rng.below(d.len());
+                    if let Some(b) = d.get_mut(at) {
+                        *b = rng.next() as u8;
+                    }
+                }
+                1 | 2 => {
+                    // A field, or a field's neighbour, set to an edge value in either order.
+                    let at = fields[rng.below(fields.len())] + rng.below(3) * 4;
+                    let w = WORDS[rng.below(WORDS.len())];
+                    let bytes = if rng.below(2) == 0 {
+                        w.to_le_bytes()
+                    } else {
+                        w.to_be_bytes()
+                    };
+                    put(&mut d, at, &bytes[..[2, 4, 8][rng.below(3)]]);
+                }
+                3 => d.truncate(rng.below(d.len() + 1)),
+                _ => {
+                    // Another format's signature somewhere it is looked for.
+                    let (at, sig): (usize, &[u8]) = [
+                        (0, b"QFI\xfb".as_slice()),
+                        (0, b"KDMV"),
+                        (0, b"# Disk DescriptorFile"),
+                        (0x8001, b"CD001"),
+                        (510, &[0x55, 0xAA]),
+                        (0x40, &[0x7f, 0x10, 0xda, 0xbe]),
+                    ][rng.below(6)];
+                    put(&mut d, at, sig);
+                }
+            }
+        }
+        d
+    }
+
+    /// Everything a caller can ask of an inspection.
+    fn answers(r: &Inspection) -> Vec<String> {
+        let mut out = vec![format!("{:?} {}", r.format(), r.size)];
+        for d in INSPECTABLE.iter().copied().chain(["ami"]) {
+            let nonfatal = ["mbr".to_string(), "gptmbr".to_string()];
+            out.push(format!("{:?}", r.verdict(d, true, &[])));
+            out.push(format!("{:?}", r.verdict(d, false, &nonfatal)));
+        }
+        out
+    }
+
+    /// Damaged and hostile headers of every format: inspection never panics (tests build with
+    /// overflow checks), and its answers do not depend on how the network cut the stream.
+    #[test]
+    fn mutated_headers_never_panic_and_chunking_never_matters() {
+        let seeds = seeds();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..1500 {
+            let seed = &seeds[round % seeds.len()];
+            let data = mutate(&mut rng, seed);
+            let whole = answers(&inspect(&data, data.len().max(1)));
+            let small = answers(&inspect(&data, 1 + rng.below(700)));
+            assert_eq!(whole, small, "round {round}: one chunk vs small chunks");
+            let mut i = Inspector::default();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = (1 + rng.below(300_000)).min(rest.len());
+                i.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            assert_eq!(whole, answers(&i.finish()), "round {round}: uneven chunks");
+        }
     }
 
     #[test]

@@ -117,6 +117,25 @@ async fn every_format_gets_its_virtual_size(b: Backend) {
     let (id, st, text) = upload_file(&s, "raw", &gpt).await;
     assert_eq!(st, 204, "{text}");
     assert_eq!(s.show(&id).await["virtual_size"], 1 << 20);
+    // Headers claiming more than the API's integers hold (a VMDK of 2^60 sectors, a qcow2 of
+    // 2^64-1 bytes) are stored as the largest virtual size: too big for any flavor, where
+    // the multiplication used to overflow (and Glance 33 answers 500 and leaves the image in
+    // `saving`).
+    for (disk, qfmt, at, field) in [
+        ("vmdk", "vmdk", 12, (1u64 << 60).to_le_bytes()),
+        ("qcow2", "qcow2", 24, u64::MAX.to_be_bytes()),
+    ] {
+        let path = d.join(format!("huge.{qfmt}"));
+        qemu_img(&["create", "-q", "-f", qfmt, path.to_str().unwrap(), "1M"]);
+        let mut data = std::fs::read(&path).unwrap();
+        data[at..at + 8].copy_from_slice(&field);
+        std::fs::write(&path, data).unwrap();
+        let (id, st, text) = upload_file(&s, disk, &path).await;
+        assert_eq!(st, 204, "{disk}: {text}");
+        let v = s.show(&id).await;
+        assert_eq!(v["virtual_size"], i64::MAX, "{disk}");
+        assert_eq!(v["status"], "active");
+    }
     // Non-bare containers are not inspected.
     let img = s
         .create(json!({"name": "ova", "disk_format": "vmdk", "container_format": "ova"}))
