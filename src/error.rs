@@ -339,6 +339,9 @@ fn default_explanation(status: StatusCode) -> &'static str {
         StatusCode::SERVICE_UNAVAILABLE => {
             "The server is currently unavailable. Please try again at a later time."
         }
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            "The server has either erred or is incapable of performing the requested operation."
+        }
         _ => "",
     }
 }

@@ -244,6 +244,7 @@ pub fn router(state: AppState) -> Router {
     );
     Router::new()
         .fallback_service(negotiated)
+        .layer(middleware::from_fn(catch_panics))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state, request_id))
 }
@@ -301,6 +302,31 @@ async fn request_id(State(s): State<AppState>, mut req: Request, next: Next) -> 
     }
     .instrument(span)
     .await
+}
+
+/// A handler that panics answers 500, as Glance answers an unexpected error, instead of
+/// resetting the connection. Drop guards have already undone its work: an upload's image is
+/// back in `queued` and its partial bytes removed.
+async fn catch_panics(req: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "request handler panicked");
+            let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            // webob's standard explanation, which Glance's 500s carry.
+            resp.extensions_mut().insert(ErrorText::default());
+            resp
+        }
+    }
 }
 
 /// Writes error bodies the way webob renders them, from the request's `Accept`.
@@ -442,4 +468,40 @@ pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
         crate::json::to_string(v),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_glances_500() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("index out of bounds");
+                    }
+                    StatusCode::OK
+                }),
+            )
+            .layer(middleware::from_fn(catch_panics))
+            .layer(middleware::from_fn(render_errors));
+        let req = Request::builder()
+            .uri("/boom")
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.oneshot(req).await.expect("a response, not a reset");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .expect("body");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "500 Internal Server Error\n\nThe server has either erred or is incapable of \
+             performing the requested operation.\n\n   "
+        );
+    }
 }
