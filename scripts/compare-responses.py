@@ -60,6 +60,12 @@ CASES = [
     ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=x"}),
     ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=1-2,4-5"}),
     ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=-0"}),
+    # An empty image: a suffix range is a 206 of nothing, any other a 416.
+    ("GET", "/v2/images/{e}/file", None, {"Range": "bytes=-1"}),
+    ("GET", "/v2/images/{e}/file", None, {"Range": "bytes=-0"}),
+    ("GET", "/v2/images/{e}/file", None, {"Range": "bytes=0-"}),
+    ("GET", "/v2/images/{e}/file", None, {"Content-Range": "bytes 0-0/*"}),
+    ("GET", "/v2/images/{e}/file", None, {}),
     ("GET", "/v2/images/{i}/file", None, {"Range": "Bytes = 2 - 4"}),
     ("GET", "/v2/images/{i}/file", None, {"Range": "bytes=-5"}),
     ("GET", "/v2/images/{i}/file", None, {"Content-Range": "bytes 3-11/*"}),
@@ -445,10 +451,9 @@ def client(base):
         body = json.dumps({"name": name, "disk_format": "raw", "container_format": "bare"})
         return json.loads(req("POST", "/v2/images", body, JSON)[3])["id"]
 
-    def with_data(name):
+    def with_data(name, data=b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
         image = new_image(name)
-        req("PUT", f"/v2/images/{image}/file", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-            {"Content-Type": "application/octet-stream"})
+        req("PUT", f"/v2/images/{image}/file", data, {"Content-Type": "application/octet-stream"})
         return image
 
     def deactivated():
@@ -474,6 +479,7 @@ def client(base):
         """The placeholders of CASES for `path`: the fixed ones, and new ones it names."""
         fx = {"i": image, "q": queued}
         for name, make in (("f", lambda: new_image("fresh")), ("n", without_formats),
+                           ("e", lambda: with_data("empty", b"")),
                            ("d", deactivated), ("s", in_slow), ("m", with_member_and_tags)):
             if "{" + name + "}" in path:
                 fx[name] = make()

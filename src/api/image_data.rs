@@ -359,11 +359,16 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64)> {
         .strip_prefix('-')
         .ok_or_else(invalid)?;
     let (last, _) = digits(rest.trim_start_matches(' '));
-    let Some(start) = first else {
-        // A suffix longer than the image means the whole image; webob reads `-0` as `0-`.
-        let n = last.ok_or_else(invalid)?;
-        let offset = if n == 0 { 0 } else { size.saturating_sub(n) };
-        return Ok((offset, size - offset));
+    // webob reads `-0` as `0-`.
+    let (start, last) = match (first, last) {
+        (Some(start), last) => (start, last),
+        (None, Some(0)) => (0, None),
+        (None, Some(n)) => {
+            // A suffix longer than the image means the whole image (none of an empty one).
+            let offset = size.saturating_sub(n);
+            return Ok((offset, size - offset));
+        }
+        (None, None) => return Err(invalid()),
     };
     if last.is_some_and(|e| e < start) {
         return Err(invalid());
@@ -538,7 +543,13 @@ pub async fn download(
     }
     if range.is_some() {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let cr = format!("bytes {}-{}/{}", offset, offset + len - 1, size);
+        // Signed: a suffix range of an empty image is Glance's `bytes 0--1/0`.
+        let cr = format!(
+            "bytes {}-{}/{}",
+            offset,
+            offset as i64 + len as i64 - 1,
+            size
+        );
         if let Ok(v) = HeaderValue::from_str(&cr) {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
@@ -630,6 +641,12 @@ mod tests {
         assert_eq!(parse_range("bytes=-2", 10).unwrap(), (8, 2));
         assert_eq!(parse_range("bytes=-20", 10).unwrap(), (0, 10));
         assert_eq!(parse_range("bytes=-0", 10).unwrap(), (0, 10));
+        // An empty image: a suffix is nothing, `-0` (read as `0-`) starts past the end.
+        assert_eq!(parse_range("bytes=-1", 0).unwrap(), (0, 0));
+        assert!(matches!(
+            parse_range("bytes=-0", 0),
+            Err(Error::RangeNotSatisfiable(_))
+        ));
         assert_eq!(parse_range("bytes=3-", 10).unwrap(), (3, 7));
         assert_eq!(parse_range("bytes=3-100", 10).unwrap(), (3, 7));
         assert_unsatisfiable(parse_range, &["bytes=10-"]);
