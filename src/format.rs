@@ -613,19 +613,7 @@ mod tests {
         assert_eq!(&VHDX_METADATA_REGION[..4], &[0x06, 0xA2, 0x7C, 0x8B]);
     }
 
-    /// xorshift64: the property test's inputs are the same on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::testutil::rng::Rng;
 
     fn put(b: &mut Vec<u8>, at: usize, bytes: &[u8]) {
         if b.len() < at + bytes.len() {
@@ -734,9 +722,9 @@ mod tests {
                 }
                 1 | 2 => {
                     // A field, or a field's neighbour, set to an edge value in either order.
-                    let at = fields[rng.below(fields.len())] + rng.below(3) * 4;
-                    let w = WORDS[rng.below(WORDS.len())];
-                    let bytes = if rng.below(2) == 0 {
+                    let at = *rng.pick(fields) + rng.below(3) * 4;
+                    let w = *rng.pick(&WORDS);
+                    let bytes = if rng.chance(50) {
                         w.to_le_bytes()
                     } else {
                         w.to_be_bytes()

@@ -18,9 +18,16 @@ pub mod ingest;
 pub mod json;
 pub mod store;
 
+/// The integration tests' seeded generator, for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/rng.rs"]
+mod test_rng;
+
 /// Helpers shared by unit tests.
 #[cfg(test)]
 pub(crate) mod testutil {
+    pub(crate) use crate::test_rng as rng;
+
     /// `len` deterministic pseudo-random bytes (xorshift64).
     pub fn pseudo_random(len: usize) -> Vec<u8> {
         let mut x = 0x9e3779b97f4a7c15u64;

@@ -2,6 +2,8 @@
 //! MariaDB and talks to it over HTTP; runs the real OpenStack clients against it.
 #![allow(dead_code)]
 
+pub mod rng;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
