@@ -137,7 +137,7 @@ impl Db {
     pub async fn create_image(&self, img: &Image) -> Result<()> {
         let res: Result<(), sqlx::Error> = with_pool!(self, |p| {
             async {
-            let mut tx = p.begin().await?;
+            let mut tx = super::begin_write(p).await?;
             sqlx::query(
                 "INSERT INTO images (id, name, size, status, created_at, updated_at, deleted, \
                  disk_format, container_format, checksum, owner, min_disk, min_ram, protected, \
@@ -224,7 +224,7 @@ impl Db {
             .collect();
         let added_tags: Vec<&String> = new.tags.difference(&old.tags).collect();
         let rows = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = super::begin_write(p).await?;
             let r = sqlx::query(
                 "UPDATE images SET name = ?, visibility = ?, protected = ?, os_hidden = ?, owner = ?, \
                  container_format = ?, disk_format = ?, min_ram = ?, min_disk = ?, updated_at = ? \
@@ -377,7 +377,7 @@ impl Db {
         let ts = now();
         let meta = up.location.metadata.to_string();
         let done = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = super::begin_write(p).await?;
             let n = sqlx::query(
                 "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, \
                  os_hash_value = ?, virtual_size = ?, updated_at = ? \
@@ -420,7 +420,7 @@ impl Db {
     pub async fn delete_image(&self, id: &str) -> Result<Option<Vec<Location>>> {
         let ts = now();
         let locs = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = super::begin_write(p).await?;
             let n = sqlx::query(
                 "UPDATE images SET deleted = 1, deleted_at = ?, updated_at = ?, status = 'deleted' \
                  WHERE id = ? AND deleted = 0",

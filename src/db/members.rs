@@ -44,7 +44,7 @@ impl Db {
         let ts = now();
         let outcome: std::result::Result<Option<i64>, sqlx::Error> = with_pool!(self, |p| {
             async {
-            let mut tx = p.begin().await?;
+            let mut tx = super::begin_write(p).await?;
             let rows = sqlx::query("SELECT member FROM image_members WHERE image_id = ? AND deleted = 0")
                 .bind(image_id)
                 .fetch_all(&mut *tx)

@@ -30,6 +30,20 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Begins a transaction that will write. In SQLite a plain BEGIN takes the write lock only at
+/// the first write, and if another connection committed after this transaction's first read,
+/// taking it fails at once with "database is locked": busy_timeout never applies. BEGIN
+/// IMMEDIATE takes the lock first, waiting up to busy_timeout. MySQL begins as usual.
+pub(crate) async fn begin_write<DB: sqlx::Database>(
+    p: &sqlx::Pool<DB>,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    if DB::NAME == "SQLite" {
+        p.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        p.begin().await
+    }
+}
+
 /// Binds each value of a `&[Val]` to a query, in order.
 macro_rules! bind_all {
     ($q:expr, $args:expr) => {{
