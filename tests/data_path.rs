@@ -135,6 +135,33 @@ async fn racing_uploads_one_wins(b: Backend) {
     assert_eq!(s.store_files(), vec![id]);
 }
 
+/// A delete whose read of the image precedes an upload's activation, and whose write follows
+/// it, removes the data that activation recorded (it used to stay in the store with no image).
+/// The delete is sent at staggered moments around the upload's end to land in that window.
+async fn delete_racing_an_upload_end_leaves_no_bytes(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    for i in 0..120u64 {
+        let id = new_image(&s).await;
+        let upload = s.upload(&id, vec![7u8; 64 << 10]);
+        let delete = async {
+            tokio::time::sleep(Duration::from_micros(i * 60)).await;
+            s.delete(&id).await
+        };
+        let (up, del) = tokio::join!(upload, delete);
+        let up = up.status().as_u16();
+        assert!(matches!(up, 204 | 404 | 409 | 410), "upload {up}");
+        assert!(matches!(del, 204 | 404), "delete {del}");
+        if del == 204 {
+            assert!(
+                !s.store_files().contains(&id),
+                "round {i}: upload {up}, delete {del}, yet the data stayed"
+            );
+        }
+    }
+}
+
 /// Many uploads at once, each streamed in pieces, 80 MB in all: more than the server's shared
 /// upload budget (32 MiB), so a budget not given back would stall them (503 after the store
 /// timeout). Every one lands whole, with its own checksum.
@@ -933,6 +960,7 @@ both_databases!(
     client_killed_mid_upload_leaves_nothing,
     oversized_body_is_refused_early,
     racing_uploads_one_wins,
+    delete_racing_an_upload_end_leaves_no_bytes,
     many_concurrent_uploads_all_land,
     delete_during_upload_is_gone,
     full_and_read_only_store,

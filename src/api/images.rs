@@ -451,8 +451,13 @@ pub async fn delete(
             Err(e) => return Err(e.into()),
         }
     }
-    if s.db.delete_image(&id).await?.is_none() {
+    let Some(current) = s.db.delete_image(&id).await? else {
         return Err(gone());
+    };
+    // Data recorded since the image was read above (an upload that finished meanwhile) would
+    // otherwise stay in the store with no image.
+    for loc in current.into_iter().filter(|l| !img.locations.contains(l)) {
+        s.stores.delete_quietly(loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
