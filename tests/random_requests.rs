@@ -446,24 +446,29 @@ async fn all_images(s: &Server) -> Vec<Value> {
     out
 }
 
-async fn random_requests_leave_a_whole_state(b: Backend) {
-    let Some(s) = Server::start_with(b, CONF).await else {
-        return;
-    };
-    let seed: u64 = std::env::var("GLANCE_RANDOM_SEED")
+type Answers = std::collections::BTreeMap<u16, usize>;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_1234_abcd_0001);
-    let rounds: usize = std::env::var("GLANCE_RANDOM_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1200);
+        .unwrap_or(default)
+}
+
+/// One client sending `rounds` random requests; `ids` (shared among clients) collects the
+/// images created. Returns how many answers of each status it got.
+async fn client(
+    s: &Server,
+    seed: u64,
+    rounds: usize,
+    ids: &std::sync::Mutex<Vec<String>>,
+) -> Answers {
     let mut rng = Rng(seed);
-    let mut ids: Vec<String> = Vec::new();
-    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut statuses = Answers::new();
     for round in 0..rounds {
         let caller = rng.pick(CALLERS);
-        let req = request(&mut rng, &ids);
+        let known = ids.lock().unwrap().clone();
+        let req = request(&mut rng, &known);
         let what = format!(
             "seed {seed} round {round}: {} {} as {}/{} {:?} body {:?}",
             req.method,
@@ -507,9 +512,19 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
             && let Ok(v) = serde_json::from_slice::<Value>(&body)
             && let Some(id) = v["id"].as_str()
         {
-            ids.push(id.to_string());
+            ids.lock().unwrap().push(id.to_string());
         }
     }
+    statuses
+}
+
+async fn random_requests_leave_a_whole_state(b: Backend) {
+    let Some(s) = Server::start_with(b, CONF).await else {
+        return;
+    };
+    let seed = env_or("GLANCE_RANDOM_SEED", 0x5eed_1234_abcd_0001u64);
+    let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize);
+    let statuses = client(&s, seed, rounds, &Default::default()).await;
     // The sequence must have reached the interesting answers, not only 404s.
     for code in [200, 201, 204, 206, 400, 403, 404, 409, 413, 415, 416] {
         assert!(
@@ -517,8 +532,33 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
             "no {code} among {statuses:?}: the generator no longer reaches it"
         );
     }
+    check_state(&s, &statuses).await;
+}
 
-    let images = all_images(&s).await;
+/// Four clients at once on the same images: racing uploads, deletes during uploads, patches
+/// of images being deleted. Answers may differ from one run to the next; the state's
+/// wholeness may not.
+async fn concurrent_random_requests_leave_a_whole_state(b: Backend) {
+    let Some(s) = Server::start_with(b, CONF).await else {
+        return;
+    };
+    let seed = env_or("GLANCE_RANDOM_SEED", 0x5eed_1234_abcd_0002u64);
+    let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize) / 4;
+    let ids = Default::default();
+    let all = futures_util::future::join_all(
+        (0..4u64).map(|i| client(&s, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)),
+    )
+    .await;
+    let mut statuses = Answers::new();
+    for (code, n) in all.into_iter().flatten() {
+        *statuses.entry(code).or_default() += n;
+    }
+    check_state(&s, &statuses).await;
+}
+
+/// No image left mid-upload, every image's data whole, no store file without its image.
+async fn check_state(s: &Server, statuses: &Answers) {
+    let images = all_images(s).await;
     let mut owned = BTreeSet::new();
     let mut with_data = 0;
     for img in &images {
@@ -545,17 +585,27 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
     }
     assert!(with_data > 0, "no upload succeeded: {statuses:?}");
     for f in s.store_files() {
+        let history: Vec<String> = s
+            .log()
+            .lines()
+            .filter(|l| l.contains(&f))
+            .map(str::to_string)
+            .collect();
         assert!(
             owned.contains(&f),
-            "store file {f} belongs to no image with data"
+            "store file {f} belongs to no image with data; its requests:\n{}",
+            history.join("\n")
         );
     }
     eprintln!(
-        "{rounds} requests, answers {statuses:?}; {} images, {with_data} with data",
+        "answers {statuses:?}; {} images, {with_data} with data",
         images.len()
     );
 }
 
 use md5::Digest;
 
-both_databases!(random_requests_leave_a_whole_state);
+both_databases!(
+    random_requests_leave_a_whole_state,
+    concurrent_random_requests_leave_a_whole_state
+);
