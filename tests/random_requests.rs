@@ -535,19 +535,22 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
     check_state(&s, &statuses).await;
 }
 
-/// Four clients at once on the same images: racing uploads, deletes during uploads, patches
-/// of images being deleted. Answers may differ from one run to the next; the state's
-/// wholeness may not.
+/// Four clients at once on the same images, through two API nodes sharing the database and
+/// the store (as behind haproxy): racing uploads, deletes during uploads, patches of images
+/// being deleted. Answers may differ from one run to the next; the state's wholeness may not.
 async fn concurrent_random_requests_leave_a_whole_state(b: Backend) {
     let Some(s) = Server::start_with(b, CONF).await else {
         return;
     };
+    let peer = s.start_peer_with(CONF).await;
+    let nodes = [&s, &peer];
     let seed = env_or("GLANCE_RANDOM_SEED", 0x5eed_1234_abcd_0002u64);
     let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize) / 4;
     let ids = Default::default();
-    let all = futures_util::future::join_all(
-        (0..4u64).map(|i| client(&s, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)),
-    )
+    let all = futures_util::future::join_all((0..4u64).map(|i| {
+        let node = nodes[i as usize % 2];
+        client(node, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)
+    }))
     .await;
     let mut statuses = Answers::new();
     for (code, n) in all.into_iter().flatten() {

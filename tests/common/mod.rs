@@ -226,9 +226,14 @@ impl Server {
 
     /// A second API node on the same database and store directory (scale-out).
     pub async fn start_peer(&self) -> Server {
+        self.start_peer_with("").await
+    }
+
+    /// A second API node with `extra` configuration too (as its first node's).
+    pub async fn start_peer_with(&self, extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra = format!(
-            "[database]\nconnection = {}\n[glance_store]\nfilesystem_store_datadir = {}\n",
+            "{extra}\n[database]\nconnection = {}\n[glance_store]\nfilesystem_store_datadir = {}\n",
             self.db_url,
             self.images_dir().display()
         );
