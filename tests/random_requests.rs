@@ -226,7 +226,7 @@ fn request(rng: &mut Rng, ids: &[String]) -> Req {
         body: None,
     };
     let id = image_id(rng, ids);
-    match rng.below(17) {
+    match rng.below(18) {
         0..=2 => {
             let mut body = serde_json::Map::new();
             for _ in 0..rng.below(7) {
@@ -269,6 +269,10 @@ fn request(rng: &mut Rng, ids: &[String]) -> Req {
                 let n = d.len() + rng.below(2);
                 headers.push(("x-openstack-image-size", n.to_string()));
             }
+            if rng.chance(25) {
+                let store = rng.pick(&["fast", "slow", "web", "nowhere"]);
+                headers.push(("X-Image-Meta-Store", store.to_string()));
+            }
             let stage = rng.chance(10);
             Req {
                 method: Method::PUT,
@@ -278,7 +282,12 @@ fn request(rng: &mut Rng, ids: &[String]) -> Req {
             }
         }
         6 | 7 => {
-            let mut r = get(format!("/v2/images/{id}/file"));
+            let prefer = if rng.chance(15) {
+                rng.pick(&["?prefer=fast", "?prefer=slow,fast", "?prefer=nowhere"])
+            } else {
+                ""
+            };
+            let mut r = get(format!("/v2/images/{id}/file{prefer}"));
             if rng.chance(70) {
                 r.headers.push(("Range", rng.pick(RANGES).to_string()));
             } else if rng.chance(20) {
@@ -408,6 +417,15 @@ fn request(rng: &mut Rng, ids: &[String]) -> Req {
                     .into_bytes(),
             ),
         },
+        16 => Req {
+            method: Method::DELETE,
+            path: format!(
+                "/v2/stores/{}/{id}",
+                rng.pick(&["fast", "slow", "web", "nowhere"])
+            ),
+            headers: vec![],
+            body: None,
+        },
         _ => {
             let path = rng.pick(&[
                 "/v2/images/{id}",
@@ -532,7 +550,24 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
             "no {code} among {statuses:?}: the generator no longer reaches it"
         );
     }
-    check_state(&s, &statuses).await;
+    check_state(&s, &statuses, &[s.images_dir()]).await;
+}
+
+/// Four clients at once sharing their images, spread over `nodes`; the answers of all.
+async fn four_clients(nodes: &[&Server], default_seed: u64) -> Answers {
+    let seed = env_or("GLANCE_RANDOM_SEED", default_seed);
+    let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize) / 4;
+    let ids = Default::default();
+    let all = futures_util::future::join_all((0..4u64).map(|i| {
+        let node = nodes[i as usize % nodes.len()];
+        client(node, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)
+    }))
+    .await;
+    let mut statuses = Answers::new();
+    for (code, n) in all.into_iter().flatten() {
+        *statuses.entry(code).or_default() += n;
+    }
+    statuses
 }
 
 /// Four clients at once on the same images, through two API nodes sharing the database and
@@ -544,23 +579,32 @@ async fn concurrent_random_requests_leave_a_whole_state(b: Backend) {
     };
     let peer = s.start_peer_with(CONF).await;
     let nodes = [&s, &peer];
-    let seed = env_or("GLANCE_RANDOM_SEED", 0x5eed_1234_abcd_0002u64);
-    let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize) / 4;
-    let ids = Default::default();
-    let all = futures_util::future::join_all((0..4u64).map(|i| {
-        let node = nodes[i as usize % 2];
-        client(node, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)
-    }))
-    .await;
-    let mut statuses = Answers::new();
-    for (code, n) in all.into_iter().flatten() {
-        *statuses.entry(code).or_default() += n;
-    }
-    check_state(&s, &statuses).await;
+    let statuses = four_clients(&nodes, 0x5eed_1234_abcd_0002).await;
+    check_state(&s, &statuses, &[s.images_dir()]).await;
+}
+
+/// The same four clients against a node with two file stores and the http store, showing
+/// locations: uploads to a named store, downloads preferring one, a store's copy removed.
+async fn multistore_random_requests_leave_a_whole_state(b: Backend) {
+    let base = tempfile::tempdir().expect("tempdir");
+    let (fast, slow) = (base.path().join("fast"), base.path().join("slow"));
+    let conf = format!(
+        "{CONF}enabled_backends = fast:file, slow:file, web:http\nshow_multiple_locations = true\n\
+         [glance_store]\ndefault_backend = slow\n\
+         [fast]\nfilesystem_store_datadir = {}\nweight = 100\n\
+         [slow]\nfilesystem_store_datadir = {}\nweight = 10\n",
+        fast.display(),
+        slow.display()
+    );
+    let Some(s) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let statuses = four_clients(&[&s], 0x5eed_1234_abcd_0003).await;
+    check_state(&s, &statuses, &[fast, slow]).await;
 }
 
 /// No image left mid-upload, every image's data whole, no store file without its image.
-async fn check_state(s: &Server, statuses: &Answers) {
+async fn check_state(s: &Server, statuses: &Answers, stores: &[std::path::PathBuf]) {
     let images = all_images(s).await;
     let mut owned = BTreeSet::new();
     let mut with_data = 0;
@@ -587,7 +631,16 @@ async fn check_state(s: &Server, statuses: &Answers) {
         }
     }
     assert!(with_data > 0, "no upload succeeded: {statuses:?}");
-    for f in s.store_files() {
+    let files = stores.iter().flat_map(|d| {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    });
+    for f in files {
         let history: Vec<String> = s
             .log()
             .lines()
@@ -610,5 +663,6 @@ use md5::Digest;
 
 both_databases!(
     random_requests_leave_a_whole_state,
-    concurrent_random_requests_leave_a_whole_state
+    concurrent_random_requests_leave_a_whole_state,
+    multistore_random_requests_leave_a_whole_state
 );
