@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, random_bytes, require, run_ok, status, venv};
+use common::{Backend, Server, random, random_bytes, require, run_ok, status, venv};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -42,9 +42,19 @@ async fn start(b: Backend) -> Option<(Server, String)> {
 
 /// `more`: further `[glance_store]` lines.
 async fn start_on_pool(b: Backend, pool: &str, more: &str) -> Option<(Server, String)> {
+    start_configured(b, pool, "", more).await
+}
+
+/// `defaults`: further `[DEFAULT]` lines; `more`: further `[glance_store]` lines.
+async fn start_configured(
+    b: Backend,
+    pool: &str,
+    defaults: &str,
+    more: &str,
+) -> Option<(Server, String)> {
     let conf = ceph_conf()?;
     let extra = format!(
-        "[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = true\n\
+        "[DEFAULT]\nshow_image_direct_url = true\nshow_multiple_locations = true\n{defaults}\
          [glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = {pool}\n\
          rbd_store_user = admin\nrbd_store_ceph_conf = {conf}\nrbd_store_chunk_size = 4\n{more}"
     );
@@ -649,7 +659,27 @@ async fn thin_provisioning_skips_zero_objects(b: Backend) {
     assert_eq!(s.delete(&id).await, 204);
 }
 
+/// The random request sequences of tests/random_requests.rs on the RBD store, four clients
+/// at once on a pool of their own: afterwards no image is left saving, each with data
+/// downloads whole, and every RBD image in the pool belongs to one of them.
+async fn random_requests_leave_a_whole_pool(b: Backend) {
+    let Some(conf) = ceph_conf() else {
+        return;
+    };
+    let pool = ScratchPool::new(&conf, "random");
+    let defaults = random::CONF.trim_start_matches("[DEFAULT]\n");
+    let Some((s, _)) = start_configured(b, &pool.name, defaults, "").await else {
+        return;
+    };
+    let statuses = random::four_clients(&[&s], 0x5eed_1234_abcd_0004).await;
+    let (ok, list) = rbd(&conf, &["ls", &pool.name]);
+    assert!(ok, "{list}");
+    let stored = list.lines().map(str::to_string).collect();
+    random::check_state(&s, &statuses, stored).await;
+}
+
 both_databases!(
+    random_requests_leave_a_whole_pool,
     thin_provisioning_skips_zero_objects,
     other_snapshots_send_it_to_the_trash,
     full_pool_gives_413,

@@ -2,6 +2,7 @@
 //! MariaDB and talks to it over HTTP; runs the real OpenStack clients against it.
 #![allow(dead_code)]
 
+pub mod random;
 pub mod rng;
 
 use std::io::{BufRead, BufReader};
