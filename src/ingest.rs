@@ -90,14 +90,12 @@ fn spawn_hasher(algo: &str) -> Result<(mpsc::Sender<Shared>, JoinHandle<String>)
     Ok((tx, handle))
 }
 
+/// The writer task: the location once committed (None: not committed).
+type WriterHandle = JoinHandle<Result<Option<Location>, StoreError>>;
+
 /// Writes everything received, then commits when the channel closes normally. If the sender is
 /// dropped after `abort` (or the task is cancelled), the writer is dropped and its bytes removed.
-fn spawn_writer(
-    mut writer: Box<dyn ImageWriter>,
-) -> (
-    mpsc::Sender<WriterMsg>,
-    JoinHandle<Result<Option<Location>, StoreError>>,
-) {
+fn spawn_writer(mut writer: Box<dyn ImageWriter>) -> (mpsc::Sender<WriterMsg>, WriterHandle) {
     let (tx, mut rx) = mpsc::channel::<WriterMsg>(DEPTH);
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(msg) = rx.blocking_recv() {
@@ -149,10 +147,9 @@ pub enum IngestError {
 pub struct Pipeline {
     md5: (mpsc::Sender<Shared>, JoinHandle<String>),
     multi: (mpsc::Sender<Shared>, JoinHandle<String>),
-    writer: (
-        mpsc::Sender<WriterMsg>,
-        JoinHandle<Result<Option<Location>, StoreError>>,
-    ),
+    /// The handle is taken when the writer's error is read, so it is never awaited twice (a
+    /// panic: "JoinHandle polled after completion").
+    writer: (mpsc::Sender<WriterMsg>, Option<WriterHandle>),
     algo: String,
     /// The batch being gathered, and `small` chunks being copied together.
     pieces: Vec<Bytes>,
@@ -180,7 +177,10 @@ impl Pipeline {
         Ok(Pipeline {
             md5: spawn_hasher("md5")?,
             multi: spawn_hasher(algo)?,
-            writer: spawn_writer(writer),
+            writer: {
+                let (tx, handle) = spawn_writer(writer);
+                (tx, Some(handle))
+            },
             algo: algo.to_string(),
             pieces: Vec::new(),
             pending: 0,
@@ -301,12 +301,15 @@ impl Pipeline {
             ..
         } = self;
         drop((md5.0, multi.0, writer.0));
+        let Some(handle) = writer.1 else {
+            return; // already joined: its error was the upload's
+        };
         match timeout {
             None => {
-                let _ = writer.1.await;
+                let _ = handle.await;
             }
             Some(l) => {
-                let _ = tokio::time::timeout(l, writer.1).await;
+                let _ = tokio::time::timeout(l, handle).await;
             }
         }
     }
@@ -324,7 +327,10 @@ impl Pipeline {
     }
 
     async fn writer_error(&mut self) -> IngestError {
-        match (&mut self.writer.1).await {
+        let Some(handle) = self.writer.1.take() else {
+            return IngestError::Store(StoreError::Other("writer stopped".into()));
+        };
+        match handle.await {
             Ok(Err(e)) => IngestError::Store(e),
             Ok(Ok(_)) => IngestError::Store(StoreError::Other("writer stopped".into())),
             Err(e) => IngestError::Store(StoreError::Other(format!("writer panicked: {e}"))),
@@ -362,9 +368,14 @@ impl Pipeline {
         drop(md5.0);
         drop(multi.0);
         drop(writer.0);
+        let Some(handle) = writer.1 else {
+            return Err(IngestError::Store(StoreError::Other(
+                "writer stopped".into(),
+            )));
+        };
         let committed = match timeout {
-            None => writer.1.await,
-            Some(l) => tokio::time::timeout(l, writer.1)
+            None => handle.await,
+            Some(l) => tokio::time::timeout(l, handle)
                 .await
                 .map_err(|_| IngestError::Store(StoreError::Timeout(l)))?,
         };
@@ -455,6 +466,39 @@ mod tests {
         let sha = openssl::hash::hash(openssl::hash::MessageDigest::sha512(), &all).unwrap();
         assert_eq!(digests.checksum, hex::encode(&*md5));
         assert_eq!(digests.os_hash_value, hex::encode(&*sha));
+    }
+
+    /// A store that fills up at its first write.
+    struct FullWriter;
+
+    impl ImageWriter for FullWriter {
+        fn write(&mut self, _: &[u8]) -> Result<(), StoreError> {
+            Err(StoreError::Full)
+        }
+        fn commit(self: Box<Self>) -> Result<Location, StoreError> {
+            unreachable!("never committed")
+        }
+    }
+
+    /// The writer's error reaches the caller, and abandoning the upload afterwards (as the
+    /// handler does) is quiet: it used to await the finished writer again and panic, so the
+    /// client saw a reset connection instead of 413.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_writer_is_reported_once_and_abort_is_quiet() {
+        let mut pipe =
+            Pipeline::new(Box::new(FullWriter), "sha512", u64::MAX, false, None).unwrap();
+        let mut failed = None;
+        for _ in 0..64 {
+            if let Err(e) = pipe.push(Bytes::from(vec![1u8; 1 << 20])).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(failed, Some(IngestError::Store(StoreError::Full))),
+            "{failed:?}"
+        );
+        pipe.abort().await;
     }
 
     /// A store whose first write hangs for a while (a dead NFS mount).

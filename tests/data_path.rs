@@ -296,7 +296,7 @@ async fn full_and_read_only_store(b: Backend) {
         if let Ok(r) = r {
             let st = r.status();
             let text = r.text().await.unwrap();
-            assert_eq!(st, 413, "direct {direct}: {text}");
+            assert_eq!(st, 413, "direct {direct}: {text}\n{}", s.log());
             assert!(text.contains("Image storage media is full"), "{text}");
         }
         assert_eq!(wait_status(&s, &id, "queued").await["status"], "queued");
