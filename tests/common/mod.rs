@@ -489,6 +489,13 @@ impl Drop for ChildGuard {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        // A panic in the server is a bug even where the test accepted what the client saw (a
+        // reset connection, a 500): one hid a full store's 413 that way.
+        if !std::thread::panicking()
+            && let Some(line) = self.log().lines().find(|l| l.contains("panicked"))
+        {
+            panic!("the server panicked during this test: {line}");
+        }
         if let Some((admin, name)) = self.mysql.take() {
             // Drop the test database on a private runtime: Drop cannot await.
             let _ = std::thread::spawn(move || {
