@@ -500,11 +500,31 @@ pub async fn client(
         for (k, v) in &req.headers {
             rb = rb.header(*k, v);
         }
-        if let Some(body) = req.body {
-            rb = rb.body(body);
+        // Some uploads lose their client halfway: the body stream fails after half the bytes.
+        let vanish = req.method == Method::PUT && req.path.ends_with("/file") && rng.chance(8);
+        if let Some(mut body) = req.body {
+            rb = if vanish {
+                let rest = body.split_off(body.len() / 2);
+                let chunks: [std::io::Result<Vec<u8>>; 2] = [
+                    Ok(body),
+                    Err(std::io::Error::other(format!(
+                        "client gone, {} bytes unsent",
+                        rest.len()
+                    ))),
+                ];
+                rb.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                )))
+            } else {
+                rb.body(body)
+            };
         }
         let resp = match rb.send().await {
             Ok(r) => r,
+            Err(_) if vanish => {
+                *statuses.entry(0).or_default() += 1;
+                continue;
+            }
             Err(e) => panic!("{what}: no answer: {e}\n{}", s.log()),
         };
         let status = resp.status().as_u16();
