@@ -596,16 +596,11 @@ pub async fn check_state(s: &Server, statuses: &Answers, stored: Vec<String>) {
         }
     }
     assert!(with_data > 0, "no upload succeeded: {statuses:?}");
-    for f in stored {
-        let history: Vec<String> = s
-            .log()
-            .lines()
-            .filter(|l| l.contains(&f))
-            .map(str::to_string)
-            .collect();
-        assert!(
-            owned.contains(&f),
-            "store file {f} in the store belongs to no image with data; its requests:\n{}",
+    if let Some(f) = stored.iter().find(|f| !owned.contains(*f)) {
+        let log = s.log();
+        let history: Vec<&str> = log.lines().filter(|l| l.contains(f.as_str())).collect();
+        panic!(
+            "stored object {f} belongs to no image with data; its requests:\n{}",
             history.join("\n")
         );
     }
