@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::digest::Hasher;
 use crate::domain::image::Location;
 use crate::format::{Inspection, Inspector};
-use crate::store::{ImageWriter, StoreError};
+use crate::store::{ImageWriter, StoreError, within};
 
 /// Body chunks are handed to the hashers and the writer in batches of at least this many bytes:
 /// every hand-off wakes three threads, and on a small VM each wake-up costs an inter-processor
@@ -88,6 +88,11 @@ fn spawn_hasher(algo: &str) -> Result<(mpsc::Sender<Shared>, JoinHandle<String>)
         h.hex()
     });
     Ok((tx, handle))
+}
+
+/// The writer ended without an error of its own to report.
+fn writer_stopped() -> IngestError {
+    IngestError::Store(StoreError::Other("writer stopped".into()))
 }
 
 /// The writer task: the location once committed (None: not committed).
@@ -248,14 +253,12 @@ impl Pipeline {
                 self.dispatch().await?;
                 let n = need(0, 0);
                 let acquire = BUDGET.clone().acquire_many_owned(n);
-                let acquired = match self.timeout {
-                    None => acquire.await,
-                    Some(l) => tokio::time::timeout(l, acquire).await.map_err(|_| {
-                        IngestError::Store(StoreError::Unavailable(format!(
-                            "upload buffers stayed full for {l:?}"
-                        )))
-                    })?,
-                };
+                let limit = self.timeout.unwrap_or_default();
+                let acquired = within(self.timeout, acquire).await.map_err(|_| {
+                    IngestError::Store(StoreError::Unavailable(format!(
+                        "upload buffers stayed full for {limit:?}"
+                    )))
+                })?;
                 acquired.map_err(|_| budget_closed())?
             }
         };
@@ -301,38 +304,27 @@ impl Pipeline {
             ..
         } = self;
         drop((md5.0, multi.0, writer.0));
-        let Some(handle) = writer.1 else {
-            return; // already joined: its error was the upload's
-        };
-        match timeout {
-            None => {
-                let _ = handle.await;
-            }
-            Some(l) => {
-                let _ = tokio::time::timeout(l, handle).await;
-            }
+        // None: already joined, its error was the upload's.
+        if let Some(handle) = writer.1 {
+            let _ = within(timeout, handle).await;
         }
     }
 
     /// Sends to the writer within the store timeout; true if the writer has stopped.
     async fn send_to_writer(&mut self, msg: WriterMsg) -> Result<bool, IngestError> {
-        let send = self.writer.0.send(msg);
-        let sent = match self.timeout {
-            None => send.await,
-            Some(l) => tokio::time::timeout(l, send)
-                .await
-                .map_err(|_| IngestError::Store(StoreError::Timeout(l)))?,
-        };
+        let sent = within(self.timeout, self.writer.0.send(msg))
+            .await
+            .map_err(IngestError::Store)?;
         Ok(sent.is_err())
     }
 
     async fn writer_error(&mut self) -> IngestError {
         let Some(handle) = self.writer.1.take() else {
-            return IngestError::Store(StoreError::Other("writer stopped".into()));
+            return writer_stopped();
         };
         match handle.await {
             Ok(Err(e)) => IngestError::Store(e),
-            Ok(Ok(_)) => IngestError::Store(StoreError::Other("writer stopped".into())),
+            Ok(Ok(_)) => writer_stopped(),
             Err(e) => IngestError::Store(StoreError::Other(format!("writer panicked: {e}"))),
         }
     }
@@ -369,16 +361,9 @@ impl Pipeline {
         drop(multi.0);
         drop(writer.0);
         let Some(handle) = writer.1 else {
-            return Err(IngestError::Store(StoreError::Other(
-                "writer stopped".into(),
-            )));
+            return Err(writer_stopped());
         };
-        let committed = match timeout {
-            None => handle.await,
-            Some(l) => tokio::time::timeout(l, handle)
-                .await
-                .map_err(|_| IngestError::Store(StoreError::Timeout(l)))?,
-        };
+        let committed = within(timeout, handle).await.map_err(IngestError::Store)?;
         let location = match committed {
             Ok(Ok(Some(loc))) => loc,
             Ok(Ok(None)) => {

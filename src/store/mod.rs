@@ -187,14 +187,21 @@ pub async fn blocking<T: Send + 'static>(
     limit: Option<std::time::Duration>,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    let task = tokio::task::spawn_blocking(f);
-    let joined = match limit {
-        Some(l) => tokio::time::timeout(l, task)
-            .await
-            .map_err(|_| StoreError::Timeout(l))?,
-        None => task.await,
-    };
+    let joined = within(limit, tokio::task::spawn_blocking(f)).await?;
     joined.map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+}
+
+/// Awaits `f`, failing with `Timeout` if it takes longer than `limit` (None: no limit).
+pub async fn within<F: std::future::Future>(
+    limit: Option<std::time::Duration>,
+    f: F,
+) -> Result<F::Output, StoreError> {
+    match limit {
+        Some(l) => tokio::time::timeout(l, f)
+            .await
+            .map_err(|_| StoreError::Timeout(l)),
+        None => Ok(f.await),
+    }
 }
 
 #[cfg(test)]
