@@ -522,6 +522,7 @@ impl Inspection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::rng::Rng;
 
     fn inspect(data: &[u8], chunk: usize) -> Inspection {
         let mut i = Inspector::default();
@@ -612,8 +613,6 @@ mod tests {
     fn guids_are_mixed_endian() {
         assert_eq!(&VHDX_METADATA_REGION[..4], &[0x06, 0xA2, 0x7C, 0x8B]);
     }
-
-    use crate::testutil::rng::Rng;
 
     fn put(b: &mut Vec<u8>, at: usize, bytes: &[u8]) {
         if b.len() < at + bytes.len() {

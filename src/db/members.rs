@@ -92,7 +92,6 @@ impl Db {
         }
     }
 
-    /// Sets a member's status; false if there is no such member.
     /// Sets `m`'s status (and its `updated_at`, as stored); false if it is no longer a member.
     pub async fn set_member_status(&self, m: &mut Member, status: &str) -> Result<bool> {
         let ts = now();
