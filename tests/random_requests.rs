@@ -9,11 +9,15 @@
 
 mod common;
 
-use common::random::{CONF, check_state, client, env_or, four_clients};
-use common::{Backend, Server};
+use common::random::{DEFAULTS, check_state, client, env_or, four_clients};
+use common::{Backend, Server, files_in};
+
+fn conf() -> String {
+    format!("[DEFAULT]\n{DEFAULTS}")
+}
 
 async fn random_requests_leave_a_whole_state(b: Backend) {
-    let Some(s) = Server::start_with(b, CONF).await else {
+    let Some(s) = Server::start_with(b, &conf()).await else {
         return;
     };
     let seed = env_or("GLANCE_RANDOM_SEED", 0x5eed_1234_abcd_0001u64);
@@ -33,10 +37,10 @@ async fn random_requests_leave_a_whole_state(b: Backend) {
 /// the store (as behind haproxy): racing uploads, deletes during uploads, patches of images
 /// being deleted. Answers may differ from one run to the next; the state's wholeness may not.
 async fn concurrent_random_requests_leave_a_whole_state(b: Backend) {
-    let Some(s) = Server::start_with(b, CONF).await else {
+    let Some(s) = Server::start_with(b, &conf()).await else {
         return;
     };
-    let peer = s.start_peer_with(CONF).await;
+    let peer = s.start_peer_with(&conf()).await;
     let nodes = [&s, &peer];
     let statuses = four_clients(&nodes, 0x5eed_1234_abcd_0002).await;
     check_state(&s, &statuses, s.store_files()).await;
@@ -48,7 +52,7 @@ async fn multistore_random_requests_leave_a_whole_state(b: Backend) {
     let base = tempfile::tempdir().expect("tempdir");
     let (fast, slow) = (base.path().join("fast"), base.path().join("slow"));
     let conf = format!(
-        "{CONF}enabled_backends = fast:file, slow:file, web:http\nshow_multiple_locations = true\n\
+        "[DEFAULT]\n{DEFAULTS}enabled_backends = fast:file, slow:file, web:http\nshow_multiple_locations = true\n\
          [glance_store]\ndefault_backend = slow\n\
          [fast]\nfilesystem_store_datadir = {}\nweight = 100\n\
          [slow]\nfilesystem_store_datadir = {}\nweight = 10\n",
@@ -59,12 +63,7 @@ async fn multistore_random_requests_leave_a_whole_state(b: Backend) {
         return;
     };
     let statuses = four_clients(&[&s], 0x5eed_1234_abcd_0003).await;
-    let stored = [fast, slow]
-        .iter()
-        .flat_map(std::fs::read_dir)
-        .flatten()
-        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
-        .collect();
+    let stored = [files_in(&fast), files_in(&slow)].concat();
     check_state(&s, &statuses, stored).await;
 }
 

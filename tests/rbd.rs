@@ -667,8 +667,7 @@ async fn random_requests_leave_a_whole_pool(b: Backend) {
         return;
     };
     let pool = ScratchPool::new(&conf, "random");
-    let defaults = random::CONF.trim_start_matches("[DEFAULT]\n");
-    let Some((s, _)) = start_configured(b, &pool.name, defaults, "").await else {
+    let Some((s, _)) = start_configured(b, &pool.name, random::DEFAULTS, "").await else {
         return;
     };
     let statuses = random::four_clients(&[&s], 0x5eed_1234_abcd_0004).await;

@@ -57,6 +57,19 @@ pub fn keystone_conf(auth: &str, cache_secs: u64) -> String {
     )
 }
 
+/// The names in `dir`, sorted (none if it does not exist).
+pub fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 pub fn mysql_url() -> Option<String> {
     require(
         "MariaDB",
@@ -252,15 +265,7 @@ impl Server {
 
     /// Files in the store directory (image data and any temporary files).
     pub fn store_files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.images_dir())
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        files_in(&self.images_dir())
     }
 
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {

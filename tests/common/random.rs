@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::Server;
 use super::rng::Rng;
 
-/// Small quotas and cap, so that their refusals are among the answers.
-pub const CONF: &str = "[DEFAULT]\nimage_size_cap = 200000\nimage_tag_quota = 4\n\
+/// `[DEFAULT]` lines: small quotas and cap, so that their refusals are among the answers.
+pub const DEFAULTS: &str = "image_size_cap = 200000\nimage_tag_quota = 4\n\
     image_property_quota = 6\nimage_member_quota = 3\nimage_location_quota = 3\n";
 
 /// Strings that have broken parsers: empty, long, unicode, separators, escapes, numbers.
@@ -480,8 +480,7 @@ pub async fn client(
     let mut statuses = Answers::new();
     for round in 0..rounds {
         let caller = rng.pick(CALLERS);
-        let known = ids.lock().unwrap().clone();
-        let req = request(&mut rng, &known);
+        let req = request(&mut rng, &ids.lock().unwrap());
         let what = format!(
             "seed {seed} round {round}: {} {} as {}/{} {:?} body {:?}",
             req.method,
