@@ -335,6 +335,15 @@ impl RbdStore {
                 "RBD image {}/{name} could not be removed (is the pool full?); retry once it has room",
                 self.pool
             ))),
+            // ESTALE: another client (a concurrent delete of the same image) removed it under
+            // us. Gone is done; still there means retry.
+            -116 => match self.open(name, None, true) {
+                Err(StoreError::NotFound(m)) => Err(StoreError::NotFound(m)),
+                _ => Err(StoreError::Unavailable(format!(
+                    "RBD image {}/{name} changed while being removed; retry",
+                    self.pool
+                ))),
+            },
             // Other snapshots remain (not ours): move it to the trash as glance_store does.
             -39 => {
                 // SAFETY: as above.
