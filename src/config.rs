@@ -62,6 +62,20 @@ pub struct Config {
     pub multi_store: bool,
     /// `[oslo_policy] policy_file` as written (resolved against the config files' directory).
     pub policy_file: Option<String>,
+    /// `[oslo_policy] policy_dirs` (each line, in order; default `policy.d`): directories whose
+    /// files are read after the policy file, in name order.
+    pub policy_dirs: Vec<String>,
+    /// `[oslo_policy] enforce_scope` (default true): refuse tokens of another scope than a
+    /// rule's.
+    pub enforce_scope: bool,
+    /// `[oslo_policy] enforce_new_defaults` (default true).
+    pub enforce_new_defaults: bool,
+    /// `[oslo_policy] policy_default_rule` (default `default`).
+    pub policy_default_rule: String,
+    /// `[DEFAULT] property_protection_file`.
+    pub property_protection_file: Option<String>,
+    /// `[DEFAULT] property_protection_rule_format`: `roles` (default) or `policies`.
+    pub property_protection_rule_format: String,
     /// `[keystone_authtoken]`, when the keystone flavor is on.
     pub keystone: Option<crate::auth::keystone::KeystoneConfig>,
     pub disk_formats: Vec<String>,
@@ -380,6 +394,27 @@ impl Config {
             ));
         }
 
+        let property_protection_rule_format = r
+            .string(d, "property_protection_rule_format", "roles")
+            .to_ascii_lowercase();
+        if !["roles", "policies"].contains(&property_protection_rule_format.as_str()) {
+            return Err(Reader::invalid(
+                d,
+                "property_protection_rule_format",
+                format!("{property_protection_rule_format:?} is not roles or policies"),
+            ));
+        }
+        let policy_dirs = match r.raw.get_all("oslo_policy", "policy_dirs") {
+            [] => vec!["policy.d".to_string()],
+            lines => lines
+                .iter()
+                .flat_map(|l| l.split(','))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+
         let limit_param_default = r.int(d, "limit_param_default", 25u64, Some(1), None)?;
         let api_limit_max = r.int(d, "api_limit_max", 1000u64, Some(1), None)?;
 
@@ -420,6 +455,12 @@ impl Config {
             backends,
             multi_store,
             policy_file: r.opt_string("oslo_policy", "policy_file"),
+            policy_dirs,
+            enforce_scope: r.bool("oslo_policy", "enforce_scope", true)?,
+            enforce_new_defaults: r.bool("oslo_policy", "enforce_new_defaults", true)?,
+            policy_default_rule: r.string("oslo_policy", "policy_default_rule", "default"),
+            property_protection_file: r.opt_string(d, "property_protection_file"),
+            property_protection_rule_format,
             keystone,
             disk_formats: r.list("image_format", "disk_formats", DEFAULT_DISK_FORMATS),
             container_formats: r.list(

@@ -3,7 +3,7 @@
 //! `glance-rs [--config-file FILE]... [serve]` serves the API; `glance-rs db sync` applies the
 //! database migrations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use glance_rs::api::{self, AppState};
 use glance_rs::config::BackendKind;
 use glance_rs::config::{Config, normalize_connection};
 use glance_rs::db::Db;
-use glance_rs::domain::rules::Policy;
+use glance_rs::domain::policy::{Policy, PolicyOptions, PolicySource, PropertyRules, protections};
 use glance_rs::store::file::{FileStore, FileStoreOptions};
 use glance_rs::store::http::HttpStore;
 use glance_rs::store::{Store, StoreEntry, Stores};
@@ -116,37 +116,95 @@ async fn db_sync(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Glance's policy: the defaults, overridden by `[oslo_policy] policy_file` (relative paths are
-/// looked up next to the last config file; the default name `policy.yaml` is optional).
-fn load_policy(cfg: &Config, files: &[PathBuf]) -> Result<Policy, String> {
-    let base = files
+/// A path from the configuration: absolute, or relative to the directory of the last config
+/// file (where oslo.config looks first).
+fn config_path(name: &str, files: &[PathBuf]) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    files
         .last()
         .and_then(|f| f.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let (name, required) = match &cfg.policy_file {
-        Some(f) => (f.clone(), true),
-        None => ("policy.yaml".to_string(), false),
+        .map_or_else(|| p.to_path_buf(), |d| d.join(p))
+}
+
+/// Glance's policy as oslo.policy builds it: the registered defaults, under `[oslo_policy]
+/// policy_file` (optional under its default name `policy.yaml`), then the files of each
+/// `policy_dirs` directory that exists, in name order. What the operator should know (rules
+/// that cannot be understood, references to no rule) is logged here, once.
+fn load_policy(cfg: &Config, files: &[PathBuf]) -> Result<Policy, String> {
+    let opts = PolicyOptions {
+        enforce_scope: cfg.enforce_scope,
+        enforce_new_defaults: cfg.enforce_new_defaults,
+        default_rule: cfg.policy_default_rule.clone(),
     };
-    let path = if std::path::Path::new(&name).is_absolute() {
-        PathBuf::from(&name)
-    } else {
-        base.join(&name)
+    let read = |option: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|text| PolicySource {
+                origin: format!("[oslo_policy] {option} {}", path.display()),
+                text,
+            })
+            .map_err(|e| format!("[oslo_policy] {option} {}: {e}", path.display()))
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let p = Policy::with_overrides(&text)
-                .map_err(|e| format!("[oslo_policy] policy_file {}: {e}", path.display()))?;
-            tracing::info!(file = %path.display(), "policy overrides loaded");
-            Ok(p)
-        }
-        Err(e) if required => Err(format!("[oslo_policy] policy_file {}: {e}", path.display())),
-        Err(_) => Ok(Policy::default()),
+    let mut sources = Vec::new();
+    let name = cfg.policy_file.as_deref().unwrap_or("policy.yaml");
+    let path = config_path(name, files);
+    match read("policy_file", &path) {
+        Ok(src) => sources.push(src),
+        Err(e) if cfg.policy_file.is_some() => return Err(e),
+        Err(_) => {}
     }
+    for dir in &cfg.policy_dirs {
+        let dir = config_path(dir, files);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        for f in names {
+            sources.push(read("policy_dirs", &f)?);
+        }
+    }
+    let (policy, warnings) = Policy::new(&opts, &sources)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    for src in &sources {
+        tracing::info!(file = %src.origin, "policy rules loaded");
+    }
+    Ok(policy)
+}
+
+/// `[DEFAULT] property_protection_file`, when set: a file that cannot be read or understood
+/// stops start-up, as it stops Glance.
+fn load_protections(cfg: &Config, files: &[PathBuf]) -> Result<Option<PropertyRules>, String> {
+    let Some(name) = &cfg.property_protection_file else {
+        return Ok(None);
+    };
+    let path = config_path(name, files);
+    let what = || format!("[DEFAULT] property_protection_file {}", path.display());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", what()))?;
+    let format = protections::Format::parse(&cfg.property_protection_rule_format)
+        .ok_or_else(|| format!("{}: unknown rule format", what()))?;
+    let mut warnings = Vec::new();
+    let rules = PropertyRules::parse(&text, format, &mut warnings)
+        .map_err(|e| format!("{}: {e}", what()))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(file = %path.display(), format = %cfg.property_protection_rule_format, "property protections loaded");
+    Ok(Some(rules))
 }
 
 async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
     let policy = Arc::new(load_policy(&cfg, files)?);
+    let protections = load_protections(&cfg, files)?.map(Arc::new);
     let db = open_db(&cfg).await?;
     if db.is_sqlite() {
         // The embedded default must serve with no setup at all.
@@ -178,6 +236,7 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
         db,
         stores,
         policy,
+        protections,
         keystone: cfg
             .keystone
             .clone()

@@ -946,7 +946,7 @@ async fn patch_rules(b: Backend) {
             &format!("/v2/images/{}", mine["id"].as_str().unwrap()),
         ),
         "p2",
-        "member",
+        "member,reader",
     )
     .header(
         "Content-Type",
@@ -1707,16 +1707,17 @@ async fn policy_file_overrides_defaults(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("delete_image"));
-    // Without a reader, member or admin role nothing is visible (get_images, get_image).
+    // Without a reader, member or admin role nothing is visible: get_images refuses the list,
+    // get_image hides the image (404, as Glance).
     let observer = |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "observer");
     assert_eq!(status(observer(s.get("/v2/images"))).await, 403);
     assert_eq!(
         status(observer(s.get(&format!("/v2/images/{id}")))).await,
-        403
+        404
     );
     assert_eq!(status(as_p1(s.get(&format!("/v2/images/{id}")))).await, 200);
-    // A broken policy file stops start-up, naming the option.
-    std::fs::write(&policy, "\"delete_image\": \"role:admin and (\"\n").unwrap();
+    // A file that is not YAML (nor JSON) stops start-up, naming the option.
+    std::fs::write(&policy, "\"delete_image\": \"role:admin and (\n").unwrap();
     let conf = dir.path().join("g.conf");
     std::fs::write(
         &conf,

@@ -302,7 +302,8 @@ async fn tokens_are_checked(b: Backend) {
         "disabled user"
     );
 
-    // The service role, from the user's token or a service token, reaches the Locations API.
+    // The service role of the token itself reaches the Locations API; a service token's roles
+    // are not the user's (Glance's fetch_image_location reads the token's roles).
     let img = {
         let (alice, _) = token(&auth, "alice", "p1").await;
         let r = http
@@ -339,6 +340,13 @@ async fn tokens_are_checked(b: Backend) {
             .get(format!("{}/v2/images/{id}/locations", s.url))
             .header("X-Auth-Token", &alice)
             .header("X-Service-Token", &svc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = http
+            .get(format!("{}/v2/images/{id}/locations", s.url))
+            .header("X-Auth-Token", &svc)
             .send()
             .await
             .unwrap();

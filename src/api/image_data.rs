@@ -14,7 +14,7 @@ use super::{AppState, sendfile};
 use crate::db::Db;
 use crate::db::images::UploadResult;
 use crate::domain::image::{Image, Location, Status};
-use crate::domain::policy::{self, Context};
+use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 use crate::format::{Inspection, Verdict};
 use crate::ingest::{IngestError, Pipeline};
@@ -140,9 +140,17 @@ pub async fn upload(
         None => content_length,
     };
 
-    let mut img = s.visible_image(&ctx, &id).await?;
-    policy::check_upload(&ctx, &img)?;
     let target = target_store(&s, &headers)?;
+    let mut img = s.image(&ctx, &id).await?;
+    ctx.on_image(&img)
+        .enforce_mutation("upload_image", &img)
+        .map_err(|e| match e {
+            // Glance words its legacy owner check's refusal here.
+            Error::Forbidden(m) if m == "You do not own this image" => {
+                Error::Forbidden(format!("Not allowed to upload image data for image {id}"))
+            }
+            e => e,
+        })?;
     let cap = s.cfg.image_size_cap;
     if size_hint.is_some_and(|n| n > cap) {
         return Err(too_large());
@@ -270,7 +278,8 @@ async fn ingest(
             checksum: d.checksum,
             os_hash_algo: d.os_hash_algo,
             os_hash_value: d.os_hash_value,
-            virtual_size: virtual_size.map(|v| v as i64),
+            // Glance records a virtual size only when it is not 0 (an empty image has none).
+            virtual_size: virtual_size.filter(|v| *v > 0).map(|v| v as i64),
             location: {
                 if s.stores.multi {
                     // Next to what the store put there (filesystem_store_metadata_file).
@@ -422,12 +431,9 @@ fn parse_content_range(value: &str, size: u64) -> Result<(u64, u64)> {
 
 /// Where to read from: locations of configured stores, highest store weight first, or in the
 /// order of `?prefer=a,b` (multi-store only; an unknown store is a 400).
-fn download_order<'a>(
-    s: &'a AppState,
-    locations: &'a [Location],
-    query: Option<&str>,
-) -> Result<Vec<(&'a StoreEntry, &'a Location)>> {
-    let prefer: Vec<String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+/// The stores `?prefer=` names, in order.
+fn preferred_stores(query: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k == "prefer")
         .flat_map(|(_, v)| {
             v.split(',')
@@ -435,7 +441,14 @@ fn download_order<'a>(
                 .collect::<Vec<_>>()
         })
         .filter(|p| !p.is_empty())
-        .collect();
+        .collect()
+}
+
+fn download_order<'a>(
+    s: &'a AppState,
+    locations: &'a [Location],
+    prefer: &[String],
+) -> Result<Vec<(&'a StoreEntry, &'a Location)>> {
     if !prefer.is_empty() {
         if !s.stores.multi {
             return Err(Error::BadRequest(
@@ -466,14 +479,24 @@ pub async fn download(
     conn: Option<Extension<ConnectInfo<sendfile::Conn>>>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
-    policy::check_download(&ctx, &img)?;
+    let img = s.image(&ctx, &id).await?;
+    if img.status == Status::Deactivated && !ctx.is_admin {
+        return Err(Error::Forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.".into(),
+        ));
+    }
+    let checks = ctx.on_image(&img);
+    checks.enforce("download_image")?;
+    let prefer = preferred_stores(query.as_deref());
+    if !prefer.is_empty() {
+        checks.enforce("download_from_store")?;
+    }
+    let order = download_order(&s, &img.locations, &prefer)?;
     // HTTP/2 copies body bytes into its frames, so sendfile placeholders are HTTP/1 only.
     let conn = conn.filter(|_| version <= Version::HTTP_11).map(|c| c.0.0);
     let Some(size) = img.size.filter(|_| !img.locations.is_empty()) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let order = download_order(&s, &img.locations, query.as_deref())?;
     let size = size.max(0) as u64;
     fn text(v: &HeaderValue) -> &str {
         v.to_str().unwrap_or("")

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db::images::now;
 use crate::domain::image::{self, Image, Status, Visibility, is_reserved, is_uuid};
 use crate::domain::patch;
-use crate::domain::policy::{self, Context};
+use crate::domain::policy::{self, Context, Operation};
 use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
 use crate::store::{StoreError, blocking};
@@ -23,11 +23,14 @@ fn isotime(t: &chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// The image as Glance's serializer shows it: custom properties, then the base attributes.
-pub fn render(cfg: &Config, img: &Image) -> Value {
+/// The image as Glance's serializer shows it to this caller: the custom properties it may
+/// read, then the base attributes.
+pub fn render(cfg: &Config, ctx: &Context, img: &Image) -> Value {
     let mut m = Map::new();
     for (k, v) in img.visible_properties() {
-        m.insert(k.clone(), json!(v));
+        if ctx.may(k, Operation::Read) {
+            m.insert(k.clone(), json!(v));
+        }
     }
     m.insert("name".into(), json!(img.name));
     m.insert("disk_format".into(), json!(img.disk_format));
@@ -162,8 +165,7 @@ pub async fn create(
     let name = str_of(obj.remove("name"));
     let visibility = obj
         .remove("visibility")
-        .and_then(|v| v.as_str().and_then(Visibility::parse))
-        .unwrap_or(Visibility::Shared);
+        .and_then(|v| v.as_str().and_then(Visibility::parse));
     let protected = obj
         .remove("protected")
         .and_then(|v| v.as_bool())
@@ -210,6 +212,7 @@ pub async fn create(
         // The schema allows only strings for additional properties.
         properties.insert(k, v.as_str().unwrap_or_default().to_string());
     }
+    let visibility_given = visibility;
     if !is_uuid(&id) {
         return Err(Error::BadRequest(format!("Invalid image id {id}")));
     }
@@ -218,13 +221,17 @@ pub async fn create(
         Some(o) => o,
         None => ctx.project_id.clone(),
     };
-    policy::check_create(&ctx, owner.as_deref())?;
+    policy::check_create(&ctx, owner.as_deref(), visibility_given)?;
+    // Property protections come before the per-image quotas, as in Glance's factory.
+    if let Some(k) = properties.keys().find(|k| !ctx.may(k, Operation::Create)) {
+        return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
+    }
     let ts = now();
     let img = Image {
         id,
         name,
         status: Status::Queued,
-        visibility,
+        visibility: visibility.unwrap_or(Visibility::Shared),
         protected,
         os_hidden,
         checksum: None,
@@ -243,12 +250,11 @@ pub async fn create(
         properties,
         locations: vec![],
     };
-    policy::check_visibility(&ctx, &img, visibility)?;
     check_quotas(&s.cfg, &img)?;
     s.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, "image created");
 
-    let mut resp = json_response(StatusCode::CREATED, &render(&s.cfg, &img));
+    let mut resp = json_response(StatusCode::CREATED, &render(&s.cfg, &ctx, &img));
     let location = format!("{}/v2/images/{}", base_url(&s.cfg, &headers, &uri), img.id);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -267,8 +273,9 @@ pub async fn show(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
-    Ok(json_response(StatusCode::OK, &render(&s.cfg, &img)))
+    let img = s.image(&ctx, &id).await?;
+    ctx.on_image(&img).enforce("get_image")?;
+    Ok(json_response(StatusCode::OK, &render(&s.cfg, &ctx, &img)))
 }
 
 pub async fn list(
@@ -279,20 +286,20 @@ pub async fn list(
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let project = ctx.project_id.clone().unwrap_or_default();
-    ctx.enforce(
-        "get_images",
-        &std::collections::HashMap::from([("project_id", project)]),
-    )?;
     let q = ListQuery::parse(&pairs, s.cfg.limit_param_default, s.cfg.api_limit_max)?;
+    ctx.enforce("get_images", &policy::project_target(&ctx))?;
     let marker = match &q.marker {
         None => None,
-        Some(m) => Some(s.visible_image(&ctx, m).await.map_err(|e| match e {
+        Some(m) => Some(s.image(&ctx, m).await.map_err(|e| match e {
             Error::NotFound(msg) => Error::BadRequest(msg),
             other => other,
         })?),
     };
-    let images = s.db.list_images(&ctx, &q, marker.as_ref()).await?;
+    let mut images = s.db.list_images(&ctx, &q, marker.as_ref()).await?;
+    // A page is full when the database filled it, whatever get_image then hides (Glance's
+    // `next` follows the database's count).
+    let full = !images.is_empty() && images.len() as u64 == q.limit;
+    images.retain(|i| ctx.on_image(i).allows("get_image"));
 
     let without_marker: Vec<&(String, String)> =
         pairs.iter().filter(|(k, _)| k != "marker").collect();
@@ -310,7 +317,7 @@ pub async fn list(
     let mut body = Map::new();
     body.insert(
         "images".into(),
-        Value::Array(images.iter().map(|i| render(&s.cfg, i)).collect()),
+        Value::Array(images.iter().map(|i| render(&s.cfg, &ctx, i)).collect()),
     );
     body.insert(
         "first".into(),
@@ -321,10 +328,7 @@ pub async fn list(
         }),
     );
     body.insert("schema".into(), json!("/v2/schemas/images"));
-    if !images.is_empty()
-        && images.len() as u64 == q.limit
-        && let Some(last) = images.last()
-    {
+    if full && let Some(last) = images.last() {
         body.insert(
             "next".into(),
             json!(format!("/v2/images?{}", encode(Some(&last.id)))),
@@ -347,7 +351,7 @@ pub async fn update(
     )?;
     let body = json_body(&body)?;
     let changes = patch::parse(&body, dialect, &|v| s.schemas.validate_image(v))?;
-    let img = s.visible_image(&ctx, &id).await?;
+    let img = s.image(&ctx, &id).await?;
     let opts = patch::PatchOptions {
         show_multiple_locations: s.cfg.show_multiple_locations,
         image_location_quota: s.cfg.image_location_quota,
@@ -366,7 +370,7 @@ pub async fn update(
         s.db.get_image(&id)
             .await?
             .ok_or_else(|| Error::image_not_found(&id))?;
-    Ok(json_response(StatusCode::OK, &render(&s.cfg, &saved)))
+    Ok(json_response(StatusCode::OK, &render(&s.cfg, &ctx, &saved)))
 }
 
 /// Checks each location `updated` gains against the store (it must be ours and hold data);
@@ -431,8 +435,8 @@ pub async fn delete(
 ) -> Result<Response> {
     // Glance's words for an image that is not there (or not visible) when deleting.
     let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
-    let img = s.visible_image_or(&ctx, &id, gone).await?;
-    policy::check_delete(&ctx, &img)?;
+    let img = s.find_image(&ctx, &id, gone).await?;
+    ctx.on_image(&img).enforce_mutation("delete_image", &img)?;
     if img.protected {
         return Err(Error::Forbidden(format!(
             "Image {id} is protected and cannot be deleted."
@@ -504,8 +508,8 @@ async fn switch_active(
     from: Status,
     to: Status,
 ) -> Result<Response> {
-    let img = s.visible_image(ctx, id).await?;
-    policy::check_deactivate(ctx, &img, action)?;
+    let img = s.image(ctx, id).await?;
+    ctx.on_image(&img).enforce_mutation(action, &img)?;
     if img.status == from {
         if !s.db.set_status(id, from, to).await? {
             return Err(Error::Conflict(format!(

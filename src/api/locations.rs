@@ -12,7 +12,7 @@ use super::images::{accept_new_locations, json_body};
 use super::{AppState, json_response};
 use crate::domain::image::Status;
 use crate::domain::patch::{PatchOptions, add_location};
-use crate::domain::policy::{Context, denied};
+use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 
 pub async fn list(
@@ -20,9 +20,9 @@ pub async fn list(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_image(&ctx, &id).await?;
+    let img = s.image(&ctx, &id).await?;
     // The service role only by default (locations can carry credentials).
-    ctx.enforce_on("fetch_image_location", &img)?;
+    ctx.on_image(&img).enforce("fetch_image_location")?;
     let locs: Vec<Value> = img
         .locations
         .iter()
@@ -57,19 +57,23 @@ pub async fn add(
             ));
         }
     }
-    let img = s.visible_image(&ctx, &id).await?;
-    // add_image_location: the service role, or the owner's members for http locations (the
-    // only kind a user may point at; we have no http store yet).
-    ctx.enforce_on("add_image_location", &img)?;
-    let http = url.starts_with("http://") || url.starts_with("https://");
-    if !(ctx.has_role("service") || http) {
-        return Err(denied("add_image_location"));
-    }
+    let img = s.image(&ctx, &id).await?;
+    // Glance's order: the status, the policy (the service role, or the owner's members), then
+    // the one check it makes outside the rules: without the service role (of the token or of a
+    // service token) only http locations, and only where the http store is enabled.
     if img.status != Status::Queued {
         return Err(Error::Conflict(format!(
-            "Cannot add a location to image {id} in status {}: it must be queued.",
+            "It's not allowed to add locations if image status is {}.",
             img.status.as_str()
         )));
+    }
+    ctx.on_image(&img).enforce("add_image_location")?;
+    let http = (url.starts_with("http://") || url.starts_with("https://"))
+        && s.stores.entries().iter().any(|e| e.kind == "http");
+    if !(ctx.has_role_or_service_role("service") || http) {
+        return Err(Error::Forbidden(
+            "http store must be enabled to use location API by normal user.".into(),
+        ));
     }
     let opts = PatchOptions {
         show_multiple_locations: true,

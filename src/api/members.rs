@@ -12,7 +12,7 @@ use super::images::json_body;
 use super::{AppState, json_response};
 use crate::db::members::Member;
 use crate::domain::image::{Image, Visibility};
-use crate::domain::policy::{self, Context};
+use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 
 fn render(m: &Member) -> Value {
@@ -43,17 +43,29 @@ fn shared_only(img: &Image, op: &str) -> Result<()> {
     })
 }
 
-/// The owner's project members (and admins) manage the member list; others are refused in
-/// the words of Glance's policy (`action`: add_member, delete_member).
-fn owner_only(ctx: &Context, img: &Image, action: &str) -> Result<()> {
-    if ctx.is_admin || (ctx.owns(img) && ctx.has_role("member")) {
-        Ok(())
-    } else {
-        Err(policy::denied(action))
+/// Glance's legacy ownership checks, made only with `enforce_new_defaults = false` (the rules
+/// then let anyone through): only the owner adds and removes members, only members set their
+/// status. Refused in the words the calling Glance handler gives a refusal.
+fn legacy_owner_check(ctx: &Context, img: &Image, op: &str) -> Result<()> {
+    if ctx.new_defaults() || ctx.is_admin {
+        return Ok(());
     }
+    let refused = match op {
+        "create" | "delete" => !ctx.owns(img),
+        "update" => ctx.owns(img),
+        _ => false,
+    };
+    if refused {
+        return Err(Error::Forbidden(format!(
+            "Not allowed to {op} members for image {}.",
+            img.id
+        )));
+    }
+    Ok(())
 }
 
-/// Members the caller may see: all for the owner and admins, else only its own entry.
+/// Members the caller may see (Glance's database layer): all for the owner and admins, else
+/// only its own entry.
 fn visible_to(ctx: &Context, img: &Image, members: Vec<Member>) -> Vec<Member> {
     if ctx.is_admin || ctx.owns(img) {
         return members;
@@ -69,9 +81,15 @@ pub async fn list(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.visible_parent_image(&ctx, &id).await?;
+    let img = s.parent_image(&ctx, &id).await?;
     shared_only(&img, "list")?;
-    let members = visible_to(&ctx, &img, s.db.list_members(&id).await?);
+    let checks = ctx.on_image(&img);
+    checks.enforce_member("get_members")?;
+    let mut members = visible_to(&ctx, &img, s.db.list_members(&id).await?);
+    // Each member is shown if get_member allows it (its target is the image: all or none).
+    if !checks.allows("get_member") {
+        members.clear();
+    }
     let body = json!({
         "members": members.iter().map(render).collect::<Vec<_>>(),
         "schema": "/v2/schemas/members",
@@ -84,8 +102,15 @@ pub async fn show(
     Extension(ctx): Extension<Context>,
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
-    let img = s.visible_parent_image(&ctx, &id).await?;
+    let img = s.parent_image(&ctx, &id).await?;
     shared_only(&img, "show")?;
+    // Glance answers a refused get_member with a 404 in the policy's words.
+    ctx.on_image(&img)
+        .enforce_member("get_member")
+        .map_err(|e| match e {
+            Error::Forbidden(m) => Error::NotFound(m),
+            e => e,
+        })?;
     let found = visible_to(&ctx, &img, s.db.list_members(&id).await?)
         .into_iter()
         .find(|m| m.member_id == member)
@@ -93,9 +118,12 @@ pub async fn show(
     Ok(json_response(StatusCode::OK, &render(&found)))
 }
 
-/// `member` of the image, or a 404 (Glance looks it up before the policy check).
-async fn find_member(s: &AppState, id: &str, member: &str) -> Result<Member> {
-    let members = s.db.list_members(id).await?;
+/// `member` of the image, once `get_member` allows looking (403), or a 404 (Glance looks it up
+/// before the operation's own policy check).
+async fn find_member(s: &AppState, ctx: &Context, img: &Image, member: &str) -> Result<Member> {
+    ctx.on_image(img).enforce_member("get_member")?;
+    let id = &img.id;
+    let members = visible_to(ctx, img, s.db.list_members(id).await?);
     let found = members.into_iter().find(|m| m.member_id == member);
     found.ok_or_else(|| not_a_member(member, id))
 }
@@ -132,9 +160,10 @@ pub async fn add(
             "Member id is longer than 255 characters.".into(),
         ));
     }
-    let img = s.visible_parent_image(&ctx, &id).await?;
+    let img = s.parent_image(&ctx, &id).await?;
     shared_only(&img, "create")?;
-    owner_only(&ctx, &img, "add_member")?;
+    legacy_owner_check(&ctx, &img, "create")?;
+    ctx.on_image(&img).enforce_member("add_member")?;
     let m =
         s.db.add_member(&id, &member, s.cfg.image_member_quota)
             .await?;
@@ -160,13 +189,11 @@ pub async fn update(
         }
     };
     // Glance's order: the image, shared, the member, the policy, then the status's value.
-    let img = s.visible_parent_image(&ctx, &id).await?;
+    let img = s.parent_image(&ctx, &id).await?;
     shared_only(&img, "update")?;
-    let mut m = find_member(&s, &id, &member).await?;
-    // Only the member itself (or an admin) says whether it accepts the image.
-    if !(ctx.is_admin || ctx.project_id.as_deref() == Some(member.as_str())) {
-        return Err(policy::denied("modify_member"));
-    }
+    legacy_owner_check(&ctx, &img, "update")?;
+    let mut m = find_member(&s, &ctx, &img, &member).await?;
+    ctx.on_image(&img).enforce_member("modify_member")?;
     if !matches!(status.as_str(), "pending" | "accepted" | "rejected") {
         return Err(Error::BadRequest(
             "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".into(),
@@ -183,10 +210,11 @@ pub async fn delete(
     Extension(ctx): Extension<Context>,
     Path((id, member)): Path<(String, String)>,
 ) -> Result<Response> {
-    let img = s.visible_parent_image(&ctx, &id).await?;
+    let img = s.parent_image(&ctx, &id).await?;
     shared_only(&img, "delete")?;
-    find_member(&s, &id, &member).await?;
-    owner_only(&ctx, &img, "delete_member")?;
+    legacy_owner_check(&ctx, &img, "delete")?;
+    find_member(&s, &ctx, &img, &member).await?;
+    ctx.on_image(&img).enforce_member("delete_member")?;
     if !s.db.delete_member(&id, &member).await? {
         return Err(not_a_member(&member, &id));
     }

@@ -37,29 +37,19 @@ pub struct AppState {
     pub db: Db,
     pub stores: Arc<Stores>,
     /// Glance's policy rules (defaults, or the operator's policy file).
-    pub policy: Arc<crate::domain::rules::Policy>,
+    pub policy: Arc<crate::domain::policy::Policy>,
+    /// `[DEFAULT] property_protection_file`, when set.
+    pub protections: Option<Arc<crate::domain::policy::PropertyRules>>,
     /// Token validation, with `[paste_deploy] flavor = keystone`.
     pub keystone: Option<Arc<crate::auth::keystone::Keystone>>,
     pub schemas: Arc<schemas::Schemas>,
 }
 
 impl AppState {
-    /// The image if the caller may see it, else 404 (Glance hides what you cannot see).
-    pub async fn visible_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.visible_image_or(ctx, id, || Error::image_not_found(id))
-            .await
-    }
-
-    /// As `visible_image`, with the 404 of Glance's tags and members controllers.
-    pub async fn visible_parent_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.visible_image_or(ctx, id, || {
-            Error::NotFound(format!("Image {id} not found."))
-        })
-        .await
-    }
-
-    /// As `visible_image`, with the 404 the calling Glance handler words its own way.
-    pub async fn visible_image_or(
+    /// The image if the caller may know it exists (Glance's database-layer visibility), else
+    /// `missing()`, the 404 in the calling Glance handler's words. Policy checks follow in each
+    /// handler (`ctx.on_image`), as in Glance.
+    pub async fn find_image(
         &self,
         ctx: &Context,
         id: &str,
@@ -74,8 +64,21 @@ impl AppState {
         if !policy::can_see(ctx, &img, member) {
             return Err(missing());
         }
-        ctx.enforce_on("get_image", &img)?;
         Ok(img)
+    }
+
+    /// `find_image` with the 404 of Glance's images controller.
+    pub async fn image(&self, ctx: &Context, id: &str) -> Result<Image> {
+        self.find_image(ctx, id, || Error::image_not_found(id))
+            .await
+    }
+
+    /// `find_image` with the 404 of Glance's tags and members controllers.
+    pub async fn parent_image(&self, ctx: &Context, id: &str) -> Result<Image> {
+        self.find_image(ctx, id, || {
+            Error::NotFound(format!("Image {id} not found."))
+        })
+        .await
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::images::check_quotas;
-use crate::domain::policy::{self, Context};
+use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 
 /// A tag with an encoded `/` splits the path in Glance's router: no such resource.
@@ -26,8 +26,8 @@ pub async fn add(
     no_slash(&tag)?;
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
-    let img = s.visible_parent_image(&ctx, &id).await?;
-    policy::check_modify(&ctx, &img)?;
+    let img = s.parent_image(&ctx, &id).await?;
+    ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
     if !img.tags.contains(&tag) {
         let mut updated = img.clone();
         updated.tags.insert(tag);
@@ -43,8 +43,8 @@ pub async fn remove(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
     no_slash(&tag)?;
-    let img = s.visible_parent_image(&ctx, &id).await?;
-    policy::check_modify(&ctx, &img)?;
+    let img = s.parent_image(&ctx, &id).await?;
+    ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
     if !img.tags.contains(&tag) {
         return Err(Error::NotFound(String::new()));
     }

@@ -24,12 +24,8 @@ pub struct KeystoneConfig {
     pub token_cache_time: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub roles: Vec<String>,
-}
+/// Who a token belongs to, and its scope.
+pub type Identity = crate::domain::policy::Caller;
 
 #[derive(Debug)]
 pub enum AuthError {
@@ -63,6 +59,32 @@ fn parse_expiry(body: &Value) -> Option<Duration> {
     (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
         .to_std()
         .ok()
+}
+
+/// What keystonemiddleware tells a service about a validated v3 token: the user, the scope
+/// (project, domain, or the whole system), the roles (lowercased, as Glance uses them).
+fn identity(t: &Value) -> Identity {
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    Identity {
+        user_id: s(&t["user"]["id"]),
+        user_domain_id: s(&t["user"]["domain"]["id"]),
+        project_id: s(&t["project"]["id"]),
+        project_domain_id: s(&t["project"]["domain"]["id"]),
+        domain_id: s(&t["domain"]["id"]),
+        system_scope: (t["system"]["all"] == true).then(|| "all".to_string()),
+        roles: t["roles"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|x| x["name"].as_str())
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        // Keystone names the admin project only when one is configured; else every project is.
+        is_admin_project: t["is_admin_project"].as_bool().unwrap_or(true),
+        ..Identity::default()
+    }
 }
 
 impl Keystone {
@@ -161,20 +183,7 @@ impl Keystone {
                 200 => {
                     let body = read_json(resp)?;
                     let life = parse_expiry(&body).ok_or(AuthError::Invalid)?;
-                    let t = &body["token"];
-                    let id = Identity {
-                        user_id: t["user"]["id"].as_str().map(str::to_string),
-                        project_id: t["project"]["id"].as_str().map(str::to_string),
-                        roles: t["roles"]
-                            .as_array()
-                            .map(|r| {
-                                r.iter()
-                                    .filter_map(|x| x["name"].as_str())
-                                    .map(str::to_lowercase)
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    };
+                    let id = identity(&body["token"]);
                     let keep = life.min(Duration::from_secs(self.cfg.token_cache_time));
                     self.remember(token, &id, keep);
                     return Ok(id);

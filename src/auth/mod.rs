@@ -1,8 +1,9 @@
 //! Who is calling. With `[paste_deploy] flavor` unset this is Glance's noauth pipeline: an
-//! unauthenticated admin context, or, when identity headers are present, the project and roles
-//! they name (so tests can act as several projects). With `flavor = keystone`, the identity
-//! comes from the validated `X-Auth-Token` (and `X-Service-Token`), as keystonemiddleware
-//! provides it to Glance.
+//! unauthenticated admin context, or, when identity headers are present, the identity they
+//! name as keystonemiddleware would (`X-Project-Id`, `X-Roles`, `X-Domain-Id`,
+//! `X-System-Scope`, `X-Service-Roles`), so tests can act as anyone. With `flavor = keystone`,
+//! the identity comes from the validated `X-Auth-Token` (and `X-Service-Token`), as
+//! keystonemiddleware provides it to Glance.
 
 pub mod keystone;
 
@@ -16,19 +17,13 @@ use std::sync::Arc;
 use axum::response::IntoResponse;
 
 use crate::api::{AppState, RequestId};
-use crate::domain::policy::Context;
-use crate::domain::rules::Policy;
+use crate::domain::policy::{Caller, Context};
 use crate::error::Error;
 use keystone::{AuthError, Keystone};
 
 /// The context of a Keystone-authenticated request; 401 without a valid token, 503 when
 /// Keystone cannot be asked.
-async fn from_keystone(
-    ks: Arc<Keystone>,
-    h: &HeaderMap,
-    request_id: String,
-    policy: Arc<Policy>,
-) -> Result<Context, Error> {
+async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error> {
     let unauthorized = || Error::Unauthorized {
         www_authenticate: ks.www_authenticate(),
     };
@@ -63,22 +58,13 @@ async fn from_keystone(
     {
         return Err(unauthorized());
     }
-    let mut roles = user.roles.clone();
-    // A valid service token with a service role lends its role (Glance's service_api rule).
-    if let Some(sv) = &service
-        && ks.is_service(sv)
-        && !roles.iter().any(|r| r == "service")
-    {
-        roles.push("service".into());
+    let mut caller = user;
+    if let Some(sv) = service {
+        caller.service_roles = sv.roles;
+        caller.service_user_id = sv.user_id;
+        caller.service_project_id = sv.project_id;
     }
-    Ok(Context {
-        is_admin: roles.iter().any(|r| r == "admin"),
-        project_id: user.project_id,
-        user_id: user.user_id,
-        roles,
-        request_id,
-        policy,
-    })
+    Ok(caller)
 }
 
 pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -87,14 +73,16 @@ pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    let (policy, protections) = (s.policy.clone(), s.protections.clone());
     let ctx = match &s.keystone {
-        None => from_headers(req.headers(), request_id, s.policy.clone()),
-        Some(ks) => {
-            match from_keystone(ks.clone(), req.headers(), request_id, s.policy.clone()).await {
-                Ok(ctx) => ctx,
-                Err(e) => return e.into_response(),
-            }
-        }
+        None => match from_headers(req.headers()) {
+            Some(caller) => Context::new(caller, request_id, policy, protections),
+            None => Context::unauthenticated(request_id, policy, protections),
+        },
+        Some(ks) => match from_keystone(ks.clone(), req.headers()).await {
+            Ok(caller) => Context::new(caller, request_id, policy, protections),
+            Err(e) => return e.into_response(),
+        },
     };
     req.extensions_mut().insert(ctx);
     next.run(req).await
@@ -108,29 +96,41 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The noauth context: identity headers when given, else an admin with no project.
-pub fn from_headers(h: &HeaderMap, request_id: String, policy: Arc<Policy>) -> Context {
+/// The noauth caller the identity headers name (keystonemiddleware's names), if any.
+pub fn from_headers(h: &HeaderMap) -> Option<Caller> {
     let project = header(h, "x-project-id").or_else(|| header(h, "x-tenant-id"));
     let user = header(h, "x-user-id");
     let roles = header(h, "x-roles");
-    if project.is_none() && user.is_none() && roles.is_none() {
-        return Context::unauthenticated(request_id, policy);
+    let domain = header(h, "x-domain-id");
+    let system = header(h, "x-system-scope");
+    if [&project, &user, &roles, &domain, &system]
+        .iter()
+        .all(|v| v.is_none())
+    {
+        return None;
     }
-    // Glance lowercases roles. A project without roles acts as its member.
-    let roles: Vec<String> = match roles {
-        Some(r) => r
-            .split(',')
-            .map(|s| s.trim().to_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect(),
+    let list = |v: Option<String>| -> Vec<String> {
+        v.map(|r| {
+            r.split(',')
+                .map(|s| s.trim().to_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    // A project without roles acts as its member.
+    let roles = match roles {
+        Some(r) => list(Some(r)),
         None => vec!["member".into(), "reader".into()],
     };
-    Context {
-        is_admin: roles.iter().any(|r| r == "admin"),
-        project_id: project,
+    Some(Caller {
         user_id: user,
+        project_id: project,
+        domain_id: domain,
+        system_scope: system,
         roles,
-        request_id,
-        policy,
-    }
+        service_roles: list(header(h, "x-service-roles")),
+        is_admin_project: true,
+        ..Caller::default()
+    })
 }

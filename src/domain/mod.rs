@@ -4,4 +4,3 @@ pub mod image;
 pub mod patch;
 pub mod policy;
 pub mod query;
-pub mod rules;

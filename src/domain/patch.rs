@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::domain::image::{Image, READ_ONLY, Visibility, is_reserved, min_requirement};
-use crate::domain::policy::{self, Context};
+use crate::domain::policy::{Context, Operation};
 use crate::error::{Error, Result};
 
 pub const MEDIA_TYPE_V20: &str = "application/openstack-images-v2.0-json-patch";
@@ -266,8 +266,9 @@ pub fn apply(
                     }
                     continue;
                 }
-                policy::check_modify(ctx, image)?;
-                let exists = img.properties.contains_key(root);
+                ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
+                // A property the caller may not read is one it cannot see: as if absent.
+                let exists = img.properties.contains_key(root) && ctx.may(root, Operation::Read);
                 match change.op {
                     Op::Replace if !exists => {
                         return Err(
@@ -285,25 +286,42 @@ pub fn apply(
                         "Provided object does not match schema 'image': {value} is not of type 'string'"
                     ))
                 })?;
+                let op = if exists {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                };
+                if !ctx.may(root, op) {
+                    return Err(reserved(root));
+                }
                 img.properties.insert(root.to_string(), s);
             }
             Op::Remove => {
-                policy::check_modify(ctx, image)?;
+                ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
                 if crate::domain::image::BASE_PROPERTIES.contains(&root) {
                     return Err(
                         Error::Forbidden(format!("Property {root} may not be removed."))
                             .as_detail(),
                     );
                 }
-                if img.properties.remove(root).is_none() {
+                if !(img.properties.contains_key(root) && ctx.may(root, Operation::Read)) {
                     return Err(
                         Error::Conflict(format!("Property {root} does not exist.")).as_detail()
                     );
                 }
+                if !ctx.may(root, Operation::Delete) {
+                    return Err(reserved(root));
+                }
+                img.properties.remove(root);
             }
         }
     }
     Ok(img)
+}
+
+/// A property protection's refusal, in Glance's words.
+fn reserved(key: &str) -> Error {
+    Error::Forbidden(format!("Attribute '{key}' is reserved."))
 }
 
 fn apply_location(
@@ -326,15 +344,20 @@ fn apply_location(
     if change.op == Op::Replace && empty {
         return Err(Error::Forbidden("Cannot set locations to empty list.".into()).as_detail());
     }
+    // Glance's policy first: set_image_location to add or replace, delete_image_location
+    // (with the legacy owner check) to remove.
+    let checks = ctx.on_image(img);
+    match change.op {
+        Op::Remove => checks.enforce_mutation("delete_image_location", img)?,
+        _ => checks.enforce("set_image_location")?,
+    }
     if !opts.show_multiple_locations {
         return Err(Error::Forbidden(format!(
             "It's not allowed to {verb} locations if locations are invisible."
         )));
     }
-    policy::check_modify(ctx, img)?;
     match change.op {
         Op::Remove => {
-            ctx.enforce_on("delete_image_location", img)?;
             let pos = position(&change.path[1], img.locations.len(), false)?;
             if img.locations.len() == 1 {
                 return Err(
@@ -452,13 +475,14 @@ fn set_base(ctx: &Context, img: &mut Image, key: &str, value: &Value) -> Result<
                 .as_str()
                 .and_then(Visibility::parse)
                 .ok_or_else(|| Error::BadRequest("Visibility must be one of \"community\", \"public\", \"private\", or \"shared\"".into()))?;
-            policy::check_visibility(ctx, img, v)?;
-            policy::check_modify(ctx, img)?;
+            let checks = ctx.on_image(img);
+            checks.enforce_visibility(v)?;
+            checks.enforce_mutation("modify_image", img)?;
             img.visibility = v;
         }
         _ if !crate::domain::image::BASE_PROPERTIES.contains(&key) => return Ok(false),
         _ => {
-            policy::check_modify(ctx, img)?;
+            ctx.on_image(img).enforce_mutation("modify_image", img)?;
             match key {
                 "name" => img.name = string(),
                 "protected" => img.protected = value.as_bool().unwrap_or(false),
