@@ -7,13 +7,15 @@ text/html and none (webob renders errors in JSON, HTML or plain text from it).
 
     scripts/compare-responses.py [--multi] GLANCE_URL GLANCE_RS_URL
     scripts/compare-responses.py --keystone AUTH_URL GLANCE_URL GLANCE_RS_URL
+    scripts/compare-responses.py --keystone AUTH_URL --protections GLANCE_URL GLANCE_RS_URL
 
 Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
 glance-rs serves noauth by default. With --multi, both have the file backends `fast` (the
 default) and `slow` (GLANCE_STORES=multi for glance.sh) and the multi-store requests are sent
 too. With --keystone, both validate tokens with the Keystone at AUTH_URL (GLANCE_AUTH_URL for
-glance.sh) and KEYSTONE_STEPS are sent instead, as three users. Exits 1 if an answer differs
-other than as listed in KNOWN.
+glance.sh) and KEYSTONE_STEPS and PERSONA_STEPS (Glance's RBAC personas on every image and
+member route) are sent instead; with --protections too, PROTECTION_STEPS (both configured with
+the same property protections). Exits 1 if an answer differs other than as listed in KNOWN.
 """
 
 import hashlib
@@ -325,6 +327,8 @@ def normal(x):
     if isinstance(x, list):
         return [normal(v) for v in x]
     if isinstance(x, str):
+        # A file store's location: each server has its own directory.
+        x = re.sub(r"^file:///.*/", "file:///DIR/", x)
         return DATE.sub("DATE", UUID.sub("UUID", re.sub(r"(https?://)[^/]+", r"\1HOST", x)))
     return x
 
@@ -421,6 +425,124 @@ KEYSTONE_STEPS = [
 ]
 
 
+# Glance's RBAC personas (scripts/keystone.sh's accounts): p1's admin (dave), member (alice) and
+# reader (carol), another project's member (bob), and system- and domain-scoped admins. Images
+# of p1 made by alice: A private, S shared with p2 (accepted), C community, Q queued without
+# data, P public (made by dave); each persona then sends the same requests on them, in order,
+# and deletes an image of its own (D_<persona>), made for it. Names are lowercase: MariaDB sorts
+# without case, the reference's SQLite with it.
+PERSONAS = ("dave", "alice", "carol", "bob", "system", "domain")
+def persona_steps():
+    data = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    image = {"disk_format": "raw", "container_format": "bare"}
+    steps = [
+        ("alice", "POST", "/v2/images", dict(image, name="rbac-a", visibility="private"), JSON, "A"),
+        ("alice", "PUT", "/v2/images/{A}/file", data, OCTET, None),
+        ("alice", "POST", "/v2/images", dict(image, name="rbac-s", visibility="shared"), JSON, "S"),
+        ("alice", "PUT", "/v2/images/{S}/file", data, OCTET, None),
+        ("alice", "POST", "/v2/images/{S}/members", {"member": "BOB"}, JSON, None),
+        ("bob", "PUT", "/v2/images/{S}/members/BOB", {"status": "accepted"}, JSON, None),
+        ("alice", "POST", "/v2/images", dict(image, name="rbac-c", visibility="community"), JSON, "C"),
+        ("alice", "PUT", "/v2/images/{C}/file", data, OCTET, None),
+        ("alice", "POST", "/v2/images", dict(image, name="rbac-q"), JSON, "Q"),
+        ("dave", "POST", "/v2/images", dict(image, name="rbac-p", visibility="public"), JSON, "P"),
+        ("dave", "PUT", "/v2/images/{P}/file", data, OCTET, None),
+        # A service token's role is not the user's: fetch_image_location reads the token's.
+        ("alice", "GET", "/v2/images/{A}/locations", None,
+         dict(AS_JSON, **{"X-Service-Token": "glance"}), None),
+    ]
+    steps += [("alice", "POST", "/v2/images", dict(image, name=f"rbac-d-{u}"), JSON, f"D_{u}")
+              for u in PERSONAS]
+    for u in PERSONAS:
+        def patch(path, op, value=None, target="A"):
+            change = {"op": op, "path": path}
+            if op != "remove":
+                change["value"] = value
+            return (u, "PATCH", f"/v2/images/{{{target}}}", [change], {"Content-Type": PATCH}, None)
+        steps += [
+            (u, "GET", "/v2/images?sort_key=name&sort_dir=asc", None, AS_JSON, None),
+            (u, "GET", "/v2/images?visibility=shared&sort_key=name", None, AS_JSON, None),
+            *((u, "GET", f"/v2/images/{{{x}}}", None, AS_JSON, None) for x in "ASCQP"),
+            *((u, "GET", f"/v2/images/{{{x}}}/file", None, AS_JSON, None) for x in "ASCQP"),
+            patch("/name", "replace", f"rbac-a-{u}"),
+            patch("/k_" + u, "add", "v"),
+            patch("/k_" + u, "remove"),
+            patch("/visibility", "replace", "public", "S"),
+            patch("/visibility", "replace", "community", "S"),
+            patch("/owner", "replace", "someone", "S"),
+            patch("/name", "replace", f"rbac-c-{u}", "C"),
+            patch("/locations", "add", {"url": "http://example.com/x", "metadata": {}}),
+            (u, "PUT", f"/v2/images/{{A}}/tags/t-{u}", None, AS_JSON, None),
+            (u, "DELETE", f"/v2/images/{{A}}/tags/t-{u}", None, AS_JSON, None),
+            (u, "DELETE", "/v2/images/{A}/tags/nosuch", None, AS_JSON, None),
+            (u, "POST", "/v2/images/{A}/actions/deactivate", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{A}/file", None, AS_JSON, None),
+            (u, "POST", "/v2/images/{A}/actions/reactivate", None, AS_JSON, None),
+            (u, "POST", "/v2/images/{P}/actions/deactivate", None, AS_JSON, None),
+            (u, "POST", "/v2/images/{P}/actions/reactivate", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{S}/members", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{S}/members/BOB", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{S}/members/p9", None, AS_JSON, None),
+            (u, "PUT", "/v2/images/{S}/members/BOB", {"status": "accepted"}, JSON, None),
+            (u, "POST", "/v2/images/{S}/members", {"member": "p9"}, JSON, None),
+            (u, "DELETE", "/v2/images/{S}/members/p9", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{A}/members", None, AS_JSON, None),
+            (u, "GET", "/v2/images/{A}/locations", None, AS_JSON, None),
+            (u, "POST", "/v2/images/{Q}/locations", {"url": "http://example.com/q"}, JSON, None),
+            (u, "POST", "/v2/images", dict(image, name=f"rbac-new-{u}"), JSON, None),
+            (u, "POST", "/v2/images", {"name": f"rbac-public-{u}", "visibility": "public"}, JSON,
+             None),
+            (u, "POST", "/v2/images", {"name": f"rbac-community-{u}", "visibility": "community"},
+             JSON, None),
+            (u, "POST", "/v2/images", {"name": f"rbac-p2-{u}", "owner": "BOB"}, JSON, None),
+            (u, "PUT", "/v2/images/{Q}/file", b"", OCTET, None),
+            (u, "DELETE", f"/v2/images/{{D_{u}}}", None, AS_JSON, None),
+            (u, "GET", "/v2/info/stores/detail", None, AS_JSON, None),
+            (u, "GET", "/v2/info/usage", None, AS_JSON, None),
+        ]
+    return steps
+
+
+PERSONA_STEPS = persona_steps()
+
+# --protections: both sides under the same property protection file (tests/parity.rs writes it:
+# x_owner_* for p1's admins and members, x_ro_* read by readers too but written by admins only,
+# x_secret for admins only, anything else read by all and written by members). Steps avoid
+# saving an image with a property its editor cannot read: Glance then drops that property (see
+# tests/policy.rs), glance-rs keeps it.
+PROTECTION_STEPS = [
+    ("dave", "POST", "/v2/images", {"name": "X", "x_owner_a": "1", "x_ro_b": "2", "x_other": "4"},
+     JSON, "X"),
+    ("dave", "POST", "/v2/images", {"name": "Y", "x_secret": "3"}, JSON, "Y"),
+    *((u, "GET", f"/v2/images/{{{x}}}", None, AS_JSON, None)
+      for u in ("dave", "alice", "carol") for x in "XY"),
+    *(("alice", "PATCH", "/v2/images/{Y}", [change], {"Content-Type": PATCH}, None)
+      for change in ({"op": "replace", "path": "/x_secret", "value": "9"},
+                     {"op": "add", "path": "/x_secret", "value": "9"},
+                     {"op": "remove", "path": "/x_secret"})),
+    *(("alice", "PATCH", "/v2/images/{X}", [change], {"Content-Type": PATCH}, None)
+      for change in ({"op": "replace", "path": "/name", "value": "X2"},
+                     {"op": "replace", "path": "/x_ro_b", "value": "9"},
+                     {"op": "remove", "path": "/x_ro_b"},
+                     {"op": "add", "path": "/x_ro_new", "value": "9"},
+                     {"op": "add", "path": "/x_owner_c", "value": "9"},
+                     {"op": "replace", "path": "/x_owner_c", "value": "10"},
+                     {"op": "remove", "path": "/x_owner_c"},
+                     {"op": "add", "path": "/os_glance_x", "value": "9"})),
+    ("carol", "PATCH", "/v2/images/{X}", [{"op": "replace", "path": "/x_other", "value": "9"}],
+     {"Content-Type": PATCH}, None),
+    ("dave", "PATCH", "/v2/images/{X}", [{"op": "replace", "path": "/x_ro_b", "value": "5"}],
+     {"Content-Type": PATCH}, None),
+    ("dave", "GET", "/v2/images/{Y}", None, AS_JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "s", "x_secret": "1"}, JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "r", "x_ro_z": "1"}, JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "o", "x_other": "1", "x_owner_q": "2"}, JSON, None),
+    ("carol", "POST", "/v2/images", {"name": "c", "x_other": "1"}, JSON, None),
+    *((u, "GET", f"/v2/images?{q}&sort_key=name", None, AS_JSON, None)
+      for u in ("alice", "carol") for q in ("x_owner_a=1", "x_secret=3", "x_other=1")),
+]
+
+
 def encode(body):
     """A request body as sent: bytes and strings as they are, anything else as JSON."""
     return body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
@@ -512,47 +634,61 @@ def answer(method, path, status, reason, ctype, data, hdrs, fx):
     return (status, reason, seen, ctype, normal(text))
 
 
-def token(auth, user, project):
+def token(auth, user, scope):
+    """A token and its project's id (None unless project-scoped); `scope` a project name, or
+    "system" or "domain"."""
     body = {"auth": {
         "identity": {"methods": ["password"], "password": {
             "user": {"name": user, "password": "secret", "domain": {"id": "default"}}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+        "scope": {"system": {"all": True}} if scope == "system"
+        else {"domain": {"id": "default"}} if scope == "domain"
+        else {"project": {"name": scope, "domain": {"id": "default"}}}}}
     r = urllib.request.urlopen(urllib.request.Request(
         auth + "/auth/tokens", json.dumps(body).encode(), JSON))
-    return r.headers["X-Subject-Token"], json.load(r)["token"]["project"]["id"]
+    return r.headers["X-Subject-Token"], json.load(r)["token"].get("project", {}).get("id")
 
 
-def keystone(auth, urls):
-    """KEYSTONE_STEPS on each side in turn (each side's ids kept as placeholders)."""
-    accounts = {user: token(auth, user, project)
-                for user, project in (("alice", "p1"), ("bob", "p2"), ("admin", "admin"))}
+ACCOUNTS = {"alice": ("alice", "p1"), "bob": ("bob", "p2"), "admin": ("admin", "admin"),
+            "carol": ("carol", "p1"), "dave": ("dave", "p1"), "system": ("admin", "system"),
+            "domain": ("admin", "domain"), "glance": ("glance", "service")}
+
+
+def keystone(auth, urls, steps):
+    """`steps` on each side in turn (each side's ids kept as placeholders)."""
+    accounts = {name: token(auth, user, scope) for name, (user, scope) in ACCOUNTS.items()}
+    bob = accounts["bob"][1]
     sides = []
     for base in urls:
         ids, answers = {}, []
-        for user, method, path, body, headers, save in KEYSTONE_STEPS:
+        for user, method, path, body, headers, save in steps:
             h = dict(headers, **({"X-Auth-Token": accounts[user][0]} if user else {}))
+            if "X-Service-Token" in h:
+                h["X-Service-Token"] = accounts[h["X-Service-Token"]][0]
             body = encode(body)
             if isinstance(body, str):
-                body = body.replace("BOB", accounts["bob"][1])
-            path = path.format(**ids).replace("BOB", accounts["bob"][1])
+                body = body.replace("BOB", bob)
+            path = path.format(**ids).replace("BOB", bob)
             status, reason, ctype, data, hdrs = send(base, method, path, body, h)
             if save and status == 201:
                 ids[save] = json.loads(data)["id"]
-            answers.append(answer(method, path, status, reason, ctype, data, hdrs, ids))
+            answers.append(answer(method, path, status, reason, ctype, data,
+                                  hdrs, dict(ids, bob=bob)))
         sides.append(answers)
     differ = 0
-    for step, a, b in zip(KEYSTONE_STEPS, *sides):
+    for step, a, b in zip(steps, *sides):
         if a != b:
             differ += 1
             report(f"{step[:3]} {step[4]}", (a, b))
-    print(f"{differ} of {len(KEYSTONE_STEPS)} answers differ")
+    print(f"{differ} of {len(steps)} answers differ")
     sys.exit(1 if differ else 0)
 
 
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--keystone"] and len(args) == 4:
-        keystone(args[1].rstrip("/"), args[2:])
+        keystone(args[1].rstrip("/"), args[2:], KEYSTONE_STEPS + PERSONA_STEPS)
+    if args[:1] == ["--keystone"] and args[2:3] == ["--protections"] and len(args) == 5:
+        keystone(args[1].rstrip("/"), args[3:], PROTECTION_STEPS)
     multi = args[:1] == ["--multi"]
     args = args[1:] if multi else args
     if len(args) != 2:

@@ -4,8 +4,9 @@
 # every request is an admin context without roles, so the policy rules such requests need are
 # opened to everyone); GLANCE_STORES=multi at set-up gives it two file backends.
 # With GLANCE_AUTH_URL (a Keystone's v3 URL) at set-up it validates tokens there instead, with
-# Glance's default policies. tests/parity.rs compares answers with it
-# (scripts/compare-responses.py).
+# Glance's default policies, or with GLANCE_POLICY_YAML those rules in its policy file.
+# GLANCE_EXTRA_CONF at set-up is appended to its glance-api.conf (e.g. a property protection
+# file). tests/parity.rs compares answers with it (scripts/compare-responses.py).
 #
 #   scripts/glance.sh install            install into .test-env/glance/venv (or $GLANCE_VENV)
 #                                        if missing
@@ -75,13 +76,14 @@ project_name = service
 user_domain_name = Default
 project_domain_name = Default
 CONF
-    : >"$dir/etc/policy.yaml"
+    printf '%s\n' "${GLANCE_POLICY_YAML:-}" >"$dir/etc/policy.yaml"
   else
     printf '"%s": ""\n' default add_image upload_image download_image get_image get_images \
       delete_image modify_image deactivate reactivate get_member get_members add_member \
       modify_member delete_member stores_info_detail download_from_store get_image_location \
       delete_image_location >"$dir/etc/policy.yaml"
   fi
+  printf '%s\n' "${GLANCE_EXTRA_CONF:-}" >>"$dir/etc/glance-api.conf"
   "$venv/bin/glance-manage" --config-file "$dir/etc/glance-api.conf" db_sync >"$dir/manage.log" 2>&1
   touch "$dir/.setup"
 }

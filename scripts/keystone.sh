@@ -7,9 +7,12 @@
 #                                          OS_AUTH_URL=http://127.0.0.1:PORT/v3
 #   scripts/keystone.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
 #
-# Accounts (password "secret" everywhere): admin (project admin), glance (project service,
-# roles admin and service), alice (project p1, member), bob (project p2, member); the image
-# service in the catalog at http://127.0.0.1:$GLANCE_CATALOG_PORT (default 9292).
+# Accounts (password "secret" everywhere): admin (project admin; admin of the system and of the
+# Default domain too, for system- and domain-scoped tokens), glance (project service, roles
+# admin and service), alice (project p1, member and reader), bob (project p2, member and
+# reader), carol (project p1, reader only), dave (project p1, admin); the image service in the
+# catalog at http://127.0.0.1:$GLANCE_CATALOG_PORT (default 9292). Glance's RBAC personas:
+# dave, alice and carol are p1's admin, member and reader, bob another project's member.
 set -euo pipefail
 
 cmd=${1:?start|stop}
@@ -74,6 +77,11 @@ def user(name, project, role_names):
 user("glance", "service", ["admin", "service"])
 user("alice", "p1", ["member", "reader"])
 user("bob", "p2", ["member", "reader"])
+user("carol", "p1", ["reader"])
+user("dave", "p1", ["admin"])
+admin = find_or_create("user", "admin", {})
+s.put(f"{url}/system/users/{admin}/roles/{roles['admin']}")
+s.put(f"{url}/domains/default/users/{admin}/roles/{roles['admin']}")
 # The image service in the catalog, where the tests' catalog-login test serves it.
 image_url = sys.argv[3]
 services = s.get(f"{url}/services?type=image").json()["services"]
@@ -101,7 +109,8 @@ case "$cmd" in
       sleep 0.2
     done
     curl -sf "http://127.0.0.1:$port/v3" >/dev/null || { say "keystone did not start; see $dir/uwsgi.log"; exit 1; }
-    [ -e "$dir/.accounts" ] || { osc "http://127.0.0.1:$port/v3" "$pw" "http://127.0.0.1:${GLANCE_CATALOG_PORT:-9292}" && touch "$dir/.accounts"; }
+    # The stamp names the accounts' version: a directory made by an older script gains the new ones.
+    [ -e "$dir/.accounts-2" ] || { osc "http://127.0.0.1:$port/v3" "$pw" "http://127.0.0.1:${GLANCE_CATALOG_PORT:-9292}" && touch "$dir/.accounts-2"; }
     echo "OS_AUTH_URL=http://127.0.0.1:$port/v3"
     ;;
   stop) stop ;;

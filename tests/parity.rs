@@ -39,6 +39,17 @@ struct Glance {
 impl Glance {
     /// `auth`: the Keystone to validate tokens with, else none (noauth).
     fn start(venv: PathBuf, multi: bool, auth: Option<&str>) -> Glance {
+        Self::start_configured(venv, multi, auth, "", "")
+    }
+
+    /// With `conf` appended to its glance-api.conf and `policy` as its policy file.
+    fn start_configured(
+        venv: PathBuf,
+        multi: bool,
+        auth: Option<&str>,
+        conf: &str,
+        policy: &str,
+    ) -> Glance {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -50,6 +61,8 @@ impl Glance {
             .env("GLANCE_VENV", &venv)
             .env("GLANCE_STORES", if multi { "multi" } else { "single" })
             .env("GLANCE_AUTH_URL", auth.unwrap_or(""))
+            .env("GLANCE_EXTRA_CONF", conf)
+            .env("GLANCE_POLICY_YAML", policy)
             .output()
             .unwrap();
         let glance = Glance {
@@ -79,15 +92,20 @@ impl Drop for Glance {
 /// have two stores, with `--keystone` both validate tokens with the Keystone at `auth`.
 fn compare(venv: PathBuf, s: &Server, multi: bool, auth: Option<&str>) {
     let glance = Glance::start(venv, multi, auth);
-    let mut cmd = Command::new("python3");
-    cmd.arg(Path::new(ROOT).join("scripts/compare-responses.py"));
+    let mut args = Vec::new();
     if multi {
-        cmd.arg("--multi");
+        args.push("--multi");
     }
     if let Some(a) = auth {
-        cmd.args(["--keystone", a]);
+        args.extend(["--keystone", a]);
     }
-    let out = cmd.args([&glance.url, &s.url]).output().unwrap();
+    run_compare(&glance, s, &args);
+}
+
+fn run_compare(glance: &Glance, s: &Server, args: &[&str]) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(Path::new(ROOT).join("scripts/compare-responses.py"));
+    let out = cmd.args(args).args([&glance.url, &s.url]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -129,14 +147,64 @@ async fn multi_store_answers_match_glance(b: Backend) {
 async fn keystone_answers_match_glance(b: Backend) {
     let Some(venv) = glance_venv() else { return };
     let Some(auth) = auth_url() else { return };
-    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
+    // As the reference: one file store, no http store.
+    let conf = keystone_conf(&auth, 300) + "[glance_store]\nstores = file\n";
+    let Some(s) = Server::start_with(b, &conf).await else {
         return;
     };
     compare(venv, &s, false, Some(&auth));
 }
 
+/// The property protections compare-responses.py's PROTECTION_STEPS expect, in the `roles`
+/// format, or in the `policies` format with the same roles behind the policy rules.
+const PROTECTIONS_ROLES: &str = "[^x_owner_.*]\ncreate = admin,member\nread = admin,member\n\
+     update = admin,member\ndelete = admin,member\n\n[^x_ro_.*]\ncreate = admin\n\
+     read = admin,member,reader\nupdate = admin\ndelete = admin\n\n[^x_secret$]\n\
+     create = admin\nread = admin\nupdate = admin\ndelete = admin\n\n[.*]\n\
+     create = admin,member\nread = admin,member,reader\nupdate = admin,member\n\
+     delete = admin,member\n";
+const PROTECTIONS_POLICIES: &str = "[^x_owner_.*]\ncreate = p_members\nread = p_members\n\
+     update = p_members\ndelete = p_members\n\n[^x_ro_.*]\ncreate = p_admins\n\
+     read = p_readers\nupdate = p_admins\ndelete = p_admins\n\n[^x_secret$]\n\
+     create = p_admins\nread = p_admins\nupdate = p_admins\ndelete = p_admins\n\n[.*]\n\
+     create = p_members\nread = p_readers\nupdate = p_members\ndelete = p_members\n";
+const PROTECTION_POLICY: &str = "p_admins: role:admin\np_members: role:admin or role:member\n\
+     p_readers: role:admin or role:member or role:reader\n";
+
+/// Both under the same property protection file (each format), validating tokens with the
+/// test Keystone: who may create, read, update and delete which properties.
+async fn protections_answer_as_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    for (format, rules, policy) in [
+        ("roles", PROTECTIONS_ROLES, ""),
+        ("policies", PROTECTIONS_POLICIES, PROTECTION_POLICY),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("property-protections.conf");
+        std::fs::write(&file, rules).unwrap();
+        let extra = format!(
+            "[DEFAULT]\nproperty_protection_file = {}\nproperty_protection_rule_format = {format}\n",
+            file.display()
+        );
+        let glance = Glance::start_configured(venv.clone(), false, Some(&auth), &extra, policy);
+        let policy_file = dir.path().join("policy.yaml");
+        std::fs::write(&policy_file, policy).unwrap();
+        let conf = format!(
+            "{}{extra}[oslo_policy]\npolicy_file = {}\n",
+            keystone_conf(&auth, 300),
+            policy_file.display()
+        );
+        let Some(s) = Server::start_with(b, &conf).await else {
+            return;
+        };
+        run_compare(&glance, &s, &["--keystone", &auth, "--protections"]);
+    }
+}
+
 both_databases!(
     answers_match_glance,
     multi_store_answers_match_glance,
-    keystone_answers_match_glance
+    keystone_answers_match_glance,
+    protections_answer_as_glance
 );
