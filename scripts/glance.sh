@@ -93,10 +93,12 @@ case "$cmd" in
     install
     [ -e "$dir/.setup" ] || setup
     if ! { [ -s "$dir/uwsgi.pid" ] && kill -0 "$(cat "$dir/uwsgi.pid")" 2>/dev/null; }; then
-      # Clients stream uploads chunked: uWSGI must pass such bodies through.
+      # Clients stream uploads chunked: uWSGI must pass such bodies through. The clients reuse
+      # connections, which uWSGI's http-socket may reset: close after each reply.
       OS_GLANCE_CONFIG_DIR=$dir/etc "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
         --module glance.wsgi.api:application --master --processes 2 --threads 1 \
         --enable-threads --lazy-apps --die-on-term --http-auto-chunked --http-raw-body \
+        --add-header "Connection: close" \
         --buffer-size 65535 --pidfile "$dir/uwsgi.pid" --daemonize2 "$dir/uwsgi.log" \
         --virtualenv "$venv" >>"$dir/uwsgi.log" 2>&1
     fi

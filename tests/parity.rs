@@ -202,7 +202,62 @@ async fn protections_answer_as_glance(b: Backend) {
     }
 }
 
+/// `openstack --os-system-scope all image ...` (a cloud admin asking for system scope), as the
+/// real client shows it: refused by glance-rs as by Glance (exit status and message).
+async fn system_scope_is_refused_as_glance_refuses_it(b: Backend) {
+    let Some(glance_env) = glance_venv() else {
+        return;
+    };
+    let Some(auth) = auth_url() else { return };
+    let Some(clients) = common::venv() else {
+        return;
+    };
+    let glance = Glance::start(glance_env, false, Some(&auth));
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
+        return;
+    };
+    // One cloud per server: the admin, with its image endpoint there.
+    let clouds = s.dir.path().join("clouds.yaml");
+    let mut y = String::from("clouds:\n");
+    for (name, url) in [("ours", &s.url), ("glance", &glance.url)] {
+        y.push_str(&format!(
+            "  {name}:\n    auth:\n      auth_url: {auth}\n      username: admin\n      \
+             password: secret\n      user_domain_name: Default\n    region_name: RegionOne\n    \
+             image_endpoint_override: {url}\n"
+        ));
+    }
+    std::fs::write(&clouds, y).unwrap();
+    let run = |cloud: &str, url: &str, args: &[&str]| {
+        let out = Command::new(clients.join("bin/openstack"))
+            .env("OS_CLIENT_CONFIG_FILE", &clouds)
+            .args(["--os-cloud", cloud, "--os-system-scope", "all"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).replace(url, "URL");
+        (out.status.code(), err.trim().to_string())
+    };
+    for (args, refusal) in [
+        (&["image", "list"][..], "403"),
+        (
+            &["image", "show", "5f8b0a4e-0000-4000-8000-000000000000"],
+            "403",
+        ),
+        (&["image", "create", "--disk-format", "raw", "x"], "403"),
+    ] {
+        let ours = run("ours", &s.url, args);
+        let theirs = run("glance", &glance.url, args);
+        assert!(
+            ours.0 != Some(0) && ours.1.contains(refusal),
+            "{args:?}: {ours:?}"
+        );
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+}
+
 both_databases!(
+    system_scope_is_refused_as_glance_refuses_it,
     answers_match_glance,
     multi_store_answers_match_glance,
     keystone_answers_match_glance,
