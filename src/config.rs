@@ -96,6 +96,9 @@ pub enum BackendKind {
         thin: bool,
         /// `filesystem_store_direct_io` (glance-rs's own): when to write with O_DIRECT.
         direct_io: DirectIo,
+        /// `filesystem_store_cached_mib` (glance-rs's own): MiB of each new image left in the
+        /// page cache once written.
+        cached_mib: u64,
         /// Seconds a blocking call may take (0: no limit).
         timeout: u64,
         /// `filesystem_store_metadata_file`: JSON returned as location metadata.
@@ -612,11 +615,11 @@ fn backends(r: &Reader) -> Result<(Vec<Backend>, bool), ConfigError> {
     Ok((list, true))
 }
 
-/// `filesystem_store_direct_io`: `auto` (the default) or a boolean.
+/// `filesystem_store_direct_io`: `auto` or a boolean (default false).
 fn direct_io(r: &Reader, section: &str) -> Result<DirectIo, ConfigError> {
     const KEY: &str = "filesystem_store_direct_io";
     match r.raw.get(section, KEY) {
-        None => Ok(DirectIo::Auto),
+        None => Ok(DirectIo::Off),
         Some(v) if v.eq_ignore_ascii_case("auto") => Ok(DirectIo::Auto),
         Some(v) => r
             .bool(section, KEY, true)
@@ -635,6 +638,13 @@ fn backend(r: &Reader, section: &str, id: &str, kind: &str) -> Result<Backend, C
             file_perm: file_perm(r, section)?,
             thin: r.bool(section, "filesystem_thin_provisioning", false)?,
             direct_io: direct_io(r, section)?,
+            cached_mib: r.int(
+                section,
+                "filesystem_store_cached_mib",
+                2048u64,
+                Some(0),
+                None,
+            )?,
             timeout: r.int(section, "filesystem_store_timeout", 60u64, Some(0), None)?,
             metadata_file: r
                 .opt_string(section, "filesystem_store_metadata_file")
@@ -844,7 +854,7 @@ mod tests {
             &vec![(PathBuf::from("/a"), 100), (PathBuf::from("/b"), 0)]
         );
         assert_eq!(*file_perm, 0o640);
-        assert_eq!(*direct_io, DirectIo::Auto);
+        assert_eq!(*direct_io, DirectIo::Off, "buffered unless asked");
         for (value, want) in [
             ("false", DirectIo::Off),
             ("On", DirectIo::On),

@@ -288,6 +288,7 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                 file_perm,
                 thin,
                 direct_io,
+                cached_mib,
                 timeout,
                 metadata_file,
             } => {
@@ -296,6 +297,7 @@ fn open_stores(cfg: &Config) -> Result<Stores, String> {
                     file_perm: *file_perm,
                     thin: *thin,
                     direct_io: *direct_io,
+                    keep_cached: cached_mib << 20,
                     timeout_secs: *timeout,
                     metadata_file: metadata_file.clone(),
                 })

@@ -406,7 +406,9 @@ fn cached_pages(path: &std::path::Path) -> usize {
     }
 }
 
-/// `filesystem_store_direct_io`: `auto` writes with O_DIRECT on a local disk (nothing of the
+/// The page cache after an upload: by default the image is written through it and stays there
+/// (its first download reads memory), except beyond `filesystem_store_cached_mib`;
+/// `filesystem_store_direct_io = auto` writes with O_DIRECT on a local disk (nothing of the
 /// upload left in the page cache) and through the cache on tmpfs; `true` on a filesystem that
 /// refuses O_DIRECT (ramfs) falls back to buffered writes; `false` writes through the cache.
 /// Each directory's choice is logged at start-up.
@@ -436,16 +438,21 @@ async fn direct_io_where_it_helps(b: Backend) {
         return;
     };
     let conf = format!(
-        "[DEFAULT]\nenabled_backends = disk:file, mem:file, ram:file, cached:file\n\
+        "[DEFAULT]\nenabled_backends = disk:file, mem:file, ram:file, cached:file, plain:file, \
+         capped:file\n\
          [glance_store]\ndefault_backend = disk\n\
-         [disk]\nfilesystem_store_datadir = {}\n\
-         [mem]\nfilesystem_store_datadir = {}\n\
+         [disk]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = auto\n\
+         [mem]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = auto\n\
          [ram]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = true\n\
-         [cached]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = false\n",
+         [cached]\nfilesystem_store_datadir = {}\nfilesystem_store_direct_io = false\n\
+         [plain]\nfilesystem_store_datadir = {}\n\
+         [capped]\nfilesystem_store_datadir = {}\nfilesystem_store_cached_mib = 32\n",
         dir("disk").display(),
         dir("mem").display(),
         dir("ram").display(),
         dir("cached").display(),
+        dir("plain").display(),
+        dir("capped").display(),
     );
     let Some(s) = Server::start_with(b, &conf).await else {
         return;
@@ -469,10 +476,14 @@ async fn direct_io_where_it_helps(b: Backend) {
         "cached",
         "buffered writes (filesystem_store_direct_io = false)",
     );
+    logged(
+        "plain",
+        "buffered writes (filesystem_store_direct_io = false)",
+    );
 
     // Not a multiple of any block or buffer size: padding must be cut back where there is some.
     let data = random_bytes((3 << 20) + 12345);
-    for store in ["disk", "mem", "ram", "cached"] {
+    for store in ["disk", "mem", "ram", "cached", "plain"] {
         let id = new_image(&s).await;
         let r = s
             .req(Method::PUT, &format!("/v2/images/{id}/file"))
@@ -486,14 +497,34 @@ async fn direct_io_where_it_helps(b: Backend) {
         let path = dir(store).join(&id);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
         let cached = cached_pages(&path);
+        let pages = data.len().div_ceil(4096);
         match store {
             "disk" => assert_eq!(cached, 0, "O_DIRECT leaves nothing in the page cache"),
-            "cached" => assert!(cached > 0, "buffered writes leave the data cached"),
+            "cached" | "plain" => assert_eq!(cached, pages, "{store}: all of it stays cached"),
             _ => {}
         }
         assert!(s.download(&id).await == data, "{store}");
         assert_eq!(s.delete(&id).await, 204);
     }
+    // Beyond filesystem_store_cached_mib, what is on disk leaves the cache: an image larger
+    // than the node's memory does not push everything else out.
+    let data = random_bytes(100 << 20);
+    let id = new_image(&s).await;
+    let r = s
+        .req(Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("Content-Type", "application/octet-stream")
+        .header("X-Image-Meta-Store", "capped")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let cached = cached_pages(&dir("capped").join(&id));
+    assert!(
+        ((16 << 20) / 4096..=(32 << 20) / 4096).contains(&cached),
+        "the first 32 MiB stay cached, the rest goes: {cached} pages"
+    );
+    assert!(s.download(&id).await == data);
 }
 
 /// Two API nodes on one database and one store directory: data written through one is served,
