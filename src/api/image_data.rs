@@ -143,7 +143,7 @@ pub async fn upload(
     let target = target_store(&s, &headers)?;
     let mut img = s.image(&ctx, &id).await?;
     ctx.on_image(&img)
-        .enforce_mutation("upload_image", &img)
+        .enforce_mutation("upload_image")
         .map_err(|e| match e {
             // Glance words its legacy owner check's refusal here.
             Error::Forbidden(m) if m == "You do not own this image" => {

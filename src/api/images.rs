@@ -19,8 +19,19 @@ use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
 use crate::store::{StoreError, blocking};
 
-fn isotime(t: &chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
+/// parsed at each call, and a page of images formats two dates each).
+pub fn isotime(t: &chrono::NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// The image as Glance's serializer shows it to this caller: the custom properties it may
@@ -436,7 +447,7 @@ pub async fn delete(
     // Glance's words for an image that is not there (or not visible) when deleting.
     let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
     let img = s.find_image(&ctx, &id, gone).await?;
-    ctx.on_image(&img).enforce_mutation("delete_image", &img)?;
+    ctx.on_image(&img).enforce_mutation("delete_image")?;
     if img.protected {
         return Err(Error::Forbidden(format!(
             "Image {id} is protected and cannot be deleted."
@@ -509,7 +520,7 @@ async fn switch_active(
     to: Status,
 ) -> Result<Response> {
     let img = s.image(ctx, id).await?;
-    ctx.on_image(&img).enforce_mutation(action, &img)?;
+    ctx.on_image(&img).enforce_mutation(action)?;
     if img.status == from {
         if !s.db.set_status(id, from, to).await? {
             return Err(Error::Conflict(format!(

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AppState, json_response};
 use crate::domain::image::Status;
-use crate::domain::policy::{Context, Target};
+use crate::domain::policy::{Context, TargetMap};
 use crate::error::{Error, Result};
 use crate::store::StoreError;
 
@@ -85,7 +85,7 @@ pub async fn stores_detail(
     Extension(ctx): Extension<Context>,
 ) -> Result<Response> {
     require_multi(&s)?;
-    ctx.enforce("stores_info_detail", &Target::new())?;
+    ctx.enforce("stores_info_detail", &TargetMap::new())?;
     Ok(json_response(StatusCode::OK, &store_list(&s, true)))
 }
 
@@ -106,7 +106,7 @@ pub async fn delete_from_store(
     let img = s.find_image(&ctx, &id, missing).await?;
     let checks = ctx.on_image(&img);
     checks.enforce("get_image_location")?;
-    checks.enforce_mutation("delete_image_location", &img)?;
+    checks.enforce_mutation("delete_image_location")?;
     if img.status != Status::Active {
         return Err(Error::Conflict(
             "It's not allowed to remove image data from store if image status is not 'active'"

@@ -16,7 +16,7 @@ use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 
 fn render(m: &Member) -> Value {
-    let t = |d: &chrono::NaiveDateTime| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let t = super::images::isotime;
     // Glance's key order.
     json!({
         "member_id": m.member_id,

@@ -27,7 +27,7 @@ pub async fn add(
     s.schemas
         .validate_image(&serde_json::json!({ "tags": [tag] }))?;
     let img = s.parent_image(&ctx, &id).await?;
-    ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
+    ctx.on_image(&img).enforce_mutation("modify_image")?;
     if !img.tags.contains(&tag) {
         let mut updated = img.clone();
         updated.tags.insert(tag);
@@ -44,7 +44,7 @@ pub async fn remove(
 ) -> Result<Response> {
     no_slash(&tag)?;
     let img = s.parent_image(&ctx, &id).await?;
-    ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
+    ctx.on_image(&img).enforce_mutation("modify_image")?;
     if !img.tags.contains(&tag) {
         return Err(Error::NotFound(String::new()));
     }

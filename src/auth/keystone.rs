@@ -162,13 +162,17 @@ impl Keystone {
         Ok(token)
     }
 
+    /// Who a token belongs to, if a validation of it is still cached (never blocks).
+    pub fn cached(&self, token: &str) -> Option<Identity> {
+        let c = self.cache.lock().ok()?;
+        let (id, until) = c.get(token)?;
+        (*until > Instant::now()).then(|| id.clone())
+    }
+
     /// Who a token belongs to, from the cache or from Keystone.
     pub fn validate(&self, token: &str) -> Result<Identity, AuthError> {
-        if let Ok(c) = self.cache.lock()
-            && let Some((id, until)) = c.get(token)
-            && *until > Instant::now()
-        {
-            return Ok(id.clone());
+        if let Some(id) = self.cached(token) {
+            return Ok(id);
         }
         let mut service = self.service_token(false)?;
         for attempt in 0..2 {

@@ -31,17 +31,28 @@ async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error
         return Err(unauthorized());
     };
     let service_token = header(h, "x-service-token");
-    let k = ks.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let user = k.validate(&token)?;
-        let service = match service_token {
-            Some(t) => Some(k.validate(&t)?),
-            None => None,
-        };
-        Ok::<_, AuthError>((user, service))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("auth task failed: {e}")))?;
+    // Most requests carry a token validated moments ago: no trip to the blocking pool then.
+    let cached = match (ks.cached(&token), &service_token) {
+        (Some(user), None) => Some((user, None)),
+        (Some(user), Some(t)) => ks.cached(t).map(|sv| (user, Some(sv))),
+        (None, _) => None,
+    };
+    let checked = match cached {
+        Some(both) => Ok(both),
+        None => {
+            let k = ks.clone();
+            tokio::task::spawn_blocking(move || {
+                let user = k.validate(&token)?;
+                let service = match service_token {
+                    Some(t) => Some(k.validate(&t)?),
+                    None => None,
+                };
+                Ok::<_, AuthError>((user, service))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("auth task failed: {e}")))?
+        }
+    };
     let (user, service) = match checked {
         Ok(v) => v,
         Err(AuthError::Invalid) => return Err(unauthorized()),

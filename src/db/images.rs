@@ -481,8 +481,10 @@ impl Db {
         q: &ListQuery,
         marker: Option<&Image>,
     ) -> Result<Vec<Image>> {
+        // `+col`: SQLite must not pick the index of a flag that nearly every row shares (without
+        // statistics its planner would, and read every image); MySQL ignores the `+`.
         let mut wh: Vec<String> = vec![
-            "images.deleted = 0".into(),
+            "+images.deleted = 0".into(),
             "images.status <> 'killed'".into(),
         ];
         let mut args: Vec<Val> = Vec::new();
@@ -492,7 +494,7 @@ impl Db {
                 Some(project) => {
                     let mut member =
                         "EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id \
-                                      AND m.deleted = 0 AND m.member = ?"
+                                      AND +m.deleted = 0 AND m.member = ?"
                             .to_string();
                     args.push(Val::Str(project.clone()));
                     args.push(Val::Str(project.clone()));
@@ -530,13 +532,18 @@ impl Db {
                     args.extend(values.iter().cloned().map(Val::Str));
                 }
                 Cond::Cmp(col, op, v) => {
-                    wh.push(format!("images.{col} {} ?", op.sql()));
+                    let flag = if matches!(*col, "os_hidden" | "protected") {
+                        "+"
+                    } else {
+                        ""
+                    };
+                    wh.push(format!("{flag}images.{col} {} ?", op.sql()));
                     args.push(v.clone());
                 }
                 Cond::Property(name, value) => {
                     wh.push(
                         "EXISTS (SELECT 1 FROM image_properties pr WHERE pr.image_id = images.id \
-                         AND pr.deleted = 0 AND pr.name = ? AND pr.value = ?)"
+                         AND +pr.deleted = 0 AND pr.name = ? AND pr.value = ?)"
                             .into(),
                     );
                     args.push(Val::Str(name.clone()));
@@ -545,7 +552,7 @@ impl Db {
                 Cond::Tag(tag) => {
                     wh.push(
                         "EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id \
-                         AND t.deleted = 0 AND t.value = ?)"
+                         AND +t.deleted = 0 AND t.value = ?)"
                             .into(),
                     );
                     args.push(Val::Str(tag.clone()));
@@ -595,54 +602,48 @@ impl Db {
         self.attach(images).await
     }
 
-    /// Loads tags, properties and active locations for a page of images in three queries.
+    /// Loads tags, properties and active locations for a page of images, in one query (each
+    /// round trip to the database costs more than the rows of a page).
     async fn attach(&self, mut images: Vec<Image>) -> Result<Vec<Image>> {
         if images.is_empty() {
             return Ok(images);
         }
         let ids: Vec<Val> = images.iter().map(|i| Val::Str(i.id.clone())).collect();
         let ph = placeholders(ids.len());
-        let props_sql = format!(
-            "SELECT image_id, name, value FROM image_properties WHERE deleted = 0 AND image_id IN ({ph})"
+        // kind p: a property (name, value); t: a tag; l: a location (url, metadata), in order.
+        let sql = format!(
+            "SELECT 'p' AS kind, image_id, name AS a, value AS b, 0 AS ord FROM image_properties \
+             WHERE +deleted = 0 AND image_id IN ({ph}) \
+             UNION ALL SELECT 't', image_id, value, NULL, 0 FROM image_tags \
+             WHERE +deleted = 0 AND image_id IN ({ph}) \
+             UNION ALL SELECT 'l', image_id, value, meta_data, id FROM image_locations \
+             WHERE +deleted = 0 AND status = 'active' AND image_id IN ({ph}) \
+             ORDER BY ord"
         );
-        let tags_sql = format!(
-            "SELECT image_id, value FROM image_tags WHERE deleted = 0 AND image_id IN ({ph})"
-        );
-        let locs_sql = format!(
-            "SELECT image_id, value, meta_data FROM image_locations \
-             WHERE deleted = 0 AND status = 'active' AND image_id IN ({ph}) ORDER BY id"
-        );
+        let args: Vec<Val> = ids.iter().chain(&ids).chain(&ids).cloned().collect();
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for (i, img) in images.iter().enumerate() {
             by_id.insert(img.id.clone(), i);
         }
         with_pool!(self, |p| {
-            for r in bind_all!(sqlx::query(&props_sql), &ids)
-                .fetch_all(p)
-                .await?
-            {
+            for r in bind_all!(sqlx::query(&sql), &args).fetch_all(p).await? {
                 let id: String = r.try_get("image_id")?;
-                if let Some(&i) = by_id.get(&id) {
-                    let v: Option<String> = r.try_get("value")?;
-                    images[i]
-                        .properties
-                        .insert(r.try_get("name")?, v.unwrap_or_default());
-                }
-            }
-            for r in bind_all!(sqlx::query(&tags_sql), &ids).fetch_all(p).await? {
-                let id: String = r.try_get("image_id")?;
-                if let Some(&i) = by_id.get(&id) {
-                    images[i].tags.insert(r.try_get("value")?);
-                }
-            }
-            for r in bind_all!(sqlx::query(&locs_sql), &ids).fetch_all(p).await? {
-                let id: String = r.try_get("image_id")?;
-                if let Some(&i) = by_id.get(&id) {
-                    let meta: Option<String> = r.try_get("meta_data")?;
-                    images[i].locations.push(Location {
-                        url: r.try_get("value")?,
-                        metadata: parse_meta(meta),
-                    });
+                let Some(&i) = by_id.get(&id) else { continue };
+                let kind: String = r.try_get("kind")?;
+                let a: Option<String> = r.try_get("a")?;
+                let b: Option<String> = r.try_get("b")?;
+                let a = a.unwrap_or_default();
+                match kind.as_str() {
+                    "p" => {
+                        images[i].properties.insert(a, b.unwrap_or_default());
+                    }
+                    "t" => {
+                        images[i].tags.insert(a);
+                    }
+                    _ => images[i].locations.push(Location {
+                        url: a,
+                        metadata: parse_meta(b),
+                    }),
                 }
             }
         });

@@ -266,7 +266,7 @@ pub fn apply(
                     }
                     continue;
                 }
-                ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
+                ctx.on_image(&img).enforce_mutation("modify_image")?;
                 // A property the caller may not read is one it cannot see: as if absent.
                 let exists = img.properties.contains_key(root) && ctx.may(root, Operation::Read);
                 match change.op {
@@ -297,7 +297,7 @@ pub fn apply(
                 img.properties.insert(root.to_string(), s);
             }
             Op::Remove => {
-                ctx.on_image(&img).enforce_mutation("modify_image", &img)?;
+                ctx.on_image(&img).enforce_mutation("modify_image")?;
                 if crate::domain::image::BASE_PROPERTIES.contains(&root) {
                     return Err(
                         Error::Forbidden(format!("Property {root} may not be removed."))
@@ -348,7 +348,7 @@ fn apply_location(
     // (with the legacy owner check) to remove.
     let checks = ctx.on_image(img);
     match change.op {
-        Op::Remove => checks.enforce_mutation("delete_image_location", img)?,
+        Op::Remove => checks.enforce_mutation("delete_image_location")?,
         _ => checks.enforce("set_image_location")?,
     }
     if !opts.show_multiple_locations {
@@ -477,12 +477,12 @@ fn set_base(ctx: &Context, img: &mut Image, key: &str, value: &Value) -> Result<
                 .ok_or_else(|| Error::BadRequest("Visibility must be one of \"community\", \"public\", \"private\", or \"shared\"".into()))?;
             let checks = ctx.on_image(img);
             checks.enforce_visibility(v)?;
-            checks.enforce_mutation("modify_image", img)?;
+            checks.enforce_mutation("modify_image")?;
             img.visibility = v;
         }
         _ if !crate::domain::image::BASE_PROPERTIES.contains(&key) => return Ok(false),
         _ => {
-            ctx.on_image(img).enforce_mutation("modify_image", img)?;
+            ctx.on_image(img).enforce_mutation("modify_image")?;
             match key {
                 "name" => img.name = string(),
                 "protected" => img.protected = value.as_bool().unwrap_or(false),

@@ -12,6 +12,7 @@
 //! a target key that is missing makes its check fail, and a `rule:` that names no rule
 //! evaluates the default rule.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -36,9 +37,20 @@ pub enum Check {
     Or(Vec<Check>),
 }
 
-/// A target's values as Python's `str()` shows them (`None`, `True`, numbers in decimal), the
-/// form oslo.policy compares.
-pub type Target = HashMap<String, String>;
+/// What a check's `%(key)s` reads: the target's values as Python's `str()` shows them (`None`,
+/// `True`, numbers in decimal), the form oslo.policy compares; `None` for a key it lacks.
+pub trait Target {
+    fn get(&self, key: &str) -> Option<Cow<'_, str>>;
+}
+
+/// A target given as a map.
+pub type TargetMap = HashMap<String, String>;
+
+impl Target for TargetMap {
+    fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+        HashMap::get(self, key).map(|v| Cow::Borrowed(v.as_str()))
+    }
+}
 
 /// A rule written in the language; `Err` says why it cannot be understood (it then never
 /// passes, as oslo.policy's `FalseCheck`).
@@ -218,7 +230,7 @@ pub fn unreadable_checks(rule: &str) -> Vec<String> {
 
 /// `s % target` in Python: `%(key)s` takes the target's value, `%%` is `%`; `None` when a key
 /// is missing (oslo.policy's KeyError: the check fails).
-pub fn interpolate(s: &str, target: &Target) -> Option<String> {
+pub fn interpolate(s: &str, target: &dyn Target) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_string());
     }
@@ -233,7 +245,7 @@ pub fn interpolate(s: &str, target: &Target) -> Option<String> {
         } else if let Some(r) = after.strip_prefix('(')
             && let Some(end) = r.find(")s")
         {
-            out.push_str(target.get(&r[..end])?);
+            out.push_str(&target.get(&r[..end])?);
             rest = &r[end + 2..];
         } else {
             out.push('%');
@@ -292,7 +304,7 @@ fn find_in(value: &Value, path: &[&str], matcher: &str) -> bool {
 }
 
 /// A generic check against the credentials.
-pub fn generic(kind: &str, matcher: &str, creds: &Value, target: &Target) -> bool {
+pub fn generic(kind: &str, matcher: &str, creds: &Value, target: &dyn Target) -> bool {
     let Some(m) = interpolate(matcher, target) else {
         return false;
     };
@@ -304,7 +316,7 @@ pub fn generic(kind: &str, matcher: &str, creds: &Value, target: &Target) -> boo
 }
 
 /// A role check: the role (interpolated) among the credentials' roles, ignoring case.
-pub fn role(matcher: &str, creds: &Value, target: &Target) -> bool {
+pub fn role(matcher: &str, creds: &Value, target: &dyn Target) -> bool {
     let Some(m) = interpolate(matcher, target) else {
         return false;
     };
@@ -320,7 +332,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn t(pairs: &[(&str, &str)]) -> Target {
+    fn t(pairs: &[(&str, &str)]) -> TargetMap {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -10,13 +10,14 @@ pub mod language;
 pub mod protections;
 pub mod rules;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use crate::domain::image::{Image, Visibility};
 use crate::error::{Error, Result};
-pub use language::Target;
+pub use language::{Target, TargetMap};
 pub use protections::{Operation, PropertyRules};
 pub use rules::{Decision, Policy, PolicyOptions, PolicySource};
 
@@ -92,7 +93,7 @@ impl Context {
             protections,
             creds,
         };
-        ctx.is_admin = ctx.decide("context_is_admin", &Target::new()) == Decision::Allow;
+        ctx.is_admin = ctx.decide("context_is_admin", &TargetMap::new()) == Decision::Allow;
         ctx
     }
 
@@ -135,16 +136,16 @@ impl Context {
             .any(|r| r == role)
     }
 
-    pub fn decide(&self, action: &str, target: &Target) -> Decision {
+    pub fn decide(&self, action: &str, target: &dyn Target) -> Decision {
         self.policy.enforce(action, &self.creds, target)
     }
 
-    pub fn allows(&self, action: &str, target: &Target) -> bool {
+    pub fn allows(&self, action: &str, target: &dyn Target) -> bool {
         self.decide(action, target) == Decision::Allow
     }
 
     /// `action` on `target`, refused (403) in Glance's words.
-    pub fn enforce(&self, action: &str, target: &Target) -> Result<()> {
+    pub fn enforce(&self, action: &str, target: &dyn Target) -> Result<()> {
         match self.decide(action, target) {
             Decision::Allow => Ok(()),
             Decision::Deny | Decision::WrongScope => Err(denied(action)),
@@ -158,10 +159,10 @@ impl Context {
     }
 
     /// The checks of an existing image, as Glance's `ImageAPIPolicy` makes them.
-    pub fn on_image<'a>(&'a self, image: &Image) -> ImageChecks<'a> {
+    pub fn on_image<'a>(&'a self, image: &'a Image) -> ImageChecks<'a> {
         ImageChecks {
             ctx: self,
-            target: image_target(self, image),
+            target: ImageTarget::new(self, image),
         }
     }
 
@@ -190,58 +191,67 @@ fn py(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "None".to_string(), |v| v.to_string())
 }
 
-fn py_bool(b: bool) -> String {
-    if b { "True" } else { "False" }.to_string()
+fn py_str(v: Option<&str>) -> Cow<'_, str> {
+    Cow::Borrowed(v.unwrap_or("None"))
+}
+
+fn py_bool(b: bool) -> Cow<'static, str> {
+    Cow::Borrowed(if b { "True" } else { "False" })
 }
 
 /// The policy target of an image, as Glance's `ImageTarget` shows it: the image's attributes
 /// (`project_id` is the owner), its custom properties, and `member_id`: the caller's project
 /// when the image is shared and someone else's (Glance found it because the caller is a
-/// member).
-pub fn image_target(ctx: &Context, img: &Image) -> Target {
-    let mut t = Target::new();
-    for (k, v) in &img.properties {
-        t.insert(k.clone(), v.clone());
+/// member). Values are made when a rule reads them: a list checks every image of a page.
+pub struct ImageTarget<'a> {
+    img: &'a Image,
+    member: Option<&'a str>,
+}
+
+impl<'a> ImageTarget<'a> {
+    pub fn new(ctx: &'a Context, img: &'a Image) -> Self {
+        let member = (img.visibility == Visibility::Shared && ctx.project_id != img.owner)
+            .then_some(ctx.project_id.as_deref())
+            .flatten();
+        ImageTarget { img, member }
     }
-    let member = (img.visibility == Visibility::Shared && ctx.project_id != img.owner)
-        .then(|| ctx.project_id.clone())
-        .flatten();
-    let datetime = |d: &chrono::NaiveDateTime| d.format("%Y-%m-%d %H:%M:%S").to_string();
-    let owner = py(img.owner.as_deref());
-    for (k, v) in [
-        ("id", img.id.clone()),
-        ("image_id", img.id.clone()),
-        ("name", py(img.name.as_deref())),
-        ("status", img.status.as_str().to_string()),
-        ("visibility", img.visibility.as_str().to_string()),
-        ("protected", py_bool(img.protected)),
-        ("os_hidden", py_bool(img.os_hidden)),
-        ("checksum", py(img.checksum.as_deref())),
-        ("os_hash_algo", py(img.os_hash_algo.as_deref())),
-        ("os_hash_value", py(img.os_hash_value.as_deref())),
-        ("owner", owner.clone()),
-        ("project_id", owner),
-        ("member", py(member.as_deref())),
-        ("member_id", py(member.as_deref())),
-        ("size", py(img.size)),
-        ("virtual_size", py(img.virtual_size)),
-        ("min_ram", img.min_ram.to_string()),
-        ("min_disk", img.min_disk.to_string()),
-        ("disk_format", py(img.disk_format.as_deref())),
-        ("container_format", py(img.container_format.as_deref())),
-        ("created_at", datetime(&img.created_at)),
-        ("updated_at", datetime(&img.updated_at)),
-    ] {
-        t.insert(k.to_string(), v);
+}
+
+impl Target for ImageTarget<'_> {
+    fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+        let img = self.img;
+        let datetime =
+            |d: &chrono::NaiveDateTime| Cow::Owned(d.format("%Y-%m-%d %H:%M:%S").to_string());
+        Some(match key {
+            "id" | "image_id" => Cow::Borrowed(img.id.as_str()),
+            "name" => py_str(img.name.as_deref()),
+            "status" => Cow::Borrowed(img.status.as_str()),
+            "visibility" => Cow::Borrowed(img.visibility.as_str()),
+            "protected" => py_bool(img.protected),
+            "os_hidden" => py_bool(img.os_hidden),
+            "checksum" => py_str(img.checksum.as_deref()),
+            "os_hash_algo" => py_str(img.os_hash_algo.as_deref()),
+            "os_hash_value" => py_str(img.os_hash_value.as_deref()),
+            "owner" | "project_id" => py_str(img.owner.as_deref()),
+            "member" | "member_id" => py_str(self.member),
+            "size" => Cow::Owned(py(img.size)),
+            "virtual_size" => Cow::Owned(py(img.virtual_size)),
+            "min_ram" => Cow::Owned(img.min_ram.to_string()),
+            "min_disk" => Cow::Owned(img.min_disk.to_string()),
+            "disk_format" => py_str(img.disk_format.as_deref()),
+            "container_format" => py_str(img.container_format.as_deref()),
+            "created_at" => datetime(&img.created_at),
+            "updated_at" => datetime(&img.updated_at),
+            other => Cow::Borrowed(img.properties.get(other)?.as_str()),
+        })
     }
-    t
 }
 
 /// The target of an image being created: its owner (the caller's project unless given) and
 /// visibility (`private` unless given: Glance's policy default, not the image's).
-pub fn create_target(owner: Option<&str>, visibility: Option<Visibility>) -> Target {
+pub fn create_target(owner: Option<&str>, visibility: Option<Visibility>) -> TargetMap {
     let owner = py(owner);
-    Target::from([
+    TargetMap::from([
         ("project_id".to_string(), owner.clone()),
         ("owner".to_string(), owner),
         (
@@ -252,14 +262,14 @@ pub fn create_target(owner: Option<&str>, visibility: Option<Visibility>) -> Tar
 }
 
 /// The target of a check about the caller's own project (`get_images`).
-pub fn project_target(ctx: &Context) -> Target {
-    Target::from([("project_id".to_string(), py(ctx.project_id.as_deref()))])
+pub fn project_target(ctx: &Context) -> TargetMap {
+    TargetMap::from([("project_id".to_string(), py(ctx.project_id.as_deref()))])
 }
 
 /// Glance's `ImageAPIPolicy` on one image.
 pub struct ImageChecks<'a> {
     ctx: &'a Context,
-    target: Target,
+    target: ImageTarget<'a>,
 }
 
 impl ImageChecks<'_> {
@@ -302,9 +312,9 @@ impl ImageChecks<'_> {
 
     /// An action that changes the image (`modify_image`, `upload_image`, `delete_image`,
     /// `deactivate`, ...), with Glance's legacy owner check when the new defaults are off.
-    pub fn enforce_mutation(&self, action: &str, img: &Image) -> Result<()> {
+    pub fn enforce_mutation(&self, action: &str) -> Result<()> {
         self.enforce(action)?;
-        if !self.ctx.new_defaults() && !self.ctx.is_admin && !self.ctx.owns(img) {
+        if !self.ctx.new_defaults() && !self.ctx.is_admin && !self.ctx.owns(self.target.img) {
             return Err(Error::Forbidden("You do not own this image".into()));
         }
         Ok(())

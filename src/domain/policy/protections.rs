@@ -10,7 +10,7 @@
 use regex::Regex;
 
 use super::Context;
-use super::language::{Check, Target};
+use super::language::{Check, TargetMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -135,7 +135,7 @@ impl PropertyRules {
             Permission::Roles(roles) => roles.iter().any(|r| ctx.has_role_or_service_role(r)),
             Permission::Rule(rule) => {
                 ctx.policy
-                    .check(&Check::Rule(rule.clone()), ctx.creds(), &Target::new())
+                    .check(&Check::Rule(rule.clone()), ctx.creds(), &TargetMap::new())
             }
         }
     }

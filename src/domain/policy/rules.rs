@@ -333,7 +333,7 @@ impl Policy {
     }
 
     /// A registered rule (or one from the files) for `creds` on `target`, scope first.
-    pub fn enforce(&self, action: &str, creds: &Value, target: &Target) -> Decision {
+    pub fn enforce(&self, action: &str, creds: &Value, target: &dyn Target) -> Decision {
         if let Some((_, _, true, _)) = registered(action) {
             let scope = Self::scope_of(creds);
             if scope != Scope::Project {
@@ -362,11 +362,11 @@ impl Policy {
     }
 
     /// A check tree (not a registered rule: no scope) for `creds` on `target`.
-    pub fn check(&self, check: &Check, creds: &Value, target: &Target) -> bool {
+    pub fn check(&self, check: &Check, creds: &Value, target: &dyn Target) -> bool {
         self.eval(check, creds, target, 0)
     }
 
-    fn eval(&self, c: &Check, creds: &Value, t: &Target, depth: u8) -> bool {
+    fn eval(&self, c: &Check, creds: &Value, t: &dyn Target, depth: u8) -> bool {
         match c {
             Check::True => true,
             Check::False | Check::Remote(_) => false,
@@ -393,9 +393,10 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::policy::language::TargetMap;
     use serde_json::json;
 
-    fn target(pairs: &[(&str, &str)]) -> Target {
+    fn target(pairs: &[(&str, &str)]) -> TargetMap {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
