@@ -1,75 +1,172 @@
 #!/usr/bin/env bash
-# glance-rs next to the real Glance on this machine, in one run, the same requests to both:
-# 1 GiB upload and download with curl, creating image records, GET /v2/images latency with
-# 1,000 images, server memory. Glance 33.0.0 from PyPI under uWSGI (2 processes, as many as
-# cores), no auth (Glance's pipeline without authtoken, the rules used opened to everyone),
-# SQLite, file store; glance-rs with the same.
+# glance-rs next to the real Glance 33 on this machine, in one run, the same requests to both,
+# both validating Keystone tokens (the user `alice`, a member of p1), SQLite and the file store
+# on the same disk; then the RBD store next to `rbd import`/`export` when CEPH_CONF is set.
+# Prints the machine's own limits, then one table: each figure for Glance and glance-rs, the
+# ratio, and the target it must meet.
 #
-#   benches/compare-glance.sh [WORKDIR]   (scripts/glance.sh installs Glance when
-#                                          missing, ~70 s; needs ~3 GiB free)
+# Per server, in the order users meet them: upload 1 GiB, download it at once (what Nova does
+# with the image just uploaded), again (warm), and after the page cache is dropped (cold); the
+# server's RSS; 1,000 image records created, then GET /v2/images (default page, limit=1000, a
+# property filter, a tag filter); 10 uploads of 1 GiB and 10 downloads of 1 GiB at once.
+#
+#   benches/compare-glance.sh [WORKDIR]   (Glance installed by scripts/glance.sh when missing,
+#                                          a Keystone started by scripts/keystone.sh unless
+#                                          OS_AUTH_URL names one; root, to drop the page cache;
+#                                          ~25 GiB free)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-release_build_in glance-compare "${1:-}"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+work=${1:-$(mktemp -d /tmp/glance-compare.XXXXXX)}
+mkdir -p "$work"
+features=(); [ -z "${CEPH_CONF:-}" ] || features=(--features rbd)
+cargo build --release -q "${features[@]}"
+bin=$PWD/target/release/glance-rs
+gib=$((1 << 30))
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# The real Glance (scripts/glance.sh installs it when missing), on a free loopback port.
+# Keystone: the one named, or our own for this run.
+ks_dir=""
+if [ -z "${OS_AUTH_URL:-}" ]; then
+  ks_dir=$work/keystone
+  OS_AUTH_URL=$(scripts/keystone.sh start "$ks_dir" "$(free_port)" | sed -n 's/^OS_AUTH_URL=//p')
+fi
+auth=$OS_AUTH_URL; auth_base=${auth%/v3}
+TOKEN=$(curl -sf -i -X POST "$auth/auth/tokens" -H 'Content-Type: application/json' -d '{"auth":
+  {"identity": {"methods": ["password"], "password": {"user": {"name": "alice",
+   "password": "secret", "domain": {"id": "default"}}}},
+   "scope": {"project": {"name": "p1", "domain": {"id": "default"}}}}}' |
+  awk -F': ' 'tolower($1) == "x-subject-token" { print $2 }' | tr -d '\r')
+export TOKEN
+mapfile -t AUTH < <(auth_header)
+
 g=$work/glance; rm -rf "$g"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-stop_glance() { scripts/glance.sh stop "$g"; }
-trap 'stop_glance; stop_servers; rm -rf "$g" "$work/rs"' EXIT
-glance_url=$(scripts/glance.sh start "$g" "$port" | sed -n 's/^GLANCE_URL=//p')
-glance_pid=$(cat "$g/uwsgi.pid")
+stop_glance() { [ -d "$g" ] && scripts/glance.sh stop "$g" || true; }
+cleanup() {
+  stop_glance; stop_servers
+  [ -z "$ks_dir" ] || scripts/keystone.sh stop "$ks_dir" || true
+  rm -rf "$g" "$work/rs" "$work/rbd"
+}
+trap cleanup EXIT
 
 img=$work/img-1g.bin
-[ -f "$img" ] || head -c $((1 << 30)) /dev/urandom >"$img"
-cat "$img" >/dev/null
-fetch() { curl -sf "$1" -o /dev/null; }
-upload() { curl -sf -X PUT "$1/v2/images/$2/file" -H 'Content-Type: application/octet-stream' -T "$img" -o /dev/null; }
+[ -f "$img" ] || head -c $gib /dev/urandom >"$img"
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+read_all() { cat "$1" >/dev/null; }
+cold_read_all() { drop_caches; cat "$1" >/dev/null; }
+fetch() { curl -sf "${AUTH[@]}" "$1" -o /dev/null; }
+cold_fetch() { drop_caches; fetch "$1"; }
+upload() { curl -sf -X PUT "${AUTH[@]}" "$1/v2/images/$2/file" -H 'Content-Type: application/octet-stream' -T "$img" -o /dev/null; }
+delete() { curl -sf -X DELETE "${AUTH[@]}" "$1/v2/images/$2"; }
 # rss PID...: resident MiB of these processes and their children (uWSGI's workers).
 rss() {
   local pids; pids=$(for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done)
   # shellcheck disable=SC2086
   ps -o rss= -p $(echo $pids | tr ' ' ,) | awk '{ s += $1 } END { printf "%.0f", s / 1024 }'
 }
+row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3"; }
 
-# measure NAME URL PID: one line per figure, "NAME<tab>figure<tab>value".
+echo "== this machine, this run"
+speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
+echo "openssl speed, one core: sha512 $(echo "$speed" | openssl_mbps sha512) MB/s, md5 $(echo "$speed" | openssl_mbps md5) MB/s"
+cat_warm=$(best_of 3 $gib read_all "$img")
+cat_cold=$(best_of 2 $gib cold_read_all "$img")
+t0=$(now); dd if=/dev/zero of="$work/dd.bin" bs=1M count=1024 conv=fdatasync status=none; t1=$(now)
+rm -f "$work/dd.bin"
+echo "cat 1 GiB: $cat_warm MB/s from the page cache, $cat_cold MB/s from the disk (cache dropped); dd write + fdatasync: $(mbps $gib "$(secs "$t0" "$t1")") MB/s"
+echo "NFS: not measured here: this kernel has neither nfs nor nfsd (/proc/filesystems), so Debian's nfs-kernel-server cannot export on loopback"
+
+# measure NAME URL PID...: this server's figures, one "NAME<tab>figure<tab>value" line each.
 measure() {
-  local name=$1 url=$2 pid=$3 id="" best=0 r t0 t1 c0 c1 cpu
+  local name=$1 url=$2 id="" up=0 after=0 r t0 t1 c0 c1 cpu=0; shift 2
   for _ in 1 2 3; do
-    # One image stored at a time.
-    [ -z "$id" ] || curl -sf -X DELETE "$url/v2/images/$id"
+    [ -z "$id" ] || delete "$url" "$id"
     id=$(create_image "$url" bench)
     c0=$(machine_busy); t0=$(now); upload "$url" "$id"; t1=$(now); c1=$(machine_busy)
-    r=$(mbps $((1 << 30)) "$(secs "$t0" "$t1")")
-    if [ "$r" -gt "$best" ]; then
-      best=$r
-      cpu=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / hz }')
+    r=$(mbps $gib "$(secs "$t0" "$t1")")
+    if [ "$r" -gt "$up" ]; then
+      up=$r; cpu=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / hz }')
     fi
-    echo "   $name upload: $r MB/s" >&2
+    t0=$(now); fetch "$url/v2/images/$id/file"; t1=$(now)
+    r=$(mbps $gib "$(secs "$t0" "$t1")"); [ "$r" -gt "$after" ] && after=$r
+    echo "   $name: upload $up MB/s, download just after $r MB/s" >&2
   done
-  printf '%s\t%s\t%s\n' "$name" "upload 1 GiB, MB/s (best of 3)" "$best" \
-    "$name" "  CPU-seconds it cost the machine" "$cpu" \
-    "$name" "download 1 GiB, MB/s (best of 3)" "$(best_of 3 $((1 << 30)) fetch "$url/v2/images/$id/file")" \
-    "$name" "server RSS after these, MiB" "$(rss "$pid")" \
-    "$name" "create an image record, ms (mean of 1,000)" "$(fill_images "$url" 1000)"
+  row "$name" "upload 1 GiB, MB/s" "$up"
+  row "$name" "  CPU-seconds the machine spent on it" "$cpu"
+  row "$name" "download right after the upload, MB/s" "$after"
+  row "$name" "download again (warm), MB/s" "$(best_of 3 $gib fetch "$url/v2/images/$id/file")"
+  row "$name" "download, page cache dropped (cold), MB/s" "$(best_of 2 $gib cold_fetch "$url/v2/images/$id/file")"
+  row "$name" "server RSS after these, MiB" "$(rss "$@")"
+  row "$name" "create an image record, ms (mean of 1,000)" "$(fill_images "$url" 1000)"
   list_latency "$url" | awk -v n="$name" '{ split($0, a, ": p50 "); split(a[2], b, " ")
     printf "%s\tGET /v2/images %s, p50 ms\t%s\n", n, a[1], b[1] }'
+  local m; m=$(python3 benches/mixed.py "$url" "$img" "$id" 10 "$@")
+  echo "   $name: 10 uploads + 10 downloads at once: $m" >&2
+  row "$name" "10 uploads + 10 downloads of 1 GiB at once, MB/s" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mbps"])')"
+  row "$name" "  peak RSS meanwhile, MiB" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')"
+  row "$name" "  failed transfers" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["failures"])')"
+  for i in $(echo "$m" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["ids"]))') "$id"; do
+    delete "$url" "$i" || true
+  done
 }
 
-read_all() { cat "$1" >/dev/null; }
-echo "== this machine: openssl sha512 (one core) $(openssl speed -bytes 1048576 -seconds 2 sha512 2>/dev/null | openssl_mbps sha512) MB/s, cat of the image $(best_of 3 $((1 << 30)) read_all "$img") MB/s"
-# One server at a time: the other one stopped, so that neither competes for the two cores.
-measure glance "$glance_url" "$glance_pid" >"$work/figures"
+# One server at a time, so that neither competes for the two cores.
+GLANCE_AUTH_URL=$auth scripts/glance.sh start "$g" "$(free_port)" >"$work/glance.out"
+glance_url=$(sed -n 's/^GLANCE_URL=//p' "$work/glance.out")
+measure glance "$glance_url" "$(cat "$g/uwsgi.pid")" >"$work/figures"
 stop_glance
-rm -rf "$work/rs"; start_server "$work/rs" "$bin"
+rm -rf "$work/rs"
+start_server "$work/rs" "$bin" "[paste_deploy]" "flavor = keystone" "[keystone_authtoken]" \
+  "www_authenticate_uri = $auth_base" "auth_url = $auth_base" "username = glance" \
+  "password = secret" "project_name = service"
 measure glance-rs "$SERVER_URL" "$SERVER_PID" >>"$work/figures"
-echo "== Glance 33.0.0 (uWSGI, 2 processes) and glance-rs, same machine, same requests"
-awk -F'\t' '{ v[$2, $1] = $3; if (!seen[$2]++) order[++n] = $2 }
-     END {
-       printf "%-52s %9s %9s %7s\n", "", "Glance", "glance-rs", "better"
-       for (i = 1; i <= n; i++) {
-         k = order[i]; a = v[k, "glance"]; b = v[k, "glance-rs"]
-         # How many times better glance-rs is: higher rates, lower times and memory.
-         better = (k ~ /MB\/s/) ? b / a : a / b
-         printf "%-52s %9s %9s %6.1fx\n", k, a, b, better
-       }
-     }' "$work/figures"
+stop_servers; SERVER_PIDS=()
+
+rbd_rows=""
+if [ -n "${CEPH_CONF:-}" ]; then
+  name="bench-import-$$"
+  t0=$(now); timeout 300 rbd -c "$CEPH_CONF" import --no-progress "$img" "images/$name"; t1=$(now)
+  imp=$(mbps $gib "$(secs "$t0" "$t1")")
+  t0=$(now); timeout 300 rbd -c "$CEPH_CONF" export --no-progress "images/$name" - >/dev/null; t1=$(now)
+  exp=$(mbps $gib "$(secs "$t0" "$t1")")
+  timeout 300 rbd -c "$CEPH_CONF" rm --no-progress "images/$name" >/dev/null
+  rm -rf "$work/rbd"; start_server "$work/rbd" "$bin" "default_store = rbd" \
+    "rbd_store_pool = images" "rbd_store_ceph_conf = $CEPH_CONF"
+  up=0; down=0; TOKEN="" 
+  for _ in 1 2; do
+    id=$(TOKEN="" create_image "$SERVER_URL" rbd)
+    t0=$(now); curl -sf -X PUT "$SERVER_URL/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$img"; t1=$(now)
+    r=$(mbps $gib "$(secs "$t0" "$t1")"); [ "$r" -gt "$up" ] && up=$r
+    t0=$(now); curl -sf "$SERVER_URL/v2/images/$id/file" -o /dev/null; t1=$(now)
+    r=$(mbps $gib "$(secs "$t0" "$t1")"); [ "$r" -gt "$down" ] && down=$r
+    curl -sf -X DELETE "$SERVER_URL/v2/images/$id"
+  done
+  stop_servers
+  rbd_rows=$(printf 'RBD upload 1 GiB (MD5 and sha512 too), MB/s\t%s\t%s\t>= 0.8 x rbd import\nRBD download 1 GiB, MB/s\t%s\t%s\t>= 0.9 x rbd export\n' "$imp" "$up" "$exp" "$down")
+fi
+
+echo "== Glance 33.0.0 (uWSGI, 2 processes) and glance-rs, same machine, same requests, Keystone tokens"
+awk -F'\t' -v cat_cold="$cat_cold" -v rbd="$rbd_rows" '
+  { v[$2, $1] = $3; if (!seen[$2]++) order[++n] = $2 }
+  END {
+    printf "%-52s %9s %9s %7s  %s\n", "", "Glance", "glance-rs", "ratio", "target"
+    for (i = 1; i <= n; i++) {
+      k = order[i]; a = v[k, "glance"]; b = v[k, "glance-rs"]
+      # How many times better glance-rs is: higher rates, lower times, memory and CPU.
+      r = (k ~ /MB\/s/) ? b / a : (a > 0 && b > 0 ? a / b : 0)
+      t = ""
+      if (k ~ /right after|warm/) t = ">= 1.2"
+      if (k ~ /GET/) t = ">= 10"
+      if (k ~ /cold/) t = sprintf(">= 0.9 x cold cat (%s): %.2f", cat_cold, b / cat_cold)
+      if (k ~ /failed/) { r = 0; t = "0" }
+      printf "%-52s %9s %9s %6.1fx  %s\n", k, a, b, r, t
+    }
+    if (rbd != "") {
+      printf "\n%-52s %9s %9s %7s  %s\n", "", "rbd CLI", "glance-rs", "ratio", "target"
+      m = split(rbd, lines, "\n")
+      for (i = 1; i <= m; i++) {
+        split(lines[i], f, "\t")
+        printf "%-52s %9s %9s %6.2fx  %s\n", f[1], f[2], f[3], f[3] / f[2], f[4]
+      }
+    }
+  }' "$work/figures"

@@ -57,9 +57,13 @@ openssl_mbps() {
 # ratio A B: A / B to two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-# create_image URL NAME: a raw/bare image; prints its id.
+# auth_header: the curl arguments that send $TOKEN (none without one).
+auth_header() { [ -z "${TOKEN:-}" ] || printf '%s\n' -H "X-Auth-Token: $TOKEN"; }
+
+# create_image URL NAME: a raw/bare image; prints its id. With $TOKEN, as its owner.
 create_image() {
-  curl -sf -X POST "$1/v2/images" -H 'Content-Type: application/json' \
+  local auth; mapfile -t auth < <(auth_header)
+  curl -sf -X POST "$1/v2/images" "${auth[@]}" -H 'Content-Type: application/json' \
     -d "{\"name\": \"$2\", \"disk_format\": \"raw\", \"container_format\": \"bare\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
@@ -76,34 +80,37 @@ best_of() {
 }
 
 # fill_images URL N: creates N image records (with a property and two tags); prints the mean
-# milliseconds per create.
+# milliseconds per create. With $TOKEN, as its owner.
 fill_images() {
   python3 - "$1" "$2" <<'PY'
-import json, sys, time, urllib.request
+import json, os, sys, time, urllib.request
 url, n = sys.argv[1], int(sys.argv[2])
+auth = {"X-Auth-Token": os.environ["TOKEN"]} if os.environ.get("TOKEN") else {}
 t = time.perf_counter()
 for i in range(n):
     r = urllib.request.Request(url + "/v2/images", method="POST",
                                data=json.dumps({"name": "img-%04d" % i, "os_distro": "bench",
                                                 "tags": ["a", "b"]}).encode(),
-                               headers={"Content-Type": "application/json"})
+                               headers=dict(auth, **{"Content-Type": "application/json"}))
     urllib.request.urlopen(r).read()
 print("%.1f" % (1000 * (time.perf_counter() - t) / n))
 PY
 }
 
 # list_latency URL: p50 and p90 of GET /v2/images: default page, limit=1000, a property filter
-# sorted by name; one line each.
+# sorted by name, a tag filter; one line each. With $TOKEN, as its owner.
 list_latency() {
   python3 - "$1" <<'PY'
-import sys, time, urllib.request
+import os, sys, time, urllib.request
 url = sys.argv[1]
+auth = {"X-Auth-Token": os.environ["TOKEN"]} if os.environ.get("TOKEN") else {}
 for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"),
-                 ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name")):
+                 ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name"),
+                 ("?tag=a&limit=25", "tag filter")):
     times = []
     for _ in range(100 if "1000" not in q else 20):
         t = time.perf_counter()
-        urllib.request.urlopen(url + "/v2/images" + q).read()
+        urllib.request.urlopen(urllib.request.Request(url + "/v2/images" + q, headers=auth)).read()
         times.append(time.perf_counter() - t)
     times.sort()
     print("%s: p50 %.1f ms, p90 %.1f ms" % (label, 1000 * times[len(times) // 2],
