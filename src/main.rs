@@ -223,6 +223,18 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             Err(e) => tracing::warn!(error = %e, "database unreachable at start-up"),
         }
     }
+    if db.is_sqlite() {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if let Err(e) = db.refresh_statistics().await {
+                    tracing::warn!(error = %e, "could not refresh the database's statistics");
+                }
+            }
+        });
+    }
     let stores = Arc::new(open_stores(&cfg)?);
     let addr = format!("{}:{}", cfg.bind_host, cfg.bind_port);
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -117,6 +117,22 @@ impl Db {
         matches!(self, Db::Sqlite(_))
     }
 
+    /// SQLite's planner chooses between indexes well only with statistics (without them it may
+    /// read every image through the index of a flag all rows share): `PRAGMA optimize` gathers
+    /// them for the tables that changed much since the last time, sampling at most a thousand
+    /// rows of each index; nearly free when nothing changed. MySQL keeps its own.
+    pub async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
+        let Db::Sqlite(p) = self else { return Ok(()) };
+        let mut c = p.acquire().await?;
+        sqlx::query("PRAGMA analysis_limit = 1000")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("PRAGMA optimize = 0x10002")
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         with_pool!(self, |p| sqlx::query("SELECT 1")
             .execute(p)
