@@ -72,6 +72,10 @@ pub struct Config {
     pub enforce_new_defaults: bool,
     /// `[oslo_policy] policy_default_rule` (default `default`).
     pub policy_default_rule: String,
+    /// `[task] lease_seconds` (glance-rs's own, default 30): how long work a node holds (an
+    /// upload in progress) stays its own without renewal; a node that dies is noticed, and its
+    /// work undone by another, within about this much.
+    pub work_lease_seconds: u64,
     /// `[DEFAULT] property_protection_file`.
     pub property_protection_file: Option<String>,
     /// `[DEFAULT] property_protection_rule_format`: `roles` (default) or `policies`.
@@ -462,6 +466,7 @@ impl Config {
             enforce_scope: r.bool("oslo_policy", "enforce_scope", true)?,
             enforce_new_defaults: r.bool("oslo_policy", "enforce_new_defaults", true)?,
             policy_default_rule: r.string("oslo_policy", "policy_default_rule", "default"),
+            work_lease_seconds: r.int("task", "lease_seconds", 30u64, Some(1), Some(86_400))?,
             property_protection_file: r.opt_string(d, "property_protection_file"),
             property_protection_rule_format,
             keystone,

@@ -3,8 +3,8 @@
 //!
 //! Layout: `api` (HTTP handlers, one file per resource), `domain` (image model, status machine,
 //! JSON-patch, list queries, policy; no I/O), `db` (sqlx repositories), `store` (image bytes),
-//! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `config`, `error`,
-//! `json` (Glance's JSON spacing).
+//! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `work` (leased
+//! work that survives any node), `config`, `error`, `json` (Glance's JSON spacing).
 
 pub mod api;
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod format;
 pub mod ingest;
 pub mod json;
 pub mod store;
+pub mod work;
 
 /// The integration tests' seeded generator, for the unit tests too.
 #[cfg(test)]

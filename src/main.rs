@@ -242,6 +242,17 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr} ([DEFAULT] bind_host/bind_port): {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let cfg = Arc::new(cfg);
+    // This node's name in the work it holds: the same after a restart, so that it then undoes
+    // at once what it was doing when it stopped.
+    let node = format!("{}:{}", hostname(), local.port());
+    let engine = glance_rs::work::Engine::new(
+        db.clone(),
+        stores.clone(),
+        node,
+        std::time::Duration::from_secs(cfg.work_lease_seconds),
+    );
+    engine.startup().await;
+    engine.spawn();
     let state = AppState {
         schemas: Arc::new(api::schemas::Schemas::new(&cfg)),
         cfg: cfg.clone(),
@@ -249,6 +260,7 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
         stores,
         policy,
         protections,
+        engine: engine.clone(),
         keystone: cfg
             .keystone
             .clone()
@@ -270,7 +282,7 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             signalled.notify_one();
         });
     let grace = cfg.graceful_shutdown_timeout;
-    tokio::select! {
+    let served = tokio::select! {
         r = server => r.map_err(|e| format!("server error: {e}")),
         _ = async {
             stopping.notified().await;
@@ -282,7 +294,20 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             tracing::warn!(seconds = grace, "graceful_shutdown_timeout reached: closing the requests still in flight");
             Ok(())
         }
-    }
+    };
+    // Work still held (uploads cut short) goes to the other nodes now, not when its leases
+    // run out.
+    engine.release().await;
+    served
+}
+
+/// The host's name, as `hostname` prints it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Opens every configured store; any that cannot be opened stops start-up.

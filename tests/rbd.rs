@@ -682,7 +682,60 @@ async fn random_requests_leave_a_whole_pool(b: Backend) {
     random::check_state(&s, &statuses, stored).await;
 }
 
+/// Two nodes on one pool and one database: the node writing an upload into RBD is killed
+/// halfway; the other undoes it once the lease (2 s) has run out and Ceph has let go of the
+/// dead client's watch on the RBD image (`rbd rm` refuses an image with watchers): the image
+/// is `queued`, no RBD image is left, and an upload through the other node succeeds.
+async fn killed_node_upload_leaves_no_rbd_image(b: Backend) {
+    let Some((mut a, conf)) = start_configured(b, "images", "", "").await else {
+        return;
+    };
+    // The same store settings, and a short lease, on both nodes.
+    let extra = std::fs::read_to_string(a.dir.path().join("extra.conf")).unwrap();
+    let lease = "[task]\nlease_seconds = 2\n";
+    std::fs::write(a.dir.path().join("extra.conf"), format!("{extra}{lease}")).unwrap();
+    a.kill9();
+    a.restart().await;
+    let peer = a.start_peer_with(&format!("{extra}{lease}")).await;
+    let img = a
+        .create(json!({"name": "k", "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", a.port)).unwrap();
+    write!(
+        sock,
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n"
+    )
+    .unwrap();
+    sock.write_all(&random_bytes(24 << 20)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(peer.show(&id).await["status"] == "saving"
+        && rbd(&conf, &["ls", "images"]).1.contains(&id))
+    {
+        assert!(Instant::now() < deadline, "upload under way");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill9();
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(90);
+    loop {
+        let queued = peer.show(&id).await["status"] == "queued";
+        if queued && !rbd(&conf, &["ls", "images"]).1.contains(&id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not undone: {}", peer.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("killed node's RBD upload undone after {:?}", t.elapsed());
+    drop(sock);
+    let data = random_bytes(5 << 20);
+    assert_eq!(peer.upload(&id, data.clone()).await.status(), 204);
+    assert!(peer.download(&id).await == data);
+    assert_eq!(peer.delete(&id).await, 204);
+}
+
 both_databases!(
+    killed_node_upload_leaves_no_rbd_image,
     random_requests_leave_a_whole_pool,
     thin_provisioning_skips_zero_objects,
     other_snapshots_send_it_to_the_trash,

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{AppState, sendfile};
-use crate::db::Db;
+use std::sync::Arc;
+
 use crate::db::images::UploadResult;
 use crate::domain::image::{Image, Location, Status};
 use crate::domain::policy::Context;
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::format::{Inspection, Verdict};
 use crate::ingest::{IngestError, Pipeline};
 use crate::store::{StoreEntry, StoreError, blocking};
+use crate::work::Engine;
 
 /// A receiver whose sender is gone: the stream ends at its next poll.
 fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
@@ -26,21 +28,19 @@ fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
 }
 
 /// Returns an image left in `saving` to `queued` if the upload does not finish, including when
-/// the request future is dropped because the client went away.
+/// the request future is dropped because the client went away; ends the upload's work row.
+/// (If the whole node dies instead, another node undoes the upload when its lease runs out.)
 struct SavingGuard {
-    db: Db,
+    engine: Arc<Engine>,
     id: String,
+    work: String,
     armed: bool,
 }
 
 impl SavingGuard {
     async fn restore(mut self) {
         self.armed = false;
-        if let Err(e) = self
-            .db
-            .set_status(&self.id, Status::Saving, Status::Queued)
-            .await
-        {
+        if let Err(e) = self.engine.abandon_upload(&self.id, &self.work).await {
             tracing::error!(image_id = %self.id, error = %e, "could not return image to queued");
         }
     }
@@ -49,11 +49,12 @@ impl SavingGuard {
 impl Drop for SavingGuard {
     fn drop(&mut self) {
         if self.armed {
-            let db = self.db.clone();
+            let engine = self.engine.clone();
             let id = std::mem::take(&mut self.id);
+            let work = std::mem::take(&mut self.work);
             tracing::warn!(image_id = %id, "upload abandoned; returning image to queued");
             tokio::spawn(async move {
-                if let Err(e) = db.set_status(&id, Status::Saving, Status::Queued).await {
+                if let Err(e) = engine.abandon_upload(&id, &work).await {
                     tracing::error!(image_id = %id, error = %e, "could not return image to queued");
                 }
             });
@@ -156,7 +157,10 @@ pub async fn upload(
         return Err(too_large());
     }
     img.transition(Status::Saving)?;
+    // The work row first: from the moment the image is `saving`, a node's death is undone.
+    let work = s.engine.begin_upload(&id, &target.id).await?;
     if !s.db.set_status(&id, Status::Queued, Status::Saving).await? {
+        s.engine.forget(&work).await?;
         return Err(Error::Conflict(format!(
             "Image status transition from {} to saving is not allowed",
             s.db.get_image(&id)
@@ -166,12 +170,24 @@ pub async fn upload(
         )));
     }
     let guard = SavingGuard {
-        db: s.db.clone(),
+        engine: s.engine.clone(),
         id: id.clone(),
+        work: work.clone(),
         armed: true,
     };
 
-    match ingest(&s, &img, target, body, cap, size_hint, declared.as_ref()).await {
+    match ingest(
+        &s,
+        &img,
+        target,
+        &work,
+        body,
+        cap,
+        size_hint,
+        declared.as_ref(),
+    )
+    .await
+    {
         Ok((result, size)) => {
             if let Some(d) = declared
                 && d.n != i128::from(size)
@@ -183,11 +199,15 @@ pub async fn upload(
                     d.shown
                 )));
             }
-            if !s.db.finish_upload(&id, &result).await? {
-                // Deleted (or otherwise moved on) while we were writing.
+            if !s
+                .db
+                .finish_upload(&id, &result, &work, &s.engine.node)
+                .await?
+            {
+                // Deleted (or otherwise moved on, or undone by another node that took this
+                // one for dead) while we were writing.
                 s.stores.delete_quietly(result.location).await;
-                let mut g = guard;
-                g.armed = false;
+                guard.restore().await;
                 return Err(Error::Gone(format!(
                     "Image {id} could not be found after upload. The image may have been deleted during the upload."
                 )));
@@ -204,11 +224,13 @@ pub async fn upload(
     }
 }
 
-/// Streams the body through the pipeline into the store.
+/// Streams the body through the pipeline into the store, as the write `attempt`.
+#[allow(clippy::too_many_arguments)]
 async fn ingest(
     s: &AppState,
     img: &Image,
     target: &StoreEntry,
+    attempt: &str,
     body: Body,
     cap: u64,
     size_hint: Option<u64>,
@@ -217,9 +239,10 @@ async fn ingest(
     let id = img.id.as_str();
     let store = target.store.clone();
     let image_id = id.to_string();
+    let attempt = attempt.to_string();
     let writer = blocking(store.timeout(), {
         let store = store.clone();
-        move || store.begin_write(&image_id, size_hint)
+        move || store.begin_write(&image_id, size_hint, &attempt)
     })
     .await?;
     let inspect = img.container_format.as_deref() == Some("bare");

@@ -40,6 +40,8 @@ pub struct AppState {
     pub policy: Arc<crate::domain::policy::Policy>,
     /// `[DEFAULT] property_protection_file`, when set.
     pub protections: Option<Arc<crate::domain::policy::PropertyRules>>,
+    /// Leased work: what another node undoes if this one dies.
+    pub engine: Arc<crate::work::Engine>,
     /// Token validation, with `[paste_deploy] flavor = keystone`.
     pub keystone: Option<Arc<crate::auth::keystone::Keystone>>,
     pub schemas: Arc<schemas::Schemas>,

@@ -372,8 +372,17 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Records a finished upload and makes the image active, if it is still `saving`.
-    pub async fn finish_upload(&self, id: &str, up: &UploadResult) -> Result<bool> {
+    /// Records a finished upload and makes the image active, if it is still `saving` and the
+    /// upload's work (`work`, held by `node`) is still this node's: a node whose lease ran out
+    /// while it wrote must not make active an image another node has since returned to
+    /// `queued` (or given to another upload). The work row goes with it, in one transaction.
+    pub async fn finish_upload(
+        &self,
+        id: &str,
+        up: &UploadResult,
+        work: &str,
+        node: &str,
+    ) -> Result<bool> {
         let ts = now();
         let meta = up.location.metadata.to_string();
         let done = with_pool!(self, |p| {
@@ -381,7 +390,8 @@ impl Db {
             let n = sqlx::query(
                 "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, \
                  os_hash_value = ?, virtual_size = ?, updated_at = ? \
-                 WHERE id = ? AND status = 'saving' AND deleted = 0",
+                 WHERE id = ? AND status = 'saving' AND deleted = 0 \
+                 AND EXISTS (SELECT 1 FROM glance_rs_work w WHERE w.id = ? AND w.node = ?)",
             )
             .bind(up.size)
             .bind(&up.checksum)
@@ -390,10 +400,16 @@ impl Db {
             .bind(up.virtual_size)
             .bind(ts)
             .bind(id)
+            .bind(work)
+            .bind(node)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if n == 1 {
+                sqlx::query("DELETE FROM glance_rs_work WHERE id = ?")
+                    .bind(work)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO image_locations (image_id, value, created_at, updated_at, deleted, meta_data, status) \
                      VALUES (?, ?, ?, ?, 0, ?, 'active')",

@@ -5,6 +5,7 @@
 
 pub mod images;
 pub mod members;
+pub mod work;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -479,6 +479,11 @@ impl FileWriter {
     }
 }
 
+/// The temporary name of an upload attempt's data, next to where it will be renamed to.
+fn partial_name(image_id: &str, attempt: &str) -> String {
+    format!(".{image_id}.{attempt}.tmp")
+}
+
 fn closed() -> StoreError {
     StoreError::Other("writer already closed".into())
 }
@@ -560,10 +565,11 @@ impl Store for FileStore {
         &self,
         image_id: &str,
         size: Option<u64>,
+        attempt: &str,
     ) -> Result<Box<dyn ImageWriter>, StoreError> {
         let dir = self.pick_dir(size)?;
         let dest = dir.join(image_id);
-        let tmp = dir.join(format!(".{image_id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(partial_name(image_id, attempt));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -582,6 +588,25 @@ impl Store for FileStore {
             keep_cached: self.keep_cached,
             staging: if direct { Some(Staging::new()?) } else { None },
         }))
+    }
+
+    /// The temporary file of that attempt, in whichever directory it went to (a finished
+    /// write renamed it away).
+    fn remove_partial(
+        &self,
+        image_id: &str,
+        attempt: &str,
+        _keep: &[Location],
+    ) -> Result<(), StoreError> {
+        let name = partial_name(image_id, attempt);
+        for (dir, _) in &self.dirs {
+            match std::fs::remove_file(dir.join(&name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(classify_io(e)),
+            }
+        }
+        Ok(())
     }
 
     fn open_read(
@@ -658,16 +683,38 @@ mod tests {
     fn uncommitted_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(vec![(dir.path().into(), 0)], false, 0);
-        let mut w = store.begin_write("abc", None).unwrap();
+        let mut w = store.begin_write("abc", None, "w1").unwrap();
         w.write(b"partial").unwrap();
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut w = store.begin_write("abc", None).unwrap();
+        let mut w = store.begin_write("abc", None, "w1").unwrap();
         w.write(b"whole").unwrap();
         let loc = w.commit().unwrap();
         assert_eq!(read_back(&store, &loc, 1), b"hole");
         store.delete(&loc).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// What a node that died mid-write left (its writer never dropped) is found and removed
+    /// by name from any node; a finished write is not touched.
+    #[test]
+    fn partial_data_of_a_dead_writer_is_removed() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = store(vec![(a.path().into(), 0), (b.path().into(), 1)], false, 0);
+        let mut w = store.begin_write("img", None, "attempt-1").unwrap();
+        w.write(b"half of it").unwrap();
+        std::mem::forget(w); // the process died: no Drop
+        let left = |d: &Path| std::fs::read_dir(d).unwrap().count();
+        assert_eq!(left(a.path()) + left(b.path()), 1);
+        store.remove_partial("img", "other-attempt", &[]).unwrap();
+        assert_eq!(left(a.path()) + left(b.path()), 1, "another attempt's name");
+        store.remove_partial("img", "attempt-1", &[]).unwrap();
+        assert_eq!(left(a.path()) + left(b.path()), 0);
+        let mut w = store.begin_write("img", None, "attempt-2").unwrap();
+        w.write(b"whole").unwrap();
+        let loc = w.commit().unwrap();
+        store.remove_partial("img", "attempt-2", &[]).unwrap();
+        assert_eq!(read_back(&store, &loc, 0), b"whole");
     }
 
     #[test]
@@ -686,7 +733,7 @@ mod tests {
     fn thin_provisioning_makes_holes_and_keeps_length() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(vec![(dir.path().into(), 0)], true, 0o640);
-        let mut w = store.begin_write("thin", None).unwrap();
+        let mut w = store.begin_write("thin", None, "w1").unwrap();
         let mut data = vec![0u8; 8 << 20];
         data[100] = 1;
         w.write(&data).unwrap();
@@ -741,7 +788,7 @@ mod tests {
                 let store = store_io(vec![(dir.path().into(), 0)], thin, 0, direct);
                 for len in lens {
                     let id = format!("img-{thin}-{direct:?}-{len}");
-                    let mut w = store.begin_write(&id, None).unwrap();
+                    let mut w = store.begin_write(&id, None, "w1").unwrap();
                     for piece in data[..len].chunks(7777) {
                         w.write(piece).unwrap();
                     }
@@ -761,12 +808,12 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let store = store(vec![(a.path().into(), 1), (b.path().into(), 100)], false, 0);
-        let w = store.begin_write("img", Some(10)).unwrap();
+        let w = store.begin_write("img", Some(10), "w1").unwrap();
         let loc = w.commit().unwrap();
         assert!(b.path().join("img").exists(), "{}", loc.url);
         // Nothing fits an absurd size: the store is full.
         assert!(matches!(
-            store.begin_write("big", Some(u64::MAX)),
+            store.begin_write("big", Some(u64::MAX), "w1"),
             Err(StoreError::Full)
         ));
     }

@@ -51,7 +51,12 @@ impl Store for HttpStore {
         is_http(location)
     }
 
-    fn begin_write(&self, _: &str, _: Option<u64>) -> Result<Box<dyn ImageWriter>, StoreError> {
+    fn begin_write(
+        &self,
+        _: &str,
+        _: Option<u64>,
+        _: &str,
+    ) -> Result<Box<dyn ImageWriter>, StoreError> {
         Err(StoreError::ReadOnly)
     }
 

@@ -88,11 +88,25 @@ pub trait Store: Send + Sync {
     /// How long one blocking call may take before the request fails (None: no limit).
     fn timeout(&self) -> Option<std::time::Duration>;
     /// Starts writing an image; `size` is the expected size when the client declared it.
+    /// `attempt` names this write (the upload's work id): what another node needs to find and
+    /// remove the partial data if this one dies (`remove_partial`).
     fn begin_write(
         &self,
         image_id: &str,
         size: Option<u64>,
+        attempt: &str,
     ) -> Result<Box<dyn ImageWriter>, StoreError>;
+    /// Removes what an unfinished write `attempt` of `image_id` left, from any node: nothing if
+    /// it left nothing. `keep`: the image's recorded locations, never removed (a store that
+    /// writes under the final name must not remove data an upload finished after all).
+    fn remove_partial(
+        &self,
+        _image_id: &str,
+        _attempt: &str,
+        _keep: &[Location],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// A reader positioned at `offset`.
     fn open_read(
         &self,

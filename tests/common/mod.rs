@@ -440,6 +440,57 @@ impl Server {
         terminate(&mut self.child);
     }
 
+    /// SIGKILL: the node dies at once, as in a crash or an OOM kill; reaped.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again with the same configuration (after `kill9` or `stop`); with a fixed
+    /// `bind_port` in its configuration it comes back as the same node.
+    pub async fn restart(&mut self) {
+        let (child, port) = self.spawn_again().await;
+        self.child = child;
+        self.port = port;
+        self.url = format!("http://127.0.0.1:{port}");
+    }
+
+    /// Another process with this node's configuration (its log appended to this node's),
+    /// once it listens: the process and its port. The caller stops it.
+    pub async fn spawn_again(&self) -> (Child, u16) {
+        let conf = self.dir.path().join("glance-api.conf");
+        let extra = self.dir.path().join("extra.conf");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let mut child = Command::new(bin())
+            .args(["--config-file", conf.to_str().unwrap()])
+            .args(["--config-file", extra.to_str().unwrap(), "serve"])
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start glance-rs again");
+        let stdout = child.stdout.take().unwrap();
+        // Read to the end, as at the first start: the pipe stays open for the server.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let mut child = ChildGuard(Some(child));
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("glance-rs did not start again: {}", self.log()));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        (child.0.take().expect("child present"), port)
+    }
+
     /// Whether the server process has exited (and been reaped) within `d`.
     pub fn exited_within(&mut self, d: Duration) -> bool {
         exited_within(&mut self.child, d)

@@ -740,6 +740,7 @@ impl Store for RbdStore {
         &self,
         image_id: &str,
         size: Option<u64>,
+        _attempt: &str,
     ) -> Result<Box<dyn ImageWriter>, StoreError> {
         let name = cstr(image_id)?;
         let mut order = self.order;
@@ -811,6 +812,25 @@ impl Store for RbdStore {
         // SAFETY: valid image handle and out pointer.
         check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
         Ok(size)
+    }
+
+    /// RBD writes under the image's own name: the partial data is that image, with or
+    /// without its snapshot, unless a recorded location of the image names it (the upload
+    /// finished after all).
+    fn remove_partial(
+        &self,
+        image_id: &str,
+        _attempt: &str,
+        keep: &[Location],
+    ) -> Result<(), StoreError> {
+        let recorded = keep
+            .iter()
+            .any(|l| self.parse(l).is_ok_and(|(_, name, _)| name == image_id));
+        if recorded {
+            return Ok(());
+        }
+        let fsid = self.conn()?.fsid.clone();
+        self.delete(&Self::location(&fsid, &self.pool, image_id))
     }
 
     fn delete(&self, location: &Location) -> Result<(), StoreError> {

@@ -1,0 +1,222 @@
+//! Leased work (`glance_rs_work`): a row per piece of work that outlives a request, held by
+//! the node doing it until `lease_until` (milliseconds since the epoch). A node renews its
+//! leases while it lives; any node may claim a row whose lease has run out.
+
+use sqlx::Row;
+
+use super::images::now;
+use super::{Db, begin_write, with_pool};
+use crate::error::Result;
+
+/// A row of leased work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub id: String,
+    /// What the work is (`upload`, ...).
+    pub kind: String,
+    pub image_id: Option<String>,
+    /// The node holding it.
+    pub node: String,
+    pub lease_until: i64,
+    /// How many nodes have taken it over.
+    pub attempts: i64,
+    pub payload: serde_json::Value,
+}
+
+const COLUMNS: &str = "id, kind, image_id, node, lease_until, attempts, payload";
+
+macro_rules! decode_work {
+    ($r:expr) => {{
+        let payload: String = $r.try_get("payload")?;
+        Work {
+            id: $r.try_get("id")?,
+            kind: $r.try_get("kind")?,
+            image_id: $r.try_get("image_id")?,
+            node: $r.try_get("node")?,
+            lease_until: $r.try_get("lease_until")?,
+            attempts: $r.try_get::<i64, _>("attempts")?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        }
+    }};
+}
+
+impl Db {
+    /// Records work this node starts, leased until `until`.
+    pub async fn insert_work(&self, w: &Work) -> Result<()> {
+        let ts = now();
+        with_pool!(self, |p| {
+            sqlx::query(
+            "INSERT INTO glance_rs_work (id, kind, image_id, node, lease_until, attempts, payload, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        .bind(&w.id)
+        .bind(&w.kind)
+        .bind(&w.image_id)
+        .bind(&w.node)
+        .bind(w.lease_until)
+        .bind(w.attempts)
+        .bind(w.payload.to_string())
+        .bind(ts)
+        .execute(p)
+        .await?
+        .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Removes work `node` holds (done, or undone). False if it is not `node`'s any more.
+    pub async fn delete_work(&self, id: &str, node: &str) -> Result<bool> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "DELETE FROM glance_rs_work WHERE id = ? AND node = ?"
+        )
+        .bind(id)
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Extends every lease `node` holds to `until`; how many.
+    pub async fn renew_work(&self, node: &str, until: i64) -> Result<u64> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "UPDATE glance_rs_work SET lease_until = ? WHERE node = ? AND lease_until > 0"
+        )
+        .bind(until)
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n)
+    }
+
+    /// Gives up every lease `node` holds, so that other nodes take the work at once.
+    pub async fn release_work(&self, node: &str) -> Result<u64> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "UPDATE glance_rs_work SET lease_until = 0 WHERE node = ?"
+        )
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n)
+    }
+
+    /// Puts work `node` holds aside until `until`, held by no node (so no heartbeat renews it):
+    /// any node takes it again then.
+    pub async fn postpone_work(&self, id: &str, node: &str, until: i64) -> Result<bool> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "UPDATE glance_rs_work SET node = '', lease_until = ? WHERE id = ? AND node = ?"
+        )
+        .bind(until)
+        .bind(id)
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Work whose lease ran out before `at` (oldest first), or that `node` held before it
+    /// restarted (`held_by`).
+    pub async fn abandoned_work(
+        &self,
+        at: i64,
+        held_by: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Work>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM glance_rs_work WHERE lease_until < ? OR node = ? \
+             ORDER BY lease_until LIMIT {limit}"
+        );
+        let rows = with_pool!(self, |p| {
+            let rows = sqlx::query(&sql)
+                .bind(at)
+                .bind(held_by.unwrap_or(""))
+                .fetch_all(p)
+                .await?;
+            let mut v = Vec::with_capacity(rows.len());
+            for r in &rows {
+                v.push(decode_work!(r));
+            }
+            v
+        });
+        Ok(rows)
+    }
+
+    /// Takes over work whose lease ran out (or that `was` held, for a node's restart): of two
+    /// nodes trying, one wins. Returns whether this one did.
+    pub async fn claim_work(&self, w: &Work, node: &str, at: i64, until: i64) -> Result<bool> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "UPDATE glance_rs_work SET node = ?, lease_until = ?, attempts = attempts + 1 \
+             WHERE id = ? AND node = ? AND lease_until = ? AND (lease_until < ? OR node = ?)"
+        )
+        .bind(node)
+        .bind(until)
+        .bind(&w.id)
+        .bind(&w.node)
+        .bind(w.lease_until)
+        .bind(at)
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Whether another upload of `image_id` than `except` is under a live lease.
+    pub async fn other_live_upload(&self, image_id: &str, except: &str, at: i64) -> Result<bool> {
+        let n: i64 = with_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM glance_rs_work \
+             WHERE image_id = ? AND kind = 'upload' AND id <> ? AND lease_until >= ?"
+        )
+        .bind(image_id)
+        .bind(except)
+        .bind(at)
+        .fetch_one(p)
+        .await?);
+        Ok(n > 0)
+    }
+
+    /// The end of an upload that did not finish, by the node holding its work `work`: the image
+    /// goes back from `saving` to `queued` (its data forgotten) unless another upload holds it
+    /// now, and the work row goes, in one transaction. Returns whether the image was returned.
+    pub async fn abandon_upload(
+        &self,
+        image_id: &str,
+        work: &str,
+        node: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let ts = now();
+        let returned = with_pool!(self, |p| {
+            let mut tx = begin_write(p).await?;
+            let n = sqlx::query(
+                "UPDATE images SET status = 'queued', updated_at = ?, size = NULL, virtual_size = NULL, \
+                 checksum = NULL, os_hash_algo = NULL, os_hash_value = NULL \
+                 WHERE id = ? AND status = 'saving' AND deleted = 0 \
+                 AND EXISTS (SELECT 1 FROM glance_rs_work w WHERE w.id = ? AND w.node = ?) \
+                 AND NOT EXISTS (SELECT 1 FROM glance_rs_work o WHERE o.image_id = ? \
+                     AND o.kind = 'upload' AND o.id <> ? AND o.lease_until >= ?)",
+            )
+            .bind(ts)
+            .bind(image_id)
+            .bind(work)
+            .bind(node)
+            .bind(image_id)
+            .bind(work)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM glance_rs_work WHERE id = ? AND node = ?")
+                .bind(work)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(returned)
+    }
+}

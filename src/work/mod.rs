@@ -1,0 +1,218 @@
+//! The work engine: work that outlives a request lives in the database as leased rows
+//! (`db::work`), so that any node may die at any moment and another undoes or finishes what it
+//! held. Each node renews the leases it holds every third of a lease (at most every 10 s);
+//! every node looks for leases that ran out as often, claims them (of two nodes, one wins) and
+//! deals with them; a node that restarts deals at once with what it held before; a node that
+//! stops hands its leases back so that others need not wait for them to run out.
+//!
+//! Kinds of work: `upload` (an upload in progress: if its node dies, the image goes back to
+//! `queued` and the partial data leaves the store).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::db::work::Work;
+use crate::domain::image::Location;
+use crate::error::Result;
+use crate::store::{Stores, blocking};
+
+pub const UPLOAD: &str = "upload";
+
+/// Milliseconds since the epoch, the unit of leases.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub struct Engine {
+    db: Db,
+    stores: Arc<Stores>,
+    /// This node's name in the rows it holds: host and port, the same after a restart.
+    pub node: String,
+    lease: Duration,
+    /// Work taken over from other nodes (or from this node's previous run), for operators.
+    reclaimed: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(db: Db, stores: Arc<Stores>, node: String, lease: Duration) -> Arc<Engine> {
+        Arc::new(Engine {
+            db,
+            stores,
+            node,
+            lease,
+            reclaimed: AtomicU64::new(0),
+        })
+    }
+
+    fn until(&self) -> i64 {
+        now_ms() + self.lease.as_millis() as i64
+    }
+
+    /// How much work this node has taken over since it started.
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
+    }
+
+    /// Records an upload of `image_id` into the store `store` about to start: from now on, if
+    /// this node dies, another returns the image to `queued` and removes the partial data.
+    /// Returns the work's id, which names the write (`Store::begin_write`).
+    pub async fn begin_upload(&self, image_id: &str, store: &str) -> Result<String> {
+        let w = Work {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: UPLOAD.into(),
+            image_id: Some(image_id.into()),
+            node: self.node.clone(),
+            lease_until: self.until(),
+            attempts: 0,
+            payload: serde_json::json!({ "store": store }),
+        };
+        self.db.insert_work(&w).await?;
+        Ok(w.id)
+    }
+
+    /// Forgets an upload that never started (its image was not `queued`).
+    pub async fn forget(&self, work: &str) -> Result<()> {
+        self.db.delete_work(work, &self.node).await?;
+        Ok(())
+    }
+
+    /// Ends an upload that did not finish, whose partial data is already gone: the image goes
+    /// back to `queued`, unless another upload holds it now.
+    pub async fn abandon_upload(&self, image_id: &str, work: &str) -> Result<bool> {
+        self.db
+            .abandon_upload(image_id, work, &self.node, now_ms())
+            .await
+    }
+
+    /// Before this node serves: deals with what it held before it restarted (its rows carry
+    /// its name), at once rather than when their leases run out.
+    pub async fn startup(&self) {
+        if let Err(e) = self.reclaim_round(true).await {
+            tracing::warn!(node = %self.node, error = %e, "could not look for work left by this node's previous run");
+        }
+    }
+
+    /// Renews this node's leases, then deals with work whose lease ran out, for ever.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            // A third of a lease, so that a lease is renewed twice before it can run out; at
+            // most 10 s, so that work handed back at a shutdown is taken over soon.
+            let period =
+                (engine.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = engine.db.renew_work(&engine.node, engine.until()).await {
+                    tracing::warn!(node = %engine.node, error = %e, "could not renew this node's leases");
+                }
+                if let Err(e) = engine.reclaim_round(false).await {
+                    tracing::warn!(node = %engine.node, error = %e, "could not look for abandoned work");
+                }
+            }
+        })
+    }
+
+    /// Hands every lease this node holds back (on shutdown): other nodes take the work at once.
+    pub async fn release(&self) {
+        match self.db.release_work(&self.node).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(node = %self.node, count = n, "stopping: leases handed back to the other nodes")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e, "could not hand leases back; they will run out")
+            }
+        }
+    }
+
+    /// One look for abandoned work; `restarted`: this node's own rows from a previous run too.
+    pub async fn reclaim_round(&self, restarted: bool) -> Result<()> {
+        let at = now_ms();
+        let mine = restarted.then_some(self.node.as_str());
+        for w in self.db.abandoned_work(at, mine, 20).await? {
+            if !self.db.claim_work(&w, &self.node, at, self.until()).await? {
+                continue; // Another node was quicker, or the holder renewed meanwhile.
+            }
+            self.reclaimed.fetch_add(1, Ordering::Relaxed);
+            let stale_ms = at - w.lease_until;
+            tracing::warn!(
+                work = %w.id,
+                kind = %w.kind,
+                image_id = w.image_id.as_deref().unwrap_or(""),
+                from_node = %w.node,
+                node = %self.node,
+                lease_expired_ms_ago = stale_ms,
+                attempts = w.attempts + 1,
+                "reclaiming abandoned work"
+            );
+            let done = match w.kind.as_str() {
+                UPLOAD => self.undo_upload(&w).await,
+                other => {
+                    tracing::error!(work = %w.id, kind = other, "unknown kind of work; dropped");
+                    self.db.delete_work(&w.id, &self.node).await.map(|_| true)
+                }
+            };
+            let retry = match done {
+                Ok(finished) => !finished,
+                Err(e) => {
+                    tracing::warn!(work = %w.id, error = %e, "reclaimed work failed; will retry");
+                    true
+                }
+            };
+            if retry {
+                // Out of this node's hands (its heartbeat would keep it for ever), for any node
+                // to take again a lease from now.
+                self.db
+                    .postpone_work(&w.id, &self.node, self.until())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An upload whose node died: the partial data leaves the store, the image goes back to
+    /// `queued`. Unless another upload of the image is live (it may be writing under the same
+    /// name in a store that writes under final names): then later. Whether it is done.
+    async fn undo_upload(&self, w: &Work) -> Result<bool> {
+        let Some(image_id) = w.image_id.as_deref() else {
+            self.db.delete_work(&w.id, &self.node).await?;
+            return Ok(true);
+        };
+        if self.db.other_live_upload(image_id, &w.id, now_ms()).await? {
+            tracing::info!(work = %w.id, image_id, "another upload of the image is under way; undoing later");
+            return Ok(false);
+        }
+        let keep: Vec<Location> = match self.db.get_image(image_id).await? {
+            Some(img) => img.locations,
+            None => Vec::new(),
+        };
+        let store_id = w.payload["store"].as_str().unwrap_or_default();
+        match self.stores.get(store_id) {
+            Some(entry) => {
+                let store = entry.store.clone();
+                let (image, attempt) = (image_id.to_string(), w.id.clone());
+                blocking(store.timeout(), move || {
+                    store.remove_partial(&image, &attempt, &keep)
+                })
+                .await?;
+            }
+            None => {
+                tracing::error!(work = %w.id, store = store_id, "the store of an abandoned upload is not configured here; its partial data stays")
+            }
+        }
+        let returned = self.abandon_upload(image_id, &w.id).await?;
+        tracing::warn!(
+            work = %w.id,
+            image_id,
+            from_node = %w.node,
+            node = %self.node,
+            returned_to_queued = returned,
+            "abandoned upload undone: partial data removed"
+        );
+        Ok(true)
+    }
+}
