@@ -476,6 +476,18 @@ pub async fn client(
     rounds: usize,
     ids: &std::sync::Mutex<Vec<String>>,
 ) -> Answers {
+    client_of(s, seed, rounds, ids, false).await
+}
+
+/// As `client`; with `outages`, a request that gets no answer (its node was killed, or is
+/// down) counts as status 0 instead of failing the test.
+pub async fn client_of(
+    s: &Server,
+    seed: u64,
+    rounds: usize,
+    ids: &std::sync::Mutex<Vec<String>>,
+    outages: bool,
+) -> Answers {
     let mut rng = Rng(seed);
     let mut statuses = Answers::new();
     for round in 0..rounds {
@@ -520,17 +532,21 @@ pub async fn client(
         }
         let resp = match rb.send().await {
             Ok(r) => r,
-            Err(_) if vanish => {
+            Err(_) if vanish || outages => {
                 *statuses.entry(0).or_default() += 1;
                 continue;
             }
             Err(e) => panic!("{what}: no answer: {e}\n{}", s.log()),
         };
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: body cut short: {e}"));
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(_) if outages => {
+                *statuses.entry(0).or_default() += 1;
+                continue;
+            }
+            Err(e) => panic!("{what}: body cut short: {e}"),
+        };
         assert!(
             status < 500,
             "{what}: {status} {}\n{}",
@@ -552,12 +568,23 @@ pub async fn client(
 
 /// Four clients at once sharing their images, spread over `nodes`; the answers of all.
 pub async fn four_clients(nodes: &[&Server], default_seed: u64) -> Answers {
+    four_clients_of(nodes, default_seed, false).await
+}
+
+/// As `four_clients`; with `outages`, requests that get no answer are counted as 0.
+pub async fn four_clients_of(nodes: &[&Server], default_seed: u64, outages: bool) -> Answers {
     let seed = env_or("GLANCE_RANDOM_SEED", default_seed);
     let rounds = env_or("GLANCE_RANDOM_ROUNDS", 1200usize) / 4;
     let ids = Default::default();
     let all = futures_util::future::join_all((0..4u64).map(|i| {
         let node = nodes[i as usize % nodes.len()];
-        client(node, seed.wrapping_add(i * 0x9e37_79b9), rounds, &ids)
+        client_of(
+            node,
+            seed.wrapping_add(i * 0x9e37_79b9),
+            rounds,
+            &ids,
+            outages,
+        )
     }))
     .await;
     let mut statuses = Answers::new();
