@@ -1,6 +1,6 @@
 //! The work engine: work that outlives a request lives in the database as leased rows
 //! (`db::work`), so that any node may die at any moment and another undoes or finishes what it
-//! held. Each node renews the leases it holds every third of a lease (at most every 10 s);
+//! held. Each node renews the leases it holds every third of a lease (at most every 2 s);
 //! every node looks for leases that ran out as often, claims them (of two nodes, one wins) and
 //! deals with them; a node that restarts deals at once with what it held before; a node that
 //! stops hands its leases back so that others need not wait for them to run out.
@@ -98,10 +98,11 @@ impl Engine {
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
-            // A third of a lease, so that a lease is renewed twice before it can run out; at
-            // most 10 s, so that work handed back at a shutdown is taken over soon.
+            // A third of a lease at most, so that a lease is renewed twice before it can run
+            // out; at most 2 s, so that a lease that ran out (or work handed back at a shutdown)
+            // is taken over within 2 s: one indexed query and one update per node.
             let period =
-                (engine.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+                (engine.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2));
             let mut every = tokio::time::interval(period);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
