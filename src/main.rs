@@ -226,7 +226,7 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
     if db.is_sqlite() {
         let db = db.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 every.tick().await;
                 if let Err(e) = db.refresh_statistics().await {

@@ -118,10 +118,11 @@ impl Db {
         matches!(self, Db::Sqlite(_))
     }
 
-    /// SQLite's planner chooses between indexes well only with statistics (without them it may
-    /// read every image through the index of a flag all rows share): `PRAGMA optimize` gathers
-    /// them for the tables that changed much since the last time, sampling at most a thousand
-    /// rows of each index; nearly free when nothing changed. MySQL keeps its own.
+    /// SQLite's planner chooses between indexes well only with statistics (without them it
+    /// reads every image a project may see and sorts them for each page, rather than walk the
+    /// index of the page's order): `PRAGMA optimize` gathers them for the tables that changed
+    /// much since the last time, sampling at most a thousand rows of each index; nearly free
+    /// when nothing changed, so it runs every 5 s. MySQL keeps its own.
     pub async fn refresh_statistics(&self) -> Result<(), sqlx::Error> {
         let Db::Sqlite(p) = self else { return Ok(()) };
         let mut c = p.acquire().await?;
