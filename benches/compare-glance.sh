@@ -70,57 +70,118 @@ echo "== this machine, this run"
 speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
 echo "openssl speed, one core: sha512 $(echo "$speed" | openssl_mbps sha512) MB/s, md5 $(echo "$speed" | openssl_mbps md5) MB/s"
 cat_warm=$(best_of 3 $gib read_all "$img")
-cat_cold=$(best_of 2 $gib cold_read_all "$img")
 t0=$(now); dd if=/dev/zero of="$work/dd.bin" bs=1M count=1024 conv=fdatasync status=none; t1=$(now)
 rm -f "$work/dd.bin"
-echo "cat 1 GiB: $cat_warm MB/s from the page cache, $cat_cold MB/s from the disk (cache dropped); dd write + fdatasync: $(mbps $gib "$(secs "$t0" "$t1")") MB/s"
+echo "cat 1 GiB from the page cache: $cat_warm MB/s; dd write + fdatasync: $(mbps $gib "$(secs "$t0" "$t1")") MB/s (cold cat: measured beside the cold downloads)"
 echo "NFS: not measured here: this kernel has neither nfs nor nfsd (/proc/filesystems), so Debian's nfs-kernel-server cannot export on loopback"
 
-# measure NAME URL PID...: this server's figures, one "NAME<tab>figure<tab>value" line each.
-measure() {
-  local name=$1 url=$2 id="" up=0 after=0 r t0 t1 c0 c1 cpu=0; shift 2
-  for _ in 1 2 3; do
-    [ -z "$id" ] || delete "$url" "$id"
-    id=$(create_image "$url" bench)
-    c0=$(machine_busy); t0=$(now); upload "$url" "$id"; t1=$(now); c1=$(machine_busy)
-    r=$(mbps $gib "$(secs "$t0" "$t1")")
-    if [ "$r" -gt "$up" ]; then
-      up=$r; cpu=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / hz }')
-    fi
-    t0=$(now); fetch "$url/v2/images/$id/file"; t1=$(now)
-    r=$(mbps $gib "$(secs "$t0" "$t1")"); [ "$r" -gt "$after" ] && after=$r
-    echo "   $name: upload $up MB/s, download just after $r MB/s" >&2
-  done
-  row "$name" "upload 1 GiB, MB/s" "$up"
-  row "$name" "  CPU-seconds the machine spent on it" "$cpu"
-  row "$name" "download right after the upload, MB/s" "$after"
-  row "$name" "download again (warm), MB/s" "$(best_of 3 $gib fetch "$url/v2/images/$id/file")"
-  row "$name" "download, page cache dropped (cold), MB/s" "$(best_of 2 $gib cold_fetch "$url/v2/images/$id/file")"
-  row "$name" "server RSS after these, MiB" "$(rss "$@")"
-  row "$name" "create an image record, ms (mean of 1,000)" "$(fill_images "$url" 1000)"
-  list_latency "$url" | awk -v n="$name" '{ split($0, a, ": p50 "); split(a[2], b, " ")
-    printf "%s\tGET /v2/images %s, p50 ms\t%s\n", n, a[1], b[1] }'
-  local m; m=$(python3 benches/mixed.py "$url" "$img" "$id" 10 "$@")
-  echo "   $name: 10 uploads + 10 downloads at once: $m" >&2
-  row "$name" "10 uploads + 10 downloads of 1 GiB at once, MB/s" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mbps"])')"
-  row "$name" "  peak RSS meanwhile, MiB" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')"
-  row "$name" "  failed transfers" "$(echo "$m" | python3 -c 'import json,sys; print(json.load(sys.stdin)["failures"])')"
-  for i in $(echo "$m" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["ids"]))') "$id"; do
-    delete "$url" "$i" || true
-  done
-}
-
-# One server at a time, so that neither competes for the two cores.
+# Both servers run side by side, idle when not measured; each figure alternates between them
+# (Glance, glance-rs, Glance, ...) and keeps each one's best, so that this VM's drift (its speed
+# moves by a third from one minute to the next) falls on both alike.
 GLANCE_AUTH_URL=$auth scripts/glance.sh start "$g" "$(free_port)" >"$work/glance.out"
 glance_url=$(sed -n 's/^GLANCE_URL=//p' "$work/glance.out")
-measure glance "$glance_url" "$(cat "$g/uwsgi.pid")" >"$work/figures"
-stop_glance
 rm -rf "$work/rs"
 start_server "$work/rs" "$bin" "[paste_deploy]" "flavor = keystone" "[keystone_authtoken]" \
   "www_authenticate_uri = $auth_base" "auth_url = $auth_base" "username = glance" \
   "password = secret" "project_name = service"
-measure glance-rs "$SERVER_URL" "$SERVER_PID" >>"$work/figures"
-stop_servers; SERVER_PIDS=()
+declare -A URL=([glance]=$glance_url [glance-rs]=$SERVER_URL)
+declare -A PIDS=([glance]=$(cat "$g/uwsgi.pid") [glance-rs]=$SERVER_PID)
+declare -A ID=([glance]="" [glance-rs]="")
+declare -A BEST
+NAMES=(glance glance-rs)
+# keep NAME FIGURE VALUE [low]: remembers the best VALUE of NAME's FIGURE (the highest, or
+# with `low` the lowest).
+keep() {
+  local k="$1|$2" old=${BEST["$1|$2"]:-}
+  if [ -z "$old" ] || { [ "${4:-}" = low ] && awk -v a="$3" -v b="$old" 'BEGIN { exit !(a < b) }'; } ||
+     { [ "${4:-}" != low ] && awk -v a="$3" -v b="$old" 'BEGIN { exit !(a > b) }'; }; then
+    BEST[$k]=$3
+  fi
+}
+FIGURES=()
+figure() { local f; for f in "${FIGURES[@]}"; do [ "$f" = "$1" ] && return; done; FIGURES+=("$1"); }
+
+for _ in 1 2 3; do
+  for n in "${NAMES[@]}"; do
+    url=${URL[$n]}
+    [ -z "${ID[$n]}" ] || delete "$url" "${ID[$n]}"
+    id=$(create_image "$url" bench); ID[$n]=$id
+    c0=$(machine_busy); t0=$(now); upload "$url" "$id"; t1=$(now); c1=$(machine_busy)
+    up=$(mbps $gib "$(secs "$t0" "$t1")")
+    cpu=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / hz }')
+    t0=$(now); fetch "$url/v2/images/$id/file"; t1=$(now)
+    after=$(mbps $gib "$(secs "$t0" "$t1")")
+    echo "   $n: upload $up MB/s ($cpu CPU-s), download just after $after MB/s" >&2
+    keep "$n" "upload 1 GiB, MB/s" "$up"; keep "$n" "  CPU-seconds the machine spent on it" "$cpu" low
+    keep "$n" "download right after the upload, MB/s" "$after"
+  done
+done
+figure "upload 1 GiB, MB/s"; figure "  CPU-seconds the machine spent on it"
+figure "download right after the upload, MB/s"
+for _ in 1 2 3; do
+  for n in "${NAMES[@]}"; do
+    keep "$n" "download again (warm), MB/s" "$(best_of 1 $gib fetch "${URL[$n]}/v2/images/${ID[$n]}/file")"
+  done
+done
+figure "download again (warm), MB/s"
+for _ in 1 2 3; do
+  keep cat "cold" "$(best_of 1 $gib cold_read_all "$img")"
+  for n in "${NAMES[@]}"; do
+    keep "$n" "download, page cache dropped (cold), MB/s" "$(best_of 1 $gib cold_fetch "${URL[$n]}/v2/images/${ID[$n]}/file")"
+  done
+done
+cat_cold=${BEST["cat|cold"]}
+figure "download, page cache dropped (cold), MB/s"
+for n in "${NAMES[@]}"; do
+  keep "$n" "server RSS after these, MiB" "$(rss ${PIDS[$n]})"
+done
+figure "server RSS after these, MiB"
+# 1,000 records each, ten alternating batches of 100.
+declare -A CREATE=([glance]=0 [glance-rs]=0)
+for _ in $(seq 1 10); do
+  for n in "${NAMES[@]}"; do
+    CREATE[$n]=$(awk -v a="${CREATE[$n]}" -v b="$(fill_images "${URL[$n]}" 100)" 'BEGIN { print a + b / 10 }')
+  done
+done
+for n in "${NAMES[@]}"; do keep "$n" "create an image record, ms (mean of 1,000)" "${CREATE[$n]}" low; done
+figure "create an image record, ms (mean of 1,000)"
+# GET /v2/images, each query sent to both in turns; the p50 of each.
+python3 - "${URL[glance]}" "${URL[glance-rs]}" >"$work/lists" <<'PY'
+import os, statistics, sys, time, urllib.request
+urls = {"glance": sys.argv[1], "glance-rs": sys.argv[2]}
+auth = {"X-Auth-Token": os.environ["TOKEN"]}
+for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"),
+                 ("?os_distro=bench&sort=name:asc&limit=25", "property filter, sort by name"),
+                 ("?tag=a&limit=25", "tag filter")):
+    times = {n: [] for n in urls}
+    for _ in range(4 if "1000" in q else 40):
+        for n, u in urls.items():
+            for _ in range(5):
+                t = time.perf_counter()
+                urllib.request.urlopen(urllib.request.Request(u + "/v2/images" + q, headers=auth)).read()
+                times[n].append(time.perf_counter() - t)
+    for n in urls:
+        print("%s\tGET /v2/images %s, p50 ms\t%.1f" % (n, label, 1000 * statistics.median(times[n])))
+PY
+while IFS=$'\t' read -r n f v; do keep "$n" "$f" "$v" low; figure "$f"; done <"$work/lists"
+# Many at once: one server at a time (each takes the machine), glance-rs second.
+for n in "${NAMES[@]}"; do
+  m=$(python3 benches/mixed.py "${URL[$n]}" "$img" "${ID[$n]}" 10 ${PIDS[$n]})
+  echo "   $n: 10 uploads + 10 downloads at once: $m" >&2
+  field() { echo "$m" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+  keep "$n" "10 uploads + 10 downloads of 1 GiB at once, MB/s" "$(field mbps)"
+  keep "$n" "  peak RSS meanwhile, MiB" "$(field peak_rss_mib)" low
+  keep "$n" "  failed transfers" "$(field failures)" low
+  for i in $(echo "$m" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["ids"]))'); do
+    delete "${URL[$n]}" "$i" || true
+  done
+done
+figure "10 uploads + 10 downloads of 1 GiB at once, MB/s"; figure "  peak RSS meanwhile, MiB"
+figure "  failed transfers"
+stop_glance; stop_servers; SERVER_PIDS=()
+for f in "${FIGURES[@]}"; do
+  for n in "${NAMES[@]}"; do row "$n" "$f" "${BEST["$n|$f"]}"; done
+done >"$work/figures"
 
 rbd_rows=""
 if [ -n "${CEPH_CONF:-}" ]; then
@@ -145,6 +206,7 @@ if [ -n "${CEPH_CONF:-}" ]; then
   rbd_rows=$(printf 'RBD upload 1 GiB (MD5 and sha512 too), MB/s\t%s\t%s\t>= 0.8 x rbd import\nRBD download 1 GiB, MB/s\t%s\t%s\t>= 0.9 x rbd export\n' "$imp" "$up" "$exp" "$down")
 fi
 
+echo "cat 1 GiB from the disk (page cache dropped), best of 3 beside the cold downloads: $cat_cold MB/s"
 echo "== Glance 33.0.0 (uWSGI, 2 processes) and glance-rs, same machine, same requests, Keystone tokens"
 awk -F'\t' -v cat_cold="$cat_cold" -v rbd="$rbd_rows" '
   { v[$2, $1] = $3; if (!seen[$2]++) order[++n] = $2 }
