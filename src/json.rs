@@ -3,8 +3,6 @@
 
 use std::io;
 
-use serde_json::Value;
-
 struct PythonStyle;
 
 impl serde_json::ser::Formatter for PythonStyle {
@@ -29,10 +27,10 @@ impl serde_json::ser::Formatter for PythonStyle {
     }
 }
 
-pub fn to_string(v: &Value) -> String {
-    let mut out = Vec::with_capacity(128);
+pub fn to_string<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    let mut out = Vec::with_capacity(1024);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonStyle);
-    // Serializing a Value into a Vec cannot fail (its map keys are strings).
+    // Serializing into a Vec fails only for maps with non-string keys, which we never write.
     let _ = serde::Serialize::serialize(v, &mut ser);
     // serde_json writes valid UTF-8 only.
     String::from_utf8(out).unwrap_or_default()

@@ -35,65 +35,116 @@ pub fn isotime(t: &chrono::NaiveDateTime) -> String {
 }
 
 /// The image as Glance's serializer shows it to this caller: the custom properties it may
-/// read, then the base attributes.
-pub fn render(cfg: &Config, ctx: &Context, img: &Image) -> Value {
-    let mut m = Map::new();
-    for (k, v) in img.visible_properties() {
-        if ctx.may(k, Operation::Read) {
-            m.insert(k.clone(), json!(v));
+/// read, then the base attributes. Written straight to JSON (a page of images built as
+/// `serde_json::Value`s spent more on building and dropping them than on the database).
+pub fn render<'a>(cfg: &'a Config, ctx: &'a Context, img: &'a Image) -> ImageView<'a> {
+    ImageView { cfg, ctx, img }
+}
+
+pub struct ImageView<'a> {
+    cfg: &'a Config,
+    ctx: &'a Context,
+    img: &'a Image,
+}
+
+impl ImageView<'_> {
+    /// `stores` with multi-store: the stores holding the image's data, in location order.
+    fn stores(&self) -> Option<String> {
+        if !self.cfg.multi_store {
+            return None;
         }
-    }
-    m.insert("name".into(), json!(img.name));
-    m.insert("disk_format".into(), json!(img.disk_format));
-    m.insert("container_format".into(), json!(img.container_format));
-    m.insert("visibility".into(), json!(img.visibility.as_str()));
-    m.insert("size".into(), json!(img.size));
-    m.insert("virtual_size".into(), json!(img.virtual_size));
-    m.insert("status".into(), json!(img.status.as_str()));
-    m.insert("checksum".into(), json!(img.checksum));
-    m.insert("protected".into(), json!(img.protected));
-    m.insert("min_ram".into(), json!(img.min_ram));
-    m.insert("min_disk".into(), json!(img.min_disk));
-    m.insert("owner".into(), json!(img.owner));
-    m.insert("os_hidden".into(), json!(img.os_hidden));
-    m.insert("os_hash_algo".into(), json!(img.os_hash_algo));
-    m.insert("os_hash_value".into(), json!(img.os_hash_value));
-    m.insert("id".into(), json!(img.id));
-    m.insert("created_at".into(), json!(isotime(&img.created_at)));
-    m.insert("updated_at".into(), json!(isotime(&img.updated_at)));
-    if cfg.show_multiple_locations {
-        let locs: Vec<Value> = img
-            .locations
-            .iter()
-            .map(|l| json!({"url": l.url, "metadata": l.metadata}))
-            .collect();
-        m.insert("locations".into(), Value::Array(locs));
-    }
-    if cfg.show_image_direct_url
-        && let Some(l) = img.locations.first()
-    {
-        m.insert("direct_url".into(), json!(l.url));
-    }
-    m.insert("tags".into(), json!(img.tags.iter().collect::<Vec<_>>()));
-    m.insert("self".into(), json!(format!("/v2/images/{}", img.id)));
-    m.insert("file".into(), json!(format!("/v2/images/{}/file", img.id)));
-    m.insert("schema".into(), json!("/v2/schemas/image"));
-    // Last, as Glance adds it; a custom property of that name (PATCH takes one, as in Glance)
-    // keeps its place and takes this value.
-    if cfg.multi_store {
         let mut ids: Vec<&str> = Vec::new();
-        for l in &img.locations {
+        for l in &self.img.locations {
             if let Some(id) = l.metadata.get("store").and_then(Value::as_str)
                 && !ids.contains(&id)
             {
                 ids.push(id);
             }
         }
-        if !ids.is_empty() {
-            m.insert("stores".into(), json!(ids.join(",")));
-        }
+        (!ids.is_empty()).then(|| ids.join(","))
     }
-    Value::Object(m)
+}
+
+#[derive(serde::Serialize)]
+struct LocationView<'a> {
+    url: &'a str,
+    metadata: &'a Value,
+}
+
+impl serde::Serialize for ImageView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (img, cfg) = (self.img, self.cfg);
+        let stores = self.stores();
+        let mut m = s.serialize_map(None)?;
+        // `stores` comes last, as Glance adds it, unless a custom property of that name (PATCH
+        // takes one, as in Glance) holds its place: it then takes this value there.
+        let mut stores_shown = false;
+        for (k, v) in img.visible_properties() {
+            if !self.ctx.may(k, Operation::Read) {
+                continue;
+            }
+            match &stores {
+                Some(st) if k == "stores" => {
+                    m.serialize_entry(k, st)?;
+                    stores_shown = true;
+                }
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        m.serialize_entry("name", &img.name)?;
+        m.serialize_entry("disk_format", &img.disk_format)?;
+        m.serialize_entry("container_format", &img.container_format)?;
+        m.serialize_entry("visibility", img.visibility.as_str())?;
+        m.serialize_entry("size", &img.size)?;
+        m.serialize_entry("virtual_size", &img.virtual_size)?;
+        m.serialize_entry("status", img.status.as_str())?;
+        m.serialize_entry("checksum", &img.checksum)?;
+        m.serialize_entry("protected", &img.protected)?;
+        m.serialize_entry("min_ram", &img.min_ram)?;
+        m.serialize_entry("min_disk", &img.min_disk)?;
+        m.serialize_entry("owner", &img.owner)?;
+        m.serialize_entry("os_hidden", &img.os_hidden)?;
+        m.serialize_entry("os_hash_algo", &img.os_hash_algo)?;
+        m.serialize_entry("os_hash_value", &img.os_hash_value)?;
+        m.serialize_entry("id", &img.id)?;
+        m.serialize_entry("created_at", &isotime(&img.created_at))?;
+        m.serialize_entry("updated_at", &isotime(&img.updated_at))?;
+        if cfg.show_multiple_locations {
+            let locs: Vec<LocationView> = img
+                .locations
+                .iter()
+                .map(|l| LocationView {
+                    url: &l.url,
+                    metadata: &l.metadata,
+                })
+                .collect();
+            m.serialize_entry("locations", &locs)?;
+        }
+        if cfg.show_image_direct_url
+            && let Some(l) = img.locations.first()
+        {
+            m.serialize_entry("direct_url", &l.url)?;
+        }
+        m.serialize_entry("tags", &img.tags)?;
+        m.serialize_entry("self", &format!("/v2/images/{}", img.id))?;
+        m.serialize_entry("file", &format!("/v2/images/{}/file", img.id))?;
+        m.serialize_entry("schema", "/v2/schemas/image")?;
+        if let Some(st) = stores.filter(|_| !stores_shown) {
+            m.serialize_entry("stores", &st)?;
+        }
+        m.end()
+    }
+}
+
+/// A page of `GET /v2/images`, keys in Glance's order.
+#[derive(serde::Serialize)]
+struct ImagePage<'a> {
+    images: Vec<ImageView<'a>>,
+    first: String,
+    schema: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 /// Parses a JSON request body with Glance's errors for empty and malformed bodies.
@@ -325,27 +376,20 @@ pub async fn list(
         ser.finish()
     };
     let first_q = encode(None);
-    let mut body = Map::new();
-    body.insert(
-        "images".into(),
-        Value::Array(images.iter().map(|i| render(&s.cfg, &ctx, i)).collect()),
-    );
-    body.insert(
-        "first".into(),
-        json!(if first_q.is_empty() {
+    let page = ImagePage {
+        images: images.iter().map(|i| render(&s.cfg, &ctx, i)).collect(),
+        first: if first_q.is_empty() {
             "/v2/images".to_string()
         } else {
             format!("/v2/images?{first_q}")
-        }),
-    );
-    body.insert("schema".into(), json!("/v2/schemas/images"));
-    if full && let Some(last) = images.last() {
-        body.insert(
-            "next".into(),
-            json!(format!("/v2/images?{}", encode(Some(&last.id)))),
-        );
-    }
-    Ok(json_response(StatusCode::OK, &Value::Object(body)))
+        },
+        schema: "/v2/schemas/images",
+        next: full
+            .then(|| images.last())
+            .flatten()
+            .map(|last| format!("/v2/images?{}", encode(Some(&last.id)))),
+    };
+    Ok(json_response(StatusCode::OK, &page))
 }
 
 pub async fn update(

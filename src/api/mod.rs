@@ -466,7 +466,7 @@ pub fn base_url(cfg: &Config, headers: &HeaderMap, uri: &Uri) -> String {
     format!("{}://{host}{prefix}", if https { "https" } else { "http" })
 }
 
-pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
+pub fn json_response(status: StatusCode, v: &(impl serde::Serialize + ?Sized)) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
