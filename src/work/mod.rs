@@ -9,7 +9,6 @@
 //! `queued` and the partial data leaves the store).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::db::Db;
@@ -31,8 +30,6 @@ pub struct Engine {
     /// This node's name in the rows it holds: host and port, the same after a restart.
     pub node: String,
     lease: Duration,
-    /// Work taken over from other nodes (or from this node's previous run), for operators.
-    reclaimed: AtomicU64,
 }
 
 impl Engine {
@@ -42,17 +39,11 @@ impl Engine {
             stores,
             node,
             lease,
-            reclaimed: AtomicU64::new(0),
         })
     }
 
     fn until(&self) -> i64 {
         now_ms() + self.lease.as_millis() as i64
-    }
-
-    /// How much work this node has taken over since it started.
-    pub fn reclaimed(&self) -> u64 {
-        self.reclaimed.load(Ordering::Relaxed)
     }
 
     /// Records an upload of `image_id` into the store `store` about to start: from now on, if
@@ -138,7 +129,6 @@ impl Engine {
             if !self.db.claim_work(&w, &self.node, at, self.until()).await? {
                 continue; // Another node was quicker, or the holder renewed meanwhile.
             }
-            self.reclaimed.fetch_add(1, Ordering::Relaxed);
             let stale_ms = at - w.lease_until;
             tracing::warn!(
                 work = %w.id,

@@ -118,11 +118,6 @@ impl Context {
         ctx
     }
 
-    /// An admin acting for the service itself (background work).
-    pub fn admin(request_id: String, policy: Arc<Policy>) -> Self {
-        Context::unauthenticated(request_id, policy, None)
-    }
-
     pub fn owns(&self, image: &Image) -> bool {
         self.project_id.is_some() && image.owner == self.project_id
     }
