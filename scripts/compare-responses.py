@@ -23,6 +23,7 @@ import http.client
 import json
 import re
 import sys
+import time
 import urllib.parse
 import urllib.request
 
@@ -505,6 +506,75 @@ def persona_steps():
 
 PERSONA_STEPS = persona_steps()
 
+# Tasks (both sides with [import_filtering_opts] allowed_hosts = 127.0.0.1 and any port):
+# imports from SRC, a server on loopback this script runs (`/img`: 26 bytes, else 404); WAIT
+# polls a task until it ends, then its answer is compared.
+IMPORT = {"import_from_format": "raw",
+          "image_properties": {"name": "imported", "disk_format": "raw",
+                               "container_format": "bare"}}
+TASK_STEPS = [
+    ("admin", "POST", "/v2/tasks", {"type": "import", "input": dict(IMPORT, import_from="SRC/img")},
+     JSON, "T"),
+    ("admin", "WAIT", "/v2/tasks/{T}", None, AS_JSON, None),
+    ("admin", "GET", "/v2/tasks", None, AS_JSON, None),
+    ("admin", "GET", "/v2/tasks?status=success&type=import&limit=1", None, AS_JSON, None),
+    ("admin", "POST", "/v2/tasks", {"type": "import",
+                                    "input": dict(IMPORT, import_from="SRC/missing")}, JSON, "F"),
+    ("admin", "WAIT", "/v2/tasks/{F}", None, AS_JSON, None),
+    ("admin", "GET", "/v2/tasks?status=failure", None, AS_JSON, None),
+    ("admin", "GET", "/v2/tasks?sort_dir=asc&sort_key=status", None, AS_JSON, None),
+    ("admin", "GET", "/v2/tasks?marker={T}", None, AS_JSON, None),
+    ("admin", "GET", "/v2/images?name=imported", None, AS_JSON, None),
+    *(("admin", "GET", f"/v2/tasks?{q}", None, AS_JSON, None)
+      for q in ("status=done", "type=export", "sort_dir=up", "limit=-1", "limit=x",
+                "marker=nope", f"marker={'0' * 8}-0000-0000-0000-{'0' * 12}")),
+    *(("admin", "POST", "/v2/tasks", body, JSON, None)
+      for body in ({"type": "import", "input": dict(IMPORT, import_from="file:///etc/passwd")},
+                   {"type": "import", "input": dict(IMPORT, import_from="ftp://127.0.0.1/x")},
+                   {"type": "import", "input": dict(IMPORT, import_from="http://localhost:1/x")},
+                   {"type": "import", "input": {}},
+                   {"type": "import"}, {"input": {}}, "", "{bad")),
+    ("admin", "DELETE", "/v2/tasks/{T}", None, AS_JSON, None),
+    ("admin", "DELETE", "/v2/tasks/{T}", None, {}, None),
+    ("admin", "GET", f"/v2/tasks/{'0' * 8}-0000-0000-0000-{'0' * 12}", None, AS_JSON, None),
+    ("alice", "GET", "/v2/tasks", None, AS_JSON, None),
+    ("alice", "GET", "/v2/tasks/{T}", None, AS_JSON, None),
+    ("alice", "POST", "/v2/tasks", {"type": "import", "input": dict(IMPORT, import_from="SRC/img")},
+     JSON, None),
+    ("alice", "DELETE", "/v2/tasks/{T}", None, AS_JSON, None),
+    ("alice", "POST", "/v2/images", {"name": "with-tasks"}, JSON, "W"),
+    ("alice", "GET", "/v2/images/{W}/tasks", None, AS_JSON, None),
+    ("bob", "GET", "/v2/images/{W}/tasks", None, AS_JSON, None),
+    ("alice", "DELETE", "/v2/images/{W}", None, AS_JSON, None),
+]
+
+
+# Steps whose answers differ knowingly: the image a legacy import task makes has no owner in
+# Glance (it is created outside the request's context); glance-rs gives it the task's owner, so
+# that the project that asked for it sees and uses it.
+KNOWN_STEPS = {("admin", "GET", "/v2/images?name=imported")}
+
+
+def serve_source():
+    """The loopback server TASK_STEPS import from; its base URL."""
+    import http.server
+    import threading
+
+    class Source(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" if self.path == "/img" else None
+            self.send_response(200 if data else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Source)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{srv.server_address[1]}"
+
 # --protections: both sides under the same property protection file (tests/parity.rs writes it:
 # x_owner_* for p1's admins and members, x_ro_* read by readers too but written by admins only,
 # x_secret for admins only, anything else read by all and written by members). Steps avoid
@@ -653,10 +723,16 @@ ACCOUNTS = {"alice": ("alice", "p1"), "bob": ("bob", "p2"), "admin": ("admin", "
             "domain": ("admin", "domain"), "glance": ("glance", "service")}
 
 
+class Missing(dict):
+    def __missing__(self, key):
+        return key
+
+
 def keystone(auth, urls, steps):
     """`steps` on each side in turn (each side's ids kept as placeholders)."""
     accounts = {name: token(auth, user, scope) for name, (user, scope) in ACCOUNTS.items()}
     bob = accounts["bob"][1]
+    src = serve_source() if any(s[2] == "/v2/tasks" for s in steps) else ""
     sides = []
     for base in urls:
         ids, answers = {}, []
@@ -666,27 +742,39 @@ def keystone(auth, urls, steps):
                 h["X-Service-Token"] = accounts[h["X-Service-Token"]][0]
             body = encode(body)
             if isinstance(body, str):
-                body = body.replace("BOB", bob)
-            path = path.format(**ids).replace("BOB", bob)
+                body = body.replace("BOB", bob).replace("SRC", src)
+            # An id a side did not get (its create was refused) stays a name: the difference is
+            # reported at that create and at each use.
+            path = path.format_map(Missing(ids)).replace("BOB", bob)
+            if method == "WAIT":
+                method = "GET"
+                for _ in range(300):
+                    status, reason, ctype, data, hdrs = send(base, method, path, body, h)
+                    if status != 200 or json.loads(data).get("status") not in ("pending",
+                                                                              "processing"):
+                        break
+                    time.sleep(0.1)
             status, reason, ctype, data, hdrs = send(base, method, path, body, h)
             if save and status == 201:
                 ids[save] = json.loads(data)["id"]
             answers.append(answer(method, path, status, reason, ctype, data,
                                   hdrs, dict(ids, bob=bob)))
         sides.append(answers)
-    differ = 0
+    differ = known = 0
     for step, a, b in zip(steps, *sides):
-        if a != b:
+        if a != b and step[:3] in KNOWN_STEPS:
+            known += 1
+        elif a != b:
             differ += 1
             report(f"{step[:3]} {step[4]}", (a, b))
-    print(f"{differ} of {len(steps)} answers differ")
+    print(f"{differ} of {len(steps)} answers differ ({known} more as known)")
     sys.exit(1 if differ else 0)
 
 
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--keystone"] and len(args) == 4:
-        keystone(args[1].rstrip("/"), args[2:], KEYSTONE_STEPS + PERSONA_STEPS)
+        keystone(args[1].rstrip("/"), args[2:], KEYSTONE_STEPS + PERSONA_STEPS + TASK_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--protections"] and len(args) == 5:
         keystone(args[1].rstrip("/"), args[3:], PROTECTION_STEPS)
     multi = args[:1] == ["--multi"]

@@ -76,6 +76,12 @@ pub struct Config {
     /// upload in progress) stays its own without renewal; a node that dies is noticed, and its
     /// work undone by another, within about this much.
     pub work_lease_seconds: u64,
+    /// `[task] task_time_to_live` (hours, default 48): how long a finished task is kept.
+    pub task_time_to_live: u64,
+    /// `[taskflow_executor] max_workers` (default 10): tasks one node runs at once.
+    pub task_max_workers: u64,
+    /// `[import_filtering_opts]`: where an import task may fetch from.
+    pub import_filter: ImportFilter,
     /// `[DEFAULT] property_protection_file`.
     pub property_protection_file: Option<String>,
     /// `[DEFAULT] property_protection_rule_format`: `roles` (default) or `policies`.
@@ -332,6 +338,27 @@ impl Reader<'_> {
                 .collect(),
         }
     }
+
+    /// A list oslo.config reads with `bounds=True`: `[a, "b"]` (brackets and quotes are
+    /// stripped; a value without brackets is read as a plain list).
+    fn bounded_list(&self, section: &str, key: &str, default: &[&str]) -> Vec<String> {
+        match self.raw.get(section, key) {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(v) => {
+                let v = v.trim();
+                let inner = v
+                    .strip_prefix('[')
+                    .and_then(|v| v.strip_suffix(']'))
+                    .unwrap_or(v);
+                inner
+                    .split(',')
+                    .map(|s| s.trim().trim_matches(|c| c == '"' || c == '\''))
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+        }
+    }
 }
 
 /// Hash algorithms we compute for `os_hash_algo` (names as Python's hashlib spells them).
@@ -467,6 +494,19 @@ impl Config {
             enforce_new_defaults: r.bool("oslo_policy", "enforce_new_defaults", true)?,
             policy_default_rule: r.string("oslo_policy", "policy_default_rule", "default"),
             work_lease_seconds: r.int("task", "lease_seconds", 30u64, Some(1), Some(86_400))?,
+            task_time_to_live: r.int("task", "task_time_to_live", 48u64, Some(0), None)?,
+            task_max_workers: r.int("taskflow_executor", "max_workers", 10u64, Some(1), None)?,
+            import_filter: {
+                let f = "import_filtering_opts";
+                ImportFilter {
+                    allowed_schemes: r.bounded_list(f, "allowed_schemes", &["http", "https"]),
+                    disallowed_schemes: r.bounded_list(f, "disallowed_schemes", &[]),
+                    allowed_hosts: r.bounded_list(f, "allowed_hosts", &[]),
+                    disallowed_hosts: r.bounded_list(f, "disallowed_hosts", &[]),
+                    allowed_ports: r.bounded_list(f, "allowed_ports", &["80", "443"]),
+                    disallowed_ports: r.bounded_list(f, "disallowed_ports", &[]),
+                }
+            },
             property_protection_file: r.opt_string(d, "property_protection_file"),
             property_protection_rule_format,
             keystone,
@@ -945,4 +985,16 @@ mod tests {
         assert_eq!(c.api_limit_max, 9);
         assert_eq!(c.graceful_shutdown_timeout, 60, "oslo.service's default");
     }
+}
+
+/// `[import_filtering_opts]`, as Glance reads it: an allowed list, when given, overrides the
+/// disallowed one.
+#[derive(Debug, Clone, Default)]
+pub struct ImportFilter {
+    pub allowed_schemes: Vec<String>,
+    pub disallowed_schemes: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub disallowed_hosts: Vec<String>,
+    pub allowed_ports: Vec<String>,
+    pub disallowed_ports: Vec<String>,
 }

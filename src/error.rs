@@ -113,6 +113,8 @@ fn is_lost_connection(db: &dyn sqlx::error::DatabaseError) -> bool {
 pub struct ErrorText {
     pub explanation: String,
     pub detail: String,
+    /// The body is the explanation alone (Glance's `body_template='${explanation}'`).
+    pub bare: bool,
 }
 
 impl IntoResponse for Error {
@@ -154,10 +156,12 @@ impl IntoResponse for Error {
             _ if detail => ErrorText {
                 explanation: String::new(),
                 detail: inner.to_string(),
+                bare: false,
             },
             other => ErrorText {
                 explanation: other.to_string(),
                 detail: String::new(),
+                bare: false,
             },
         };
         let mut resp = (status, headers).into_response();
@@ -246,14 +250,16 @@ pub fn render_body(
     };
     // webob's body template, with its values escaped for the format.
     let body = |escape: fn(&str) -> String| {
-        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        if text.bare {
+            escape(&explanation)
+        } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             // Without the header the variable stays unsubstituted, as in webob.
             let ct = content_type.map_or("${CONTENT_TYPE}".to_string(), escape);
             format!(
                 "The request media type {ct} is not supported by this server.\n<br /><br />\n{}",
                 escape(&text.detail)
             )
-        } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        } else if status == StatusCode::METHOD_NOT_ALLOWED && text.explanation.is_empty() {
             // webob's own 405 template: a space before the breaks and no blank lines after.
             format!(
                 "The method {} is not allowed for this resource. <br /><br />\n{}",

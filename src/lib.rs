@@ -7,6 +7,7 @@
 //! work that survives any node), `config`, `error`, `json` (Glance's JSON spacing).
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod json;
+pub mod service;
 pub mod store;
 pub mod work;
 

@@ -250,9 +250,8 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
         stores.clone(),
         node,
         std::time::Duration::from_secs(cfg.work_lease_seconds),
+        usize::try_from(cfg.task_max_workers).unwrap_or(usize::MAX),
     );
-    engine.startup().await;
-    engine.spawn();
     let state = AppState {
         schemas: Arc::new(api::schemas::Schemas::new(&cfg)),
         cfg: cfg.clone(),
@@ -266,6 +265,9 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             .clone()
             .map(|k| Arc::new(glance_rs::auth::keystone::Keystone::new(k))),
     };
+    engine.set_runner(Arc::new(state.clone()));
+    engine.startup().await;
+    engine.spawn();
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");
     println!("listening on {local}");

@@ -147,12 +147,15 @@ async fn multi_store_answers_match_glance(b: Backend) {
 async fn keystone_answers_match_glance(b: Backend) {
     let Some(venv) = glance_venv() else { return };
     let Some(auth) = auth_url() else { return };
-    // As the reference: one file store, no http store.
-    let conf = keystone_conf(&auth, 300) + "[glance_store]\nstores = file\n";
+    // As the reference: one file store, no http store; import tasks may fetch from the
+    // harness's server on loopback.
+    let filter = "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
+    let conf = keystone_conf(&auth, 300) + "[glance_store]\nstores = file\n" + filter;
     let Some(s) = Server::start_with(b, &conf).await else {
         return;
     };
-    compare(venv, &s, false, Some(&auth));
+    let glance = Glance::start_configured(venv, false, Some(&auth), filter, "");
+    run_compare(&glance, &s, &["--keystone", &auth]);
 }
 
 /// The property protections compare-responses.py's PROTECTION_STEPS expect, in the `roles`

@@ -11,67 +11,21 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{AppState, sendfile};
-use std::sync::Arc;
-
-use crate::db::images::UploadResult;
-use crate::domain::image::{Image, Location, Status};
+use crate::domain::image::{Location, Status};
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
-use crate::format::{Inspection, Verdict};
-use crate::ingest::{IngestError, Pipeline};
+use crate::service;
+use crate::service::data::DeclaredSize;
 use crate::store::{StoreEntry, StoreError, blocking};
-use crate::work::Engine;
 
 /// A receiver whose sender is gone: the stream ends at its next poll.
 fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
     mpsc::channel(1).1
 }
 
-/// Returns an image left in `saving` to `queued` if the upload does not finish, including when
-/// the request future is dropped because the client went away; ends the upload's work row.
-/// (If the whole node dies instead, another node undoes the upload when its lease runs out.)
-struct SavingGuard {
-    engine: Arc<Engine>,
-    id: String,
-    work: String,
-    armed: bool,
-}
-
-impl SavingGuard {
-    async fn restore(mut self) {
-        self.armed = false;
-        if let Err(e) = self.engine.abandon_upload(&self.id, &self.work).await {
-            tracing::error!(image_id = %self.id, error = %e, "could not return image to queued");
-        }
-    }
-}
-
-impl Drop for SavingGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let engine = self.engine.clone();
-            let id = std::mem::take(&mut self.id);
-            let work = std::mem::take(&mut self.work);
-            tracing::warn!(image_id = %id, "upload abandoned; returning image to queued");
-            tokio::spawn(async move {
-                if let Err(e) = engine.abandon_upload(&id, &work).await {
-                    tracing::error!(image_id = %id, error = %e, "could not return image to queued");
-                }
-            });
-        }
-    }
-}
-
 /// `x-openstack-image-size` as Glance reads it: Python's `int()` of the value (surrounding
 /// blanks, a sign, `_` between digits), so `-1` is a size that any data exceeds and 0 means
 /// "not given" (no check). `shown` is the number as Glance's messages print it.
-#[derive(Debug)]
-struct DeclaredSize {
-    /// Saturated beyond i128, which no upload reaches either way.
-    n: i128,
-    shown: String,
-}
-
 fn declared_size(headers: &HeaderMap) -> Result<Option<DeclaredSize>> {
     let Some(v) = headers.get("x-openstack-image-size") else {
         return Ok(None);
@@ -142,7 +96,7 @@ pub async fn upload(
     };
 
     let target = target_store(&s, &headers)?;
-    let mut img = s.image(&ctx, &id).await?;
+    let img = s.image(&ctx, &id).await?;
     ctx.on_image(&img)
         .enforce_mutation("upload_image")
         .map_err(|e| match e {
@@ -152,192 +106,11 @@ pub async fn upload(
             }
             e => e,
         })?;
-    let cap = s.cfg.image_size_cap;
-    if size_hint.is_some_and(|n| n > cap) {
-        return Err(too_large());
-    }
-    img.transition(Status::Saving)?;
-    // The work row first: from the moment the image is `saving`, a node's death is undone.
-    let work = s.engine.begin_upload(&id, &target.id).await?;
-    if !s.db.set_status(&id, Status::Queued, Status::Saving).await? {
-        s.engine.forget(&work).await?;
-        return Err(Error::Conflict(format!(
-            "Image status transition from {} to saving is not allowed",
-            s.db.get_image(&id)
-                .await?
-                .map(|i| i.status.as_str())
-                .unwrap_or("deleted")
-        )));
-    }
-    let guard = SavingGuard {
-        engine: s.engine.clone(),
-        id: id.clone(),
-        work: work.clone(),
-        armed: true,
-    };
-
-    match ingest(
-        &s,
-        &img,
-        target,
-        &work,
-        body,
-        cap,
-        size_hint,
-        declared.as_ref(),
-    )
-    .await
-    {
-        Ok((result, size)) => {
-            if let Some(d) = declared
-                && d.n != i128::from(size)
-            {
-                s.stores.delete_quietly(result.location.clone()).await;
-                guard.restore().await;
-                return Err(Error::BadRequest(format!(
-                    "Size mismatch: expected {} bytes, got {size} bytes",
-                    d.shown
-                )));
-            }
-            if !s
-                .db
-                .finish_upload(&id, &result, &work, &s.engine.node)
-                .await?
-            {
-                // Deleted (or otherwise moved on, or undone by another node that took this
-                // one for dead) while we were writing.
-                s.stores.delete_quietly(result.location).await;
-                guard.restore().await;
-                return Err(Error::Gone(format!(
-                    "Image {id} could not be found after upload. The image may have been deleted during the upload."
-                )));
-            }
-            let mut g = guard;
-            g.armed = false;
-            tracing::info!(image_id = %id, size, "upload complete");
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) => {
-            guard.restore().await;
-            Err(e)
-        }
-    }
-}
-
-/// Streams the body through the pipeline into the store, as the write `attempt`.
-#[allow(clippy::too_many_arguments)]
-async fn ingest(
-    s: &AppState,
-    img: &Image,
-    target: &StoreEntry,
-    attempt: &str,
-    body: Body,
-    cap: u64,
-    size_hint: Option<u64>,
-    declared: Option<&DeclaredSize>,
-) -> Result<(UploadResult, u64)> {
-    let id = img.id.as_str();
-    let store = target.store.clone();
-    let image_id = id.to_string();
-    let attempt = attempt.to_string();
-    let writer = blocking(store.timeout(), {
-        let store = store.clone();
-        move || store.begin_write(&image_id, size_hint, &attempt)
-    })
-    .await?;
-    let inspect = img.container_format.as_deref() == Some("bare");
-    let mut pipe = Pipeline::new(
-        writer,
-        &s.cfg.hashing_algorithm,
-        cap,
-        inspect,
-        store.timeout(),
-    )?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let step = match chunk {
-            Ok(c) => {
-                let received = pipe.size() + c.len() as u64;
-                // More than declared: stop reading, as Glance's stores do at the first chunk
-                // past the size (the rest is never read or written).
-                if let Some(d) = declared.filter(|d| i128::from(received) > d.n) {
-                    pipe.abort().await;
-                    return Err(Error::BadRequest(format!(
-                        "Size exceeds: expected {} bytes, got {received} bytes",
-                        d.shown
-                    )));
-                }
-                pipe.push(c).await
-            }
-            Err(e) => Err(IngestError::Source(e.to_string())),
-        };
-        if let Err(e) = step {
-            pipe.abort().await;
-            return Err(ingest_error(id, e));
-        }
-    }
-    let disk_format = img.disk_format.clone().unwrap_or_default();
-    let require_match = s.cfg.require_image_format_match;
-    let accept = |insp: Option<&Inspection>| {
-        let Some(insp) = insp else { return Ok(None) };
-        match insp.verdict(
-            &disk_format,
-            require_match,
-            &s.cfg.gpt_safety_checks_nonfatal,
-        ) {
-            Verdict::Accept(vsize) => Ok(vsize.map(|v| v.min(i64::MAX as u64))),
-            Verdict::Mismatch(msg) => Err(IngestError::Rejected(msg)),
-            Verdict::Unsafe(why) => {
-                tracing::warn!(image_id = %id, reason = %why, "image failed safety checks");
-                Err(IngestError::Rejected("Image failed safety checks".into()))
-            }
-        }
-    };
-    let (d, virtual_size, mut location) =
-        pipe.finish(accept).await.map_err(|e| ingest_error(id, e))?;
-    Ok((
-        UploadResult {
-            size: d.size as i64,
-            checksum: d.checksum,
-            os_hash_algo: d.os_hash_algo,
-            os_hash_value: d.os_hash_value,
-            // Glance records a virtual size only when it is not 0 (an empty image has none).
-            virtual_size: virtual_size.filter(|v| *v > 0).map(|v| v as i64),
-            location: {
-                if s.stores.multi {
-                    // Next to what the store put there (filesystem_store_metadata_file).
-                    match location.metadata.as_object_mut() {
-                        Some(m) => {
-                            m.insert("store".into(), target.id.clone().into());
-                        }
-                        None => location.metadata = serde_json::json!({"store": target.id}),
-                    }
-                }
-                location
-            },
-        },
-        d.size,
-    ))
-}
-
-/// `image_size_cap` exceeded, in Glance's words.
-fn too_large() -> Error {
-    Error::TooLarge("The incoming image is too large: The provided image is too large.".into())
-}
-
-fn ingest_error(id: &str, e: IngestError) -> Error {
-    match e {
-        IngestError::TooLarge => too_large(),
-        IngestError::Source(msg) => {
-            tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
-            Error::BadRequest(format!("Error reading image data: {msg}"))
-        }
-        IngestError::Store(other) => other.into(),
-        IngestError::Rejected(msg) => Error::UnsupportedMediaType {
-            msg,
-            accept_patch: None,
-        },
-    }
+    let stream = body
+        .into_data_stream()
+        .map(|c| c.map_err(|e| e.to_string()));
+    service::data::upload(&s, img, target, stream, size_hint, declared.as_ref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The store an upload goes to: `X-Image-Meta-Store` with multi-store, else the default.

@@ -1,22 +1,21 @@
 //! `/v2/images` and `/v2/images/{id}`: create, list, show, PATCH, delete, deactivate, reactivate.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{AppState, base_url, json_response};
+use super::{AppState, base_url, json_response, page_links};
 use crate::config::Config;
-use crate::db::images::now;
-use crate::domain::image::{self, Image, Status, Visibility, is_reserved, is_uuid};
+use crate::domain::image::{Image, Status};
 use crate::domain::patch;
 use crate::domain::policy::{self, Context, Operation};
 use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
+use crate::service;
+use crate::service::images::check_quotas;
 use crate::store::{StoreError, blocking};
 
 /// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
@@ -162,41 +161,6 @@ pub fn json_body(body: &Bytes) -> Result<Value> {
     Ok(v)
 }
 
-fn limit_exceeded(what: &str, attempted: usize, maximum: i64) -> Error {
-    Error::TooLarge(format!(
-        "The limit has been exceeded on the number of allowed image {what}. Attempted: {attempted}, Maximum: {maximum}"
-    ))
-}
-
-/// Per-image quotas; a negative quota means unlimited.
-pub fn check_quotas(cfg: &Config, img: &Image) -> Result<()> {
-    let over = |n: usize, q: i64| q >= 0 && n as i64 > q;
-    if over(img.properties.len(), cfg.image_property_quota) {
-        return Err(limit_exceeded(
-            "properties",
-            img.properties.len(),
-            cfg.image_property_quota,
-        ));
-    }
-    if over(img.tags.len(), cfg.image_tag_quota) {
-        return Err(limit_exceeded("tags", img.tags.len(), cfg.image_tag_quota));
-    }
-    Ok(())
-}
-
-const CREATE_DISALLOWED: &[&str] = &["direct_url", "self", "file", "schema", "stores"];
-const CREATE_READ_ONLY: &[&str] = &[
-    "created_at",
-    "updated_at",
-    "status",
-    "checksum",
-    "size",
-    "virtual_size",
-];
-/// Taken and dropped on create, as Glance does (they end up as hidden properties there; the
-/// image shows null until data is uploaded).
-const CREATE_IGNORED: &[&str] = &["os_hash_algo", "os_hash_value"];
-
 pub async fn create(
     State(s): State<AppState>,
     Extension(ctx): Extension<Context>,
@@ -204,117 +168,7 @@ pub async fn create(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response> {
-    let body = json_body(&body)?;
-    let Value::Object(mut obj) = body else {
-        return Err(Error::BadRequest(
-            "Provided object does not match schema 'image': the body is not a JSON object".into(),
-        ));
-    };
-    for key in CREATE_DISALLOWED {
-        if obj.contains_key(*key) {
-            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
-        }
-    }
-    s.schemas.validate_image(&Value::Object(obj.clone()))?;
-    for key in CREATE_READ_ONLY {
-        if obj.contains_key(*key) {
-            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
-        }
-    }
-
-    let str_of = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string));
-    let id = str_of(obj.remove("id")).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let name = str_of(obj.remove("name"));
-    let visibility = obj
-        .remove("visibility")
-        .and_then(|v| v.as_str().and_then(Visibility::parse));
-    let protected = obj
-        .remove("protected")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let os_hidden = obj
-        .remove("os_hidden")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let owner_given = obj.remove("owner").map(|v| v.as_str().map(str::to_string));
-    let container_format = str_of(obj.remove("container_format"));
-    let disk_format = str_of(obj.remove("disk_format"));
-    let min = |obj: &mut Map<String, Value>, key: &str| {
-        obj.remove(key)
-            .map_or(Ok(0), |v| image::min_requirement(key, &v))
-    };
-    let min_ram = min(&mut obj, "min_ram")?;
-    let min_disk = min(&mut obj, "min_disk")?;
-    for key in CREATE_IGNORED {
-        obj.remove(*key);
-    }
-    let tags: BTreeSet<String> = obj
-        .remove("tags")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .collect();
-
-    let mut properties = BTreeMap::new();
-    for (k, v) in obj {
-        if k.chars().count() > 255 {
-            return Err(Error::BadRequest(
-                "Custom property should not be greater than 255 characters.".into(),
-            ));
-        }
-        // Glance refuses `locations` in its domain (the message alone), the others in its
-        // request parser (after the standard explanation).
-        if k == "locations" {
-            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
-        }
-        if is_reserved(&k) {
-            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")).as_detail());
-        }
-        // The schema allows only strings for additional properties.
-        properties.insert(k, v.as_str().unwrap_or_default().to_string());
-    }
-    let visibility_given = visibility;
-    if !is_uuid(&id) {
-        return Err(Error::BadRequest(format!("Invalid image id {id}")));
-    }
-
-    let owner = match owner_given {
-        Some(o) => o,
-        None => ctx.project_id.clone(),
-    };
-    policy::check_create(&ctx, owner.as_deref(), visibility_given)?;
-    // Property protections come before the per-image quotas, as in Glance's factory.
-    if let Some(k) = properties.keys().find(|k| !ctx.may(k, Operation::Create)) {
-        return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
-    }
-    let ts = now();
-    let img = Image {
-        id,
-        name,
-        status: Status::Queued,
-        visibility: visibility.unwrap_or(Visibility::Shared),
-        protected,
-        os_hidden,
-        checksum: None,
-        os_hash_algo: None,
-        os_hash_value: None,
-        owner,
-        size: None,
-        virtual_size: None,
-        container_format,
-        disk_format,
-        created_at: ts,
-        updated_at: ts,
-        min_ram,
-        min_disk,
-        tags,
-        properties,
-        locations: vec![],
-    };
-    check_quotas(&s.cfg, &img)?;
-    s.db.create_image(&img).await?;
-    tracing::info!(image_id = %img.id, "image created");
+    let img = service::images::create(&s, &ctx, json_body(&body)?).await?;
 
     let mut resp = json_response(StatusCode::CREATED, &render(&s.cfg, &ctx, &img));
     let location = format!("{}/v2/images/{}", base_url(&s.cfg, &headers, &uri), img.id);
@@ -363,31 +217,13 @@ pub async fn list(
     let full = !images.is_empty() && images.len() as u64 == q.limit;
     images.retain(|i| ctx.on_image(i).allows("get_image"));
 
-    let without_marker: Vec<&(String, String)> =
-        pairs.iter().filter(|(k, _)| k != "marker").collect();
-    let encode = |extra: Option<&str>| {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &without_marker {
-            ser.append_pair(k, v);
-        }
-        if let Some(m) = extra {
-            ser.append_pair("marker", m);
-        }
-        ser.finish()
-    };
-    let first_q = encode(None);
+    let last = full.then(|| images.last()).flatten();
+    let (first, next) = page_links("/v2/images", &pairs, last.map(|i| i.id.as_str()));
     let page = ImagePage {
         images: images.iter().map(|i| render(&s.cfg, &ctx, i)).collect(),
-        first: if first_q.is_empty() {
-            "/v2/images".to_string()
-        } else {
-            format!("/v2/images?{first_q}")
-        },
+        first,
         schema: "/v2/schemas/images",
-        next: full
-            .then(|| images.last())
-            .flatten()
-            .map(|last| format!("/v2/images?{}", encode(Some(&last.id)))),
+        next,
     };
     Ok(json_response(StatusCode::OK, &page))
 }

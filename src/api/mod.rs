@@ -10,9 +10,8 @@ pub mod members;
 pub mod schemas;
 pub mod sendfile;
 pub mod tags;
+pub mod tasks;
 pub mod versions;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,63 +24,35 @@ use tracing::Instrument;
 
 use crate::auth;
 use crate::config::Config;
-use crate::db::Db;
-use crate::domain::image::Image;
-use crate::domain::policy::{self, Context};
-use crate::error::{Error, ErrorText, Result, pick_format, render_body, webob_title};
-use crate::store::Stores;
+use crate::error::{Error, ErrorText, pick_format, render_body, webob_title};
 
-#[derive(Clone)]
-pub struct AppState {
-    pub cfg: Arc<Config>,
-    pub db: Db,
-    pub stores: Arc<Stores>,
-    /// Glance's policy rules (defaults, or the operator's policy file).
-    pub policy: Arc<crate::domain::policy::Policy>,
-    /// `[DEFAULT] property_protection_file`, when set.
-    pub protections: Option<Arc<crate::domain::policy::PropertyRules>>,
-    /// Leased work: what another node undoes if this one dies.
-    pub engine: Arc<crate::work::Engine>,
-    /// Token validation, with `[paste_deploy] flavor = keystone`.
-    pub keystone: Option<Arc<crate::auth::keystone::Keystone>>,
-    pub schemas: Arc<schemas::Schemas>,
-}
+pub use crate::app::App as AppState;
 
-impl AppState {
-    /// The image if the caller may know it exists (Glance's database-layer visibility), else
-    /// `missing()`, the 404 in the calling Glance handler's words. Policy checks follow in each
-    /// handler (`ctx.on_image`), as in Glance.
-    pub async fn find_image(
-        &self,
-        ctx: &Context,
-        id: &str,
-        missing: impl Fn() -> Error,
-    ) -> Result<Image> {
-        let Some(img) = self.db.get_image(id).await? else {
-            return Err(missing());
-        };
-        let member = !ctx.is_admin
-            && !ctx.owns(&img)
-            && self.db.is_member(id, ctx.project_id.as_deref()).await?;
-        if !policy::can_see(ctx, &img, member) {
-            return Err(missing());
+/// A page's `first` and `next` links as Glance writes them: `path` with the request's query
+/// less its `marker`, and (when the page was full) with the last item's id as the marker.
+pub fn page_links(
+    path: &str,
+    pairs: &[(String, String)],
+    next_marker: Option<&str>,
+) -> (String, Option<String>) {
+    let encode = |marker: Option<&str>| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs.iter().filter(|(k, _)| k != "marker") {
+            ser.append_pair(k, v);
         }
-        Ok(img)
-    }
-
-    /// `find_image` with the 404 of Glance's images controller.
-    pub async fn image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.find_image(ctx, id, || Error::image_not_found(id))
-            .await
-    }
-
-    /// `find_image` with the 404 of Glance's tags and members controllers.
-    pub async fn parent_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.find_image(ctx, id, || {
-            Error::NotFound(format!("Image {id} not found."))
-        })
-        .await
-    }
+        if let Some(m) = marker {
+            ser.append_pair("marker", m);
+        }
+        ser.finish()
+    };
+    let first = match encode(None) {
+        q if q.is_empty() => path.to_string(),
+        q => format!("{path}?{q}"),
+    };
+    (
+        first,
+        next_marker.map(|m| format!("{path}?{}", encode(Some(m)))),
+    )
 }
 
 /// A method router whose other methods get Glance's 405 with this `Allow`. HEAD too: Glance's
@@ -180,6 +151,31 @@ pub fn router(state: AppState) -> Router {
                 put(tags::add)
                     .delete(tags::remove)
                     .layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/tasks",
+            only(
+                "GET, POST",
+                get(tasks::list)
+                    .layer(middleware::from_fn(no_body))
+                    .post(tasks::create),
+            ),
+        )
+        .route(
+            "/v2/tasks/{id}",
+            only(
+                "GET, DELETE",
+                get(tasks::show)
+                    .delete(tasks::delete)
+                    .layer(middleware::from_fn(no_body)),
+            ),
+        )
+        .route(
+            "/v2/images/{id}/tasks",
+            only(
+                "GET",
+                get(tasks::of_image).layer(middleware::from_fn(no_body)),
             ),
         )
         .route(

@@ -162,6 +162,7 @@ pub struct Schemas {
     pub task: Value,
     pub tasks: Value,
     validator: jsonschema::Validator,
+    task_validator: jsonschema::Validator,
 }
 
 impl Schemas {
@@ -169,6 +170,8 @@ impl Schemas {
         let image = image_schema(cfg);
         // Built from constants above: a failure here is a programming error caught by tests.
         let validator = jsonschema::validator_for(&image).expect("image schema compiles");
+        let task_validator =
+            jsonschema::validator_for(&task_schema(true)).expect("task schema compiles");
         Schemas {
             images: collection("images", image.clone(), true),
             image,
@@ -177,6 +180,7 @@ impl Schemas {
             task: task_schema(true),
             tasks: collection("tasks", task_schema(false), false),
             validator,
+            task_validator,
         }
     }
 
@@ -186,6 +190,18 @@ impl Schemas {
             None => Ok(()),
             Some(e) => Err(Error::BadRequest(format!(
                 "Provided object does not match schema 'image': {e}"
+            ))),
+        }
+    }
+}
+
+impl Schemas {
+    /// Validates a task body as Glance does, with its error wording.
+    pub fn validate_task(&self, body: &Value) -> Result<()> {
+        match self.task_validator.iter_errors(body).next() {
+            None => Ok(()),
+            Some(e) => Err(Error::BadRequest(format!(
+                "Provided object does not match schema 'task': {e}"
             ))),
         }
     }

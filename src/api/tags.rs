@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::images::check_quotas;
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
+use crate::service::images::check_quotas;
 
 /// A tag with an encoded `/` splits the path in Glance's router: no such resource.
 fn no_slash(tag: &str) -> Result<()> {

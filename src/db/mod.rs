@@ -5,6 +5,7 @@
 
 pub mod images;
 pub mod members;
+pub mod tasks;
 pub mod work;
 
 use std::str::FromStr;

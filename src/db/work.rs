@@ -40,27 +40,33 @@ macro_rules! decode_work {
     }};
 }
 
+/// Inserts the work `$w` (created at `$ts`) with the executor `$e`.
+macro_rules! insert_work {
+    ($e:expr, $w:expr, $ts:expr) => {
+        sqlx::query(
+            "INSERT INTO glance_rs_work (id, kind, image_id, node, lease_until, attempts, \
+             payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&$w.id)
+        .bind(&$w.kind)
+        .bind(&$w.image_id)
+        .bind(&$w.node)
+        .bind($w.lease_until)
+        .bind($w.attempts)
+        .bind($w.payload.to_string())
+        .bind($ts)
+        .execute($e)
+        .await?
+        .rows_affected()
+    };
+}
+pub(super) use insert_work;
+
 impl Db {
     /// Records work this node starts, leased until `until`.
     pub async fn insert_work(&self, w: &Work) -> Result<()> {
         let ts = now();
-        with_pool!(self, |p| {
-            sqlx::query(
-            "INSERT INTO glance_rs_work (id, kind, image_id, node, lease_until, attempts, payload, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        .bind(&w.id)
-        .bind(&w.kind)
-        .bind(&w.image_id)
-        .bind(&w.node)
-        .bind(w.lease_until)
-        .bind(w.attempts)
-        .bind(w.payload.to_string())
-        .bind(ts)
-        .execute(p)
-        .await?
-        .rows_affected()
-        });
+        with_pool!(self, |p| insert_work!(p, w, ts));
         Ok(())
     }
 
@@ -218,5 +224,37 @@ impl Db {
             n == 1
         });
         Ok(returned)
+    }
+
+    /// Notes on work `node` holds the image it works on and what it needs to resume.
+    pub async fn update_work(
+        &self,
+        id: &str,
+        node: &str,
+        image_id: Option<&str>,
+        payload: &serde_json::Value,
+    ) -> Result<bool> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "UPDATE glance_rs_work SET image_id = ?, payload = ? WHERE id = ? AND node = ?"
+        )
+        .bind(image_id)
+        .bind(payload.to_string())
+        .bind(id)
+        .bind(node)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Whether an upload of `image_id` is recorded, live or abandoned and not yet undone.
+    pub async fn any_upload(&self, image_id: &str) -> Result<bool> {
+        let n: i64 = with_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM glance_rs_work WHERE image_id = ? AND kind = 'upload'"
+        )
+        .bind(image_id)
+        .fetch_one(p)
+        .await?);
+        Ok(n > 0)
     }
 }

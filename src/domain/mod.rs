@@ -4,3 +4,4 @@ pub mod image;
 pub mod patch;
 pub mod policy;
 pub mod query;
+pub mod task;

@@ -11,18 +11,21 @@ pub struct HttpStore {
     agent: ureq::Agent,
 }
 
+/// An HTTP client's settings for fetching image data: the system's TLS, 30 s to connect.
+pub fn agent_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::NativeTls)
+                .build(),
+        )
+        .timeout_connect(Some(Duration::from_secs(30)))
+}
+
 impl Default for HttpStore {
     fn default() -> Self {
-        let config = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .provider(ureq::tls::TlsProvider::NativeTls)
-                    .build(),
-            )
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .build();
         HttpStore {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::new_with_config(agent_config().build()),
         }
     }
 }

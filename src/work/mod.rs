@@ -6,10 +6,16 @@
 //! stops hands its leases back so that others need not wait for them to run out.
 //!
 //! Kinds of work: `upload` (an upload in progress: if its node dies, the image goes back to
-//! `queued` and the partial data leaves the store).
+//! `queued` and the partial data leaves the store); `task` (a Glance task: if its node dies,
+//! another runs it on from where it was, through a `Runner`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::db::Db;
 use crate::db::work::Work;
@@ -18,6 +24,15 @@ use crate::error::Result;
 use crate::store::{Stores, blocking};
 
 pub const UPLOAD: &str = "upload";
+pub const TASK: &str = "task";
+
+/// Runs the kinds of work that are workflows of the service layer (tasks), which the engine
+/// beneath it cannot name.
+pub trait Runner: Send + Sync + 'static {
+    /// Takes on work this node now holds (it claimed it, or created it): starts it with
+    /// `Engine::launch`, or says it must wait (false: the engine offers it again later).
+    fn resume(&self, w: Work) -> Pin<Box<dyn Future<Output = Result<bool>> + Send + '_>>;
+}
 
 /// Milliseconds since the epoch, the unit of leases.
 pub fn now_ms() -> i64 {
@@ -30,16 +45,86 @@ pub struct Engine {
     /// This node's name in the rows it holds: host and port, the same after a restart.
     pub node: String,
     lease: Duration,
+    runner: OnceLock<Arc<dyn Runner>>,
+    /// Work running on this node, stopped when it stops.
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// `[taskflow_executor] max_workers`: how much work runs here at once.
+    slots: Arc<Semaphore>,
 }
 
 impl Engine {
-    pub fn new(db: Db, stores: Arc<Stores>, node: String, lease: Duration) -> Arc<Engine> {
+    pub fn new(
+        db: Db,
+        stores: Arc<Stores>,
+        node: String,
+        lease: Duration,
+        max_workers: usize,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             db,
             stores,
             node,
             lease,
+            runner: OnceLock::new(),
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(max_workers.max(1))),
         })
+    }
+
+    /// Who runs tasks; set once the application around the engine exists.
+    pub fn set_runner(&self, runner: Arc<dyn Runner>) {
+        let _ = self.runner.set(runner);
+    }
+
+    /// New work of `kind`, held by this node.
+    pub fn new_work(&self, kind: &str, image_id: Option<&str>, payload: serde_json::Value) -> Work {
+        Work {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: kind.into(),
+            image_id: image_id.map(str::to_string),
+            node: self.node.clone(),
+            lease_until: self.until(),
+            attempts: 0,
+            payload,
+        }
+    }
+
+    /// Runs `job` for the work `work_id` in the background once a slot is free. The work's
+    /// row keeps it safe meanwhile: a node that dies before or during the job leaves it to
+    /// another.
+    pub fn launch(
+        self: &Arc<Self>,
+        work_id: String,
+        job: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let engine = self.clone();
+        let id = work_id.clone();
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let handle = tokio::spawn(async move {
+            let Ok(_slot) = engine.slots.clone().acquire_owned().await else {
+                return;
+            };
+            job.await;
+            engine
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        });
+        running.insert(work_id, handle.abort_handle());
+    }
+
+    /// How often leases are renewed and abandoned work looked for: a third of a lease at
+    /// most, so that a lease is renewed twice before it can run out; at most 2 s, so that a
+    /// lease that ran out (or work handed back at a shutdown) is taken over within 2 s: one
+    /// indexed query and one update per node.
+    fn scan_period(&self) -> Duration {
+        (self.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2))
+    }
+
+    /// When a lease taken now ends.
+    pub fn lease_end(&self) -> i64 {
+        self.until()
     }
 
     fn until(&self) -> i64 {
@@ -89,12 +174,7 @@ impl Engine {
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
-            // A third of a lease at most, so that a lease is renewed twice before it can run
-            // out; at most 2 s, so that a lease that ran out (or work handed back at a shutdown)
-            // is taken over within 2 s: one indexed query and one update per node.
-            let period =
-                (engine.lease / 3).clamp(Duration::from_millis(500), Duration::from_secs(2));
-            let mut every = tokio::time::interval(period);
+            let mut every = tokio::time::interval(engine.scan_period());
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
@@ -110,6 +190,17 @@ impl Engine {
 
     /// Hands every lease this node holds back (on shutdown): other nodes take the work at once.
     pub async fn release(&self) {
+        // Stopped first, so that nothing this node does meets what the next holder does.
+        let jobs: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (work, job) in jobs {
+            tracing::warn!(work = %work, node = %self.node, "stopping: work interrupted, handed over");
+            job.abort();
+        }
         match self.db.release_work(&self.node).await {
             Ok(0) => {}
             Ok(n) => {
@@ -125,7 +216,10 @@ impl Engine {
     pub async fn reclaim_round(&self, restarted: bool) -> Result<()> {
         let at = now_ms();
         let mine = restarted.then_some(self.node.as_str());
-        for w in self.db.abandoned_work(at, mine, 20).await? {
+        let mut found = self.db.abandoned_work(at, mine, 20).await?;
+        // Uploads first: a task waits for the undoing of the upload it was doing.
+        found.sort_by_key(|w| w.kind != UPLOAD);
+        for w in found {
             if !self.db.claim_work(&w, &self.node, at, self.until()).await? {
                 continue; // Another node was quicker, or the holder renewed meanwhile.
             }
@@ -142,24 +236,28 @@ impl Engine {
             );
             let done = match w.kind.as_str() {
                 UPLOAD => self.undo_upload(&w).await,
+                TASK => match self.runner.get() {
+                    Some(r) => r.resume(w.clone()).await,
+                    None => Ok(false),
+                },
                 other => {
                     tracing::error!(work = %w.id, kind = other, "unknown kind of work; dropped");
                     self.db.delete_work(&w.id, &self.node).await.map(|_| true)
                 }
             };
-            let retry = match done {
-                Ok(finished) => !finished,
+            // Out of this node's hands (its heartbeat would keep it for ever): work that must
+            // wait for other work is offered again at the next look; work that failed, a
+            // lease from now.
+            let again = match done {
+                Ok(true) => None,
+                Ok(false) => Some(now_ms() + self.scan_period().as_millis() as i64),
                 Err(e) => {
                     tracing::warn!(work = %w.id, error = %e, "reclaimed work failed; will retry");
-                    true
+                    Some(self.until())
                 }
             };
-            if retry {
-                // Out of this node's hands (its heartbeat would keep it for ever), for any node
-                // to take again a lease from now.
-                self.db
-                    .postpone_work(&w.id, &self.node, self.until())
-                    .await?;
+            if let Some(at) = again {
+                self.db.postpone_work(&w.id, &self.node, at).await?;
             }
         }
         Ok(())

@@ -383,6 +383,7 @@ impl Server {
             "image_tags",
             "image_locations",
             "image_members",
+            "glance_rs_work",
         ];
         let mut out = Vec::new();
         match self.backend {

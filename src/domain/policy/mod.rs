@@ -22,7 +22,8 @@ pub use protections::{Operation, PropertyRules};
 pub use rules::{Decision, Policy, PolicyOptions, PolicySource};
 
 /// Who is calling, as keystonemiddleware describes a token (or noauth headers do).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Caller {
     pub user_id: Option<String>,
     pub user_domain_id: Option<String>,
@@ -57,6 +58,8 @@ pub struct Context {
     pub protections: Option<Arc<PropertyRules>>,
     /// What rules are checked against: oslo.context's policy values.
     creds: Value,
+    /// As the token described it: what a task keeps to act for its creator later.
+    pub caller: Caller,
 }
 
 impl Context {
@@ -83,10 +86,11 @@ impl Context {
             creds["system"] = json!(s);
         }
         let mut ctx = Context {
-            user_id: caller.user_id,
-            project_id: caller.project_id,
-            roles: caller.roles,
-            service_roles: caller.service_roles,
+            user_id: caller.user_id.clone(),
+            project_id: caller.project_id.clone(),
+            roles: caller.roles.clone(),
+            service_roles: caller.service_roles.clone(),
+            caller,
             is_admin: false,
             request_id,
             policy,

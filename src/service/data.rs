@@ -1,0 +1,252 @@
+//! Image data in: an upload's whole workflow (the `saving` transition, its leased work row, the
+//! pipeline into a store, the record of the result), from any byte stream: a request's body or
+//! a task's download.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::app::App;
+use crate::db::images::UploadResult;
+use crate::domain::image::{Image, Status};
+use crate::error::{Error, Result};
+use crate::format::{Inspection, Verdict};
+use crate::ingest::{IngestError, Pipeline};
+use crate::store::{StoreEntry, blocking};
+use crate::work::Engine;
+
+#[derive(Debug)]
+pub struct DeclaredSize {
+    /// Saturated beyond i128, which no upload reaches either way.
+    pub n: i128,
+    pub shown: String,
+}
+
+/// Returns an image left in `saving` to `queued` if the upload does not finish, including when
+/// the request future is dropped because the client went away; ends the upload's work row.
+/// (If the whole node dies instead, another node undoes the upload when its lease runs out.)
+struct SavingGuard {
+    engine: Arc<Engine>,
+    id: String,
+    work: String,
+    armed: bool,
+}
+
+impl SavingGuard {
+    async fn restore(mut self) {
+        self.armed = false;
+        if let Err(e) = self.engine.abandon_upload(&self.id, &self.work).await {
+            tracing::error!(image_id = %self.id, error = %e, "could not return image to queued");
+        }
+    }
+}
+
+impl Drop for SavingGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let engine = self.engine.clone();
+            let id = std::mem::take(&mut self.id);
+            let work = std::mem::take(&mut self.work);
+            tracing::warn!(image_id = %id, "upload abandoned; returning image to queued");
+            tokio::spawn(async move {
+                if let Err(e) = engine.abandon_upload(&id, &work).await {
+                    tracing::error!(image_id = %id, error = %e, "could not return image to queued");
+                }
+            });
+        }
+    }
+}
+
+/// Writes `stream` as the data of `img` (already found and authorized) into `target`; the
+/// image is `active` when this returns its size. `size_hint` sizes the store's allocation;
+/// `declared` is a size the data must have.
+pub async fn upload(
+    app: &App,
+    mut img: Image,
+    target: &StoreEntry,
+    stream: impl Stream<Item = std::result::Result<Bytes, String>> + Unpin,
+    size_hint: Option<u64>,
+    declared: Option<&DeclaredSize>,
+) -> Result<u64> {
+    let cap = app.cfg.image_size_cap;
+    if size_hint.is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    img.transition(Status::Saving)?;
+    let id = img.id.clone();
+    // The work row first: from the moment the image is `saving`, a node's death is undone.
+    let work = app.engine.begin_upload(&id, &target.id).await?;
+    if !app
+        .db
+        .set_status(&id, Status::Queued, Status::Saving)
+        .await?
+    {
+        app.engine.forget(&work).await?;
+        return Err(Error::Conflict(format!(
+            "Image status transition from {} to saving is not allowed",
+            app.db
+                .get_image(&id)
+                .await?
+                .map(|i| i.status.as_str())
+                .unwrap_or("deleted")
+        )));
+    }
+    let guard = SavingGuard {
+        engine: app.engine.clone(),
+        id: id.clone(),
+        work: work.clone(),
+        armed: true,
+    };
+
+    match ingest(app, &img, target, &work, stream, cap, size_hint, declared).await {
+        Ok((result, size)) => {
+            if let Some(d) = declared
+                && d.n != i128::from(size)
+            {
+                app.stores.delete_quietly(result.location.clone()).await;
+                guard.restore().await;
+                return Err(Error::BadRequest(format!(
+                    "Size mismatch: expected {} bytes, got {size} bytes",
+                    d.shown
+                )));
+            }
+            if !app
+                .db
+                .finish_upload(&id, &result, &work, &app.engine.node)
+                .await?
+            {
+                // Deleted (or otherwise moved on, or undone by another node that took this
+                // one for dead) while we were writing.
+                app.stores.delete_quietly(result.location).await;
+                guard.restore().await;
+                return Err(Error::Gone(format!(
+                    "Image {id} could not be found after upload. The image may have been deleted during the upload."
+                )));
+            }
+            let mut g = guard;
+            g.armed = false;
+            tracing::info!(image_id = %id, size, "upload complete");
+            Ok(size)
+        }
+        Err(e) => {
+            guard.restore().await;
+            Err(e)
+        }
+    }
+}
+
+/// Streams the body through the pipeline into the store, as the write `attempt`.
+#[allow(clippy::too_many_arguments)]
+async fn ingest(
+    app: &App,
+    img: &Image,
+    target: &StoreEntry,
+    attempt: &str,
+    mut stream: impl Stream<Item = std::result::Result<Bytes, String>> + Unpin,
+    cap: u64,
+    size_hint: Option<u64>,
+    declared: Option<&DeclaredSize>,
+) -> Result<(UploadResult, u64)> {
+    let id = img.id.as_str();
+    let store = target.store.clone();
+    let image_id = id.to_string();
+    let attempt = attempt.to_string();
+    let writer = blocking(store.timeout(), {
+        let store = store.clone();
+        move || store.begin_write(&image_id, size_hint, &attempt)
+    })
+    .await?;
+    let inspect = img.container_format.as_deref() == Some("bare");
+    let mut pipe = Pipeline::new(
+        writer,
+        &app.cfg.hashing_algorithm,
+        cap,
+        inspect,
+        store.timeout(),
+    )?;
+    while let Some(chunk) = stream.next().await {
+        let step = match chunk {
+            Ok(c) => {
+                let received = pipe.size() + c.len() as u64;
+                // More than declared: stop reading, as Glance's stores do at the first chunk
+                // past the size (the rest is never read or written).
+                if let Some(d) = declared.filter(|d| i128::from(received) > d.n) {
+                    pipe.abort().await;
+                    return Err(Error::BadRequest(format!(
+                        "Size exceeds: expected {} bytes, got {received} bytes",
+                        d.shown
+                    )));
+                }
+                pipe.push(c).await
+            }
+            Err(e) => Err(IngestError::Source(e)),
+        };
+        if let Err(e) = step {
+            pipe.abort().await;
+            return Err(ingest_error(id, e));
+        }
+    }
+    let disk_format = img.disk_format.clone().unwrap_or_default();
+    let require_match = app.cfg.require_image_format_match;
+    let accept = |insp: Option<&Inspection>| {
+        let Some(insp) = insp else { return Ok(None) };
+        match insp.verdict(
+            &disk_format,
+            require_match,
+            &app.cfg.gpt_safety_checks_nonfatal,
+        ) {
+            Verdict::Accept(vsize) => Ok(vsize.map(|v| v.min(i64::MAX as u64))),
+            Verdict::Mismatch(msg) => Err(IngestError::Rejected(msg)),
+            Verdict::Unsafe(why) => {
+                tracing::warn!(image_id = %id, reason = %why, "image failed safety checks");
+                Err(IngestError::Rejected("Image failed safety checks".into()))
+            }
+        }
+    };
+    let (d, virtual_size, mut location) =
+        pipe.finish(accept).await.map_err(|e| ingest_error(id, e))?;
+    Ok((
+        UploadResult {
+            size: d.size as i64,
+            checksum: d.checksum,
+            os_hash_algo: d.os_hash_algo,
+            os_hash_value: d.os_hash_value,
+            // Glance records a virtual size only when it is not 0 (an empty image has none).
+            virtual_size: virtual_size.filter(|v| *v > 0).map(|v| v as i64),
+            location: {
+                if app.stores.multi {
+                    // Next to what the store put there (filesystem_store_metadata_file).
+                    match location.metadata.as_object_mut() {
+                        Some(m) => {
+                            m.insert("store".into(), target.id.clone().into());
+                        }
+                        None => location.metadata = serde_json::json!({"store": target.id}),
+                    }
+                }
+                location
+            },
+        },
+        d.size,
+    ))
+}
+
+/// `image_size_cap` exceeded, in Glance's words.
+fn too_large() -> Error {
+    Error::TooLarge("The incoming image is too large: The provided image is too large.".into())
+}
+
+fn ingest_error(id: &str, e: IngestError) -> Error {
+    match e {
+        IngestError::TooLarge => too_large(),
+        IngestError::Source(msg) => {
+            tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
+            Error::BadRequest(format!("Error reading image data: {msg}"))
+        }
+        IngestError::Store(other) => other.into(),
+        IngestError::Rejected(msg) => Error::UnsupportedMediaType {
+            msg,
+            accept_patch: None,
+        },
+    }
+}

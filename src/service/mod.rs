@@ -1,0 +1,8 @@
+//! The workflows: what a request asks for and what a background task does, from plain values
+//! (a context, an id, a byte stream) to domain results. Handlers parse, call one of these and
+//! render; the work engine calls the same ones.
+
+pub mod data;
+pub mod fetch;
+pub mod images;
+pub mod tasks;
