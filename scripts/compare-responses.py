@@ -754,6 +754,8 @@ def keystone(auth, urls, steps):
                                                                               "processing"):
                         break
                     time.sleep(0.1)
+                # Times are kept to the second: the next task is then the newer on both sides.
+                time.sleep(1)
             status, reason, ctype, data, hdrs = send(base, method, path, body, h)
             if save and status == 201:
                 ids[save] = json.loads(data)["id"]

@@ -76,6 +76,11 @@ pub struct Config {
     /// upload in progress) stays its own without renewal; a node that dies is noticed, and its
     /// work undone by another, within about this much.
     pub work_lease_seconds: u64,
+    /// `[DEFAULT] do_secure_hash` (default true): locations added with the Locations API are
+    /// read and hashed in the background.
+    pub do_secure_hash: bool,
+    /// `[DEFAULT] http_retries` (default 3): attempts at reading an added location's data.
+    pub http_retries: u64,
     /// `[task] task_time_to_live` (hours, default 48): how long a finished task is kept.
     pub task_time_to_live: u64,
     /// `[taskflow_executor] max_workers` (default 10): tasks one node runs at once.
@@ -495,6 +500,8 @@ impl Config {
             policy_default_rule: r.string("oslo_policy", "policy_default_rule", "default"),
             work_lease_seconds: r.int("task", "lease_seconds", 30u64, Some(1), Some(86_400))?,
             task_time_to_live: r.int("task", "task_time_to_live", 48u64, Some(0), None)?,
+            do_secure_hash: r.bool(d, "do_secure_hash", true)?,
+            http_retries: r.int(d, "http_retries", 3u64, Some(0), None)?,
             task_max_workers: r.int("taskflow_executor", "max_workers", 10u64, Some(1), None)?,
             import_filter: {
                 let f = "import_filtering_opts";

@@ -377,8 +377,7 @@ async fn registered_rbd_locations(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let v = s.show(&id).await;
-    assert_eq!(v["status"], "active");
+    let v = s.settled(&id, "active").await;
     assert_eq!(v["size"], data.len());
     assert_eq!(v["os_hash_value"], sha);
     assert_eq!(v["checksum"], md5hex);

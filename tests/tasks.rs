@@ -45,18 +45,21 @@ impl Source {
                         }
                     }
                     let line = String::from_utf8_lossy(&req).to_string();
-                    if !line.starts_with("GET /image ") {
+                    let head_only = line.starts_with("HEAD /image ");
+                    if !line.starts_with("GET /image ") && !head_only {
                         let _ = sock
                             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                             .await;
                         return;
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    if !head_only {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
                         data.len()
                     );
-                    if sock.write_all(head.as_bytes()).await.is_err() {
+                    if sock.write_all(head.as_bytes()).await.is_err() || head_only {
                         return;
                     }
                     let step = (rate / 10).max(1);
@@ -505,11 +508,165 @@ async fn clients_create_list_and_show_tasks(b: Backend) {
     assert!(shown["result"].to_string().contains("image_id"), "{shown}");
 }
 
+/// As a service (Nova, Cinder) of project p1 registers data: the Locations API's caller.
+fn as_service(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    Server::as_project(rb, "p1", "member,reader,service")
+}
+
+async fn add_location(s: &Server, id: &str, body: Value) -> reqwest::Response {
+    as_service(s.req(Method::POST, &format!("/v2/images/{id}/locations")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn new_p1_image(s: &Server, name: &str) -> String {
+    s.create_as(
+        "p1",
+        json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The image's location_import task, once it ended.
+async fn location_task(s: &Server, id: &str, limit: Duration) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let r = as_service(s.get(&format!("/v2/images/{id}/tasks")))
+            .send()
+            .await
+            .unwrap();
+        let code = r.status();
+        let text = r.text().await.unwrap();
+        let tasks: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{code}: {text}"));
+        let t = &tasks["tasks"][0];
+        if t["status"] == "success" || t["status"] == "failure" {
+            return t.clone();
+        }
+        assert!(t0.elapsed() < limit, "location task not finished: {tasks}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `do_secure_hash` (Glance's default): an added location's data is read and hashed by a
+/// `location_import` task; validation data that disagrees fails it and leaves the image queued
+/// without the location; matching validation data activates the image once verified.
+async fn added_locations_are_hashed_in_the_background(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let data = common::random_bytes(8 << 20);
+    std::fs::create_dir_all(s.images_dir()).unwrap();
+    let path = s.images_dir().canonicalize().unwrap().join("external");
+    std::fs::write(&path, &data).unwrap();
+    let url = format!("file://{}", path.display());
+    let sha = hex(&sha2::Sha512::digest(&data));
+
+    let id = new_p1_image(&s, "hashed").await;
+    let r = add_location(&s, &id, json!({"url": url})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let t = location_task(&s, &id, Duration::from_secs(30)).await;
+    assert_eq!(t["type"], "location_import");
+    assert_eq!(t["status"], "success", "{t}");
+    assert_eq!(t["result"], json!({"image_id": id}));
+    assert_eq!(t["input"]["loc_url"], url.as_str());
+    let img = s.show(&id).await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["size"], data.len());
+    assert_eq!(img["checksum"], md5_hex(&data));
+    assert_eq!(img["os_hash_algo"], "sha512");
+    assert_eq!(img["os_hash_value"], sha);
+    assert!(
+        img.get("os_glance_import_task").is_none(),
+        "lock dropped: {img}"
+    );
+
+    // Validation data that disagrees: the task fails, the image is as before.
+    let bad = new_p1_image(&s, "mismatch").await;
+    let vd = json!({"os_hash_algo": "sha512", "os_hash_value": "0".repeat(128)});
+    let r = add_location(&s, &bad, json!({"url": url, "validation_data": vd})).await;
+    assert_eq!(r.status(), 202);
+    let t = location_task(&s, &bad, Duration::from_secs(30)).await;
+    assert_eq!(t["status"], "failure");
+    assert_eq!(t["message"], "Task failed due to Internal Error");
+    let img = s.show(&bad).await;
+    assert_eq!(img["status"], "queued", "{img}");
+    assert_eq!(img["checksum"], Value::Null);
+    assert_eq!(img["os_hash_value"], Value::Null);
+    assert_eq!(img["size"], Value::Null);
+    let locs = as_service(s.get(&format!("/v2/images/{bad}/locations")))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(locs, json!([]));
+    assert!(img.get("os_glance_import_task").is_none());
+
+    // Matching validation data: active once verified.
+    let good = new_p1_image(&s, "verified").await;
+    let vd = json!({"os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5_hex(&data)});
+    let r = add_location(&s, &good, json!({"url": url, "validation_data": vd})).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        location_task(&s, &good, Duration::from_secs(30)).await["status"],
+        "success"
+    );
+    let img = s.show(&good).await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["os_hash_value"], sha);
+    // Not queued any more: 409.
+    let r = add_location(&s, &good, json!({"url": url})).await;
+    assert_eq!(r.status(), 409);
+}
+
+/// A node killed while it hashes an added (slow, http) location: another node resumes the task
+/// and hashes it.
+async fn killed_node_hashing_is_finished_by_another(b: Backend) {
+    let conf = format!("{OPEN}[task]\nlease_seconds = 2\n");
+    let Some(mut a) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let peer = a.start_peer_with(&conf).await;
+    let data = common::random_bytes(48 << 20);
+    let src = Source::start(data.clone(), 12 << 20).await;
+    let id = new_p1_image(&a, "slow").await;
+    let r = add_location(&a, &id, json!({"url": src.url("/image")})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let t0 = Instant::now();
+    while src.gets.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "hashing never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.kill9();
+    let t = location_task(&peer, &id, Duration::from_secs(60)).await;
+    assert_eq!(t["status"], "success", "{t}");
+    let img = peer.show(&id).await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["checksum"], md5_hex(&data));
+    assert!(
+        src.gets.load(Ordering::SeqCst) >= 2,
+        "hashed again by the other node"
+    );
+    assert!(peer.log().contains("reclaiming abandoned work"));
+}
+
 both_databases!(
     import_task_brings_an_image_in,
     refusals_and_failures_as_glance_words_them,
     finished_tasks_expire,
     killed_node_import_is_finished_by_another,
     stopped_node_hands_its_task_over,
+    added_locations_are_hashed_in_the_background,
+    killed_node_hashing_is_finished_by_another,
     clients_create_list_and_show_tasks
 );

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::images::{accept_new_locations, json_body};
+use super::images::json_body;
 use super::{AppState, json_response};
 use crate::domain::image::Status;
-use crate::domain::patch::{PatchOptions, add_location};
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
+use crate::service;
 
 pub async fn list(
     State(s): State<AppState>,
@@ -75,20 +75,6 @@ pub async fn add(
             "http store must be enabled to use location API by normal user.".into(),
         ));
     }
-    let opts = PatchOptions {
-        show_multiple_locations: true,
-        image_location_quota: s.cfg.image_location_quota,
-    };
-    let mut updated = img.clone();
-    let n = updated.locations.len();
-    add_location(
-        &mut updated,
-        json!({"url": url, "metadata": {}, "validation_data": vd}),
-        n,
-        &opts,
-    )?;
-    accept_new_locations(&s, &img, &mut updated).await?;
-    s.db.save_image(&img, &updated).await?;
-    tracing::info!(image_id = %id, location = %url, "location added");
+    service::locations::add(&s, &ctx, &img, &url, vd).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -349,6 +349,58 @@ impl Db {
         Ok(())
     }
 
+    /// Sets the property `name` of a live image to `value` unless it has one (Glance's
+    /// `set_property_atomic`: the import lock). Whether this call set it.
+    pub async fn set_property_if_absent(
+        &self,
+        image_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool> {
+        let ts = now();
+        let r =
+            with_pool!(self, |p| {
+                sqlx::query(
+            "INSERT INTO image_properties (image_id, name, value, created_at, updated_at, deleted) \
+             SELECT id, ?, ?, ?, ?, 0 FROM images WHERE id = ? AND deleted = 0"
+        )
+        .bind(name)
+        .bind(value)
+        .bind(ts)
+        .bind(ts)
+        .bind(image_id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+            });
+        match r {
+            Ok(n) => Ok(n == 1),
+            // The unique (image_id, name) index: someone holds it.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the property `name` if it is `value` (Glance's `delete_property_atomic`).
+    /// Whether it was.
+    pub async fn delete_property_if(
+        &self,
+        image_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool> {
+        let n = with_pool!(self, |p| sqlx::query(
+            "DELETE FROM image_properties WHERE image_id = ? AND name = ? AND value = ?"
+        )
+        .bind(image_id)
+        .bind(name)
+        .bind(value)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Moves the image from one status to another only if it is still in `from`: of two racing
     /// requests exactly one wins. Returns whether this one did.
     pub async fn set_status(&self, id: &str, from: Status, to: Status) -> Result<bool> {

@@ -5,4 +5,5 @@
 pub mod data;
 pub mod fetch;
 pub mod images;
+pub mod locations;
 pub mod tasks;

@@ -18,7 +18,7 @@ use crate::domain::image::Status;
 use crate::domain::policy::{Caller, Context, project_target};
 use crate::domain::task::{self, Task};
 use crate::error::{Error, Result};
-use crate::service::{data, fetch, images};
+use crate::service::{data, fetch, images, locations};
 use crate::work::{Runner, TASK};
 
 /// Glance's check of `import_from` when a task is created and again when it runs.
@@ -101,7 +101,7 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
 }
 
 /// Runs the task of work `w` (held by this node) in the background.
-fn start(app: &App, w: Work) {
+pub(crate) fn start(app: &App, w: Work) {
     let job = app.clone();
     app.engine
         .launch(w.id.clone(), async move { run(job, w).await });
@@ -170,6 +170,7 @@ async fn run_task(app: &App, w: &mut Work, task_id: &str) -> Result<()> {
     let ctx = context_of(app, w, &t);
     let outcome = match t.kind.as_str() {
         task::IMPORT => import(app, &ctx, w, &t).await?,
+        locations::LOCATION_IMPORT => locations::run(app, w, &t).await?,
         _ => Err("Task failed due to Internal Error".to_string()),
     };
     let (status, result, message) = match &outcome {

@@ -338,6 +338,23 @@ impl Server {
         r.json().await.unwrap()
     }
 
+    /// The image once its `status` is `status` and it has an `os_hash_value` (when `active`):
+    /// a location added with the Locations API is recorded and hashed by a background task.
+    pub async fn settled(&self, id: &str, status: &str) -> Value {
+        let t0 = std::time::Instant::now();
+        loop {
+            let v = self.show(id).await;
+            if v["status"] == status && (status != "active" || v["os_hash_value"].is_string()) {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "image {id} not {status}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn upload(&self, id: &str, data: Vec<u8>) -> reqwest::Response {
         self.req(Method::PUT, &format!("/v2/images/{id}/file"))
             .header("Content-Type", "application/octet-stream")
