@@ -14,8 +14,11 @@ use std::time::Duration;
 use common::random::{DEFAULTS, check_state, client, env_or, four_clients, four_clients_of};
 use common::{Backend, ChildGuard, Server, files_in};
 
+/// Import tasks may fetch from the node itself (loopback, allowed by address).
 fn conf() -> String {
-    format!("[DEFAULT]\n{DEFAULTS}")
+    format!(
+        "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n[DEFAULT]\n{DEFAULTS}"
+    )
 }
 
 async fn random_requests_leave_a_whole_state(b: Backend) {

@@ -402,6 +402,22 @@ fn request(rng: &mut Rng, ids: &[String]) -> Req {
             headers: vec![],
             body: None,
         },
+        // A legacy import task (admins only) fetching another image's data from the node
+        // itself: `{self}` is the node's address.
+        15 if rng.chance(50) => Req {
+            method: Method::POST,
+            path: "/v2/tasks".into(),
+            headers: vec![("Content-Type", "application/json".into())],
+            body: Some(
+                json!({"type": "import", "input": {
+                    "import_from": format!("{{self}}/v2/images/{id}/file"),
+                    "import_from_format": "raw",
+                    "image_properties": {"name": "task", "disk_format": rng.pick(&["raw", "qcow2"]),
+                                         "container_format": "bare"}}})
+                .to_string()
+                .into_bytes(),
+            ),
+        },
         15 => Req {
             method: Method::POST,
             path: format!("/v2/images/{id}/import"),
@@ -513,7 +529,9 @@ pub async fn client_of(
         }
         // Some uploads lose their client halfway: the body stream fails after half the bytes.
         let vanish = req.method == Method::PUT && req.path.ends_with("/file") && rng.chance(8);
-        if let Some(mut body) = req.body {
+        if let Some(mut body) = req.body.map(|b| {
+            String::from_utf8(b.clone()).map_or(b, |t| t.replace("{self}", &s.url).into_bytes())
+        }) {
             rb = if vanish {
                 let rest = body.split_off(body.len() / 2);
                 let chunks: [std::io::Result<Vec<u8>>; 2] = [
@@ -594,8 +612,36 @@ pub async fn four_clients_of(nodes: &[&Server], default_seed: u64, outages: bool
     statuses
 }
 
-/// No image left mid-upload, every image's data whole, no store file without its image.
+/// No task left unfinished (after a bounded wait for those still running or being taken over
+/// from a dead node), no image left mid-upload, every image's data whole, no store file
+/// without its image.
 pub async fn check_state(s: &Server, statuses: &Answers, stored: Vec<String>) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let tasks = s.get_json("/v2/tasks?limit=1000").await;
+        let running: Vec<&Value> = tasks["tasks"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter(|t| t["status"] == "pending" || t["status"] == "processing")
+                    .collect()
+            })
+            .unwrap_or_default();
+        if running.is_empty() {
+            let ended: Vec<&str> = tasks["tasks"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|t| t["status"].as_str()).collect())
+                .unwrap_or_default();
+            eprintln!("tasks: {ended:?}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "tasks stuck: {running:?}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let images = all_images(s).await;
     let mut owned = BTreeSet::new();
     let mut with_data = 0;
