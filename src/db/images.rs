@@ -358,9 +358,8 @@ impl Db {
         value: &str,
     ) -> Result<bool> {
         let ts = now();
-        let r =
-            with_pool!(self, |p| {
-                sqlx::query(
+        let r = with_pool!(self, |p| {
+            sqlx::query(
             "INSERT INTO image_properties (image_id, name, value, created_at, updated_at, deleted) \
              SELECT id, ?, ?, ?, ?, 0 FROM images WHERE id = ? AND deleted = 0"
         )
@@ -372,7 +371,7 @@ impl Db {
         .execute(p)
         .await
         .map(|r| r.rows_affected())
-            });
+        });
         match r {
             Ok(n) => Ok(n == 1),
             // The unique (image_id, name) index: someone holds it.
