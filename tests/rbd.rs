@@ -733,7 +733,81 @@ async fn killed_node_upload_leaves_no_rbd_image(b: Backend) {
     assert_eq!(peer.delete(&id).await, 204);
 }
 
+/// A node killed while its import task writes into the pool: another node undoes the partial
+/// RBD image (once Ceph drops the dead client's watch) and runs the task on into the same image.
+async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
+    use md5::Digest as _;
+    let Some((mut a, conf)) = start_configured(b, "images", "", "").await else {
+        return;
+    };
+    let extra = std::fs::read_to_string(a.dir.path().join("extra.conf")).unwrap();
+    let more = format!("{extra}{}[task]\nlease_seconds = 2\n", common::source::OPEN);
+    std::fs::write(a.dir.path().join("extra.conf"), &more).unwrap();
+    a.kill9();
+    a.restart().await;
+    let peer = a.start_peer_with(&more).await;
+    let data = random_bytes(48 << 20);
+    let src = common::source::Source::start(data.clone(), 12 << 20).await;
+    let body = json!({"type": "import", "input": {
+        "import_from": src.url("/image"), "import_from_format": "raw",
+        "image_properties": {"name": "t", "disk_format": "raw", "container_format": "bare"}}});
+    let r = a
+        .req(Method::POST, "/v2/tasks")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let task = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let imgs = peer.get_json("/v2/images").await;
+        if imgs["images"][0]["status"] == "saving" {
+            let id = imgs["images"][0]["id"].as_str().unwrap().to_string();
+            if rbd(&conf, &["ls", "images"]).1.contains(&id) {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "import under way: {imgs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    a.kill9();
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(120);
+    let done = loop {
+        let v = peer.get_json(&format!("/v2/tasks/{task}")).await;
+        if v["status"] == "success" || v["status"] == "failure" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task not finished: {v}\n{}",
+            peer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "killed node's import finished by the other after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"]["image_id"], id.as_str());
+    let img = peer.show(&id).await;
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["checksum"], hex::encode(md5::Md5::digest(&data)));
+    assert!(peer.download(&id).await == data);
+    assert_eq!(peer.delete(&id).await, 204);
+    assert!(
+        !rbd(&conf, &["ls", "images"]).1.contains(&id),
+        "nothing left in the pool"
+    );
+}
+
 both_databases!(
+    killed_node_import_task_finishes_on_rbd,
     killed_node_upload_leaves_no_rbd_image,
     random_requests_leave_a_whole_pool,
     thin_provisioning_skips_zero_objects,

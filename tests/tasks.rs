@@ -6,90 +6,14 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::source::{OPEN, Source};
 use common::{Backend, Server, status, venv};
 use md5::Digest;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// An HTTP server on loopback serving `data` at `/image` (at most `rate` bytes a second, so
-/// that a fetch can be interrupted), 404 elsewhere. Counts the GETs of `/image`.
-struct Source {
-    port: u16,
-    gets: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Source {
-    async fn start(data: Vec<u8>, rate: usize) -> Source {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let data = Arc::new(data);
-        let gets = Arc::new(AtomicUsize::new(0));
-        let counter = gets.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let data = data.clone();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let line = String::from_utf8_lossy(&req).to_string();
-                    let head_only = line.starts_with("HEAD /image ");
-                    if !line.starts_with("GET /image ") && !head_only {
-                        let _ = sock
-                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                            .await;
-                        return;
-                    }
-                    if !head_only {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-                        data.len()
-                    );
-                    if sock.write_all(head.as_bytes()).await.is_err() || head_only {
-                        return;
-                    }
-                    let step = (rate / 10).max(1);
-                    for chunk in data.chunks(step) {
-                        if sock.write_all(chunk).await.is_err() {
-                            return;
-                        }
-                        if rate < usize::MAX {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                });
-            }
-        });
-        Source { port, gets, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Loopback allowed by address, any port: the source above is reachable.
-const OPEN: &str = "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
 
 fn import_body(from: &str, name: &str) -> Value {
     json!({
@@ -660,6 +584,46 @@ async fn killed_node_hashing_is_finished_by_another(b: Backend) {
     assert!(peer.log().contains("reclaiming abandoned work"));
 }
 
+/// Deleting an image while its added location is hashed cancels the hashing: the task fails
+/// soon after (not when the slow download would have ended) and nothing is left running.
+async fn deleting_the_image_cancels_its_hashing(b: Backend) {
+    let Some(s) = Server::start_with(b, OPEN).await else {
+        return;
+    };
+    // 40 MiB at 4 MiB/s: ten seconds to hash.
+    let src = Source::start(common::random_bytes(40 << 20), 4 << 20).await;
+    let id = new_p1_image(&s, "doomed").await;
+    let r = add_location(&s, &id, json!({"url": src.url("/image")})).await;
+    assert_eq!(r.status(), 202);
+    let t0 = Instant::now();
+    while src.gets.load(Ordering::SeqCst) == 0 || s.show(&id).await["status"] != "active" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "hashing never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tasks = s.get_json(&format!("/v2/images/{id}/tasks")).await;
+    let task_id = tasks["tasks"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.delete(&id).await, 204);
+    let deleted = Instant::now();
+    let t = loop {
+        let t = task(&s, &task_id).await;
+        if t["status"] == "success" || t["status"] == "failure" {
+            break t;
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(6),
+            "not cancelled: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(t["status"], "failure", "{t}");
+    assert_eq!(t["message"], "Task failed due to Internal Error");
+    assert!(s.log().contains("has been canceled"), "{}", s.log());
+}
+
 both_databases!(
     import_task_brings_an_image_in,
     refusals_and_failures_as_glance_words_them,
@@ -668,5 +632,6 @@ both_databases!(
     stopped_node_hands_its_task_over,
     added_locations_are_hashed_in_the_background,
     killed_node_hashing_is_finished_by_another,
+    deleting_the_image_cancels_its_hashing,
     clients_create_list_and_show_tasks
 );

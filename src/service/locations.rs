@@ -295,6 +295,8 @@ async fn locate_and_hash(
                 app.db.save_image(&active, &hashed).await?;
                 tracing::info!(image_id = %id, checksum = %md5, "location hashed");
             }
+            // Deleted meanwhile: the hashing was cancelled, and the task fails as in Glance.
+            Err(e) if app.db.get_image(&id).await?.is_none() => return Ok(Err(e)),
             // The image stays active without hashes, as in Glance.
             Err(e) => {
                 tracing::warn!(image_id = %id, error = %e, "Hash calculation failed for image data")

@@ -4,6 +4,7 @@
 
 pub mod random;
 pub mod rng;
+pub mod source;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
