@@ -16,7 +16,7 @@ use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
 use crate::service;
 use crate::service::images::check_quotas;
-use crate::store::{StoreError, blocking};
+use crate::store::blocking;
 
 /// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
 /// parsed at each call, and a page of images formats two dates each).
@@ -324,37 +324,7 @@ pub async fn delete(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    // Glance's words for an image that is not there (or not visible) when deleting.
-    let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
-    let img = s.find_image(&ctx, &id, gone).await?;
-    ctx.on_image(&img).enforce_mutation("delete_image")?;
-    if img.protected {
-        return Err(Error::Forbidden(format!(
-            "Image {id} is protected and cannot be deleted."
-        )));
-    }
-    // As Glance: the data goes first, so an image whose data cannot be deleted (RBD clones of
-    // its snapshot) keeps its record and stays usable.
-    for loc in &img.locations {
-        match s.stores.delete(loc).await {
-            Ok(()) => {}
-            Err(StoreError::InUse(why)) => {
-                return Err(Error::Conflict(format!(
-                    "Image {id} could not be deleted because it is in use: {why}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let Some(current) = s.db.delete_image(&id).await? else {
-        return Err(gone());
-    };
-    // Data recorded since the image was read above (an upload that finished meanwhile) would
-    // otherwise stay in the store with no image.
-    for loc in current.into_iter().filter(|l| !img.locations.contains(l)) {
-        s.stores.delete_quietly(loc).await;
-    }
-    tracing::info!(image_id = %id, "image deleted");
+    service::images::delete(&s, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

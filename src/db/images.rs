@@ -349,37 +349,6 @@ impl Db {
         Ok(())
     }
 
-    /// Sets the property `name` of a live image to `value` unless it has one (Glance's
-    /// `set_property_atomic`: the import lock). Whether this call set it.
-    pub async fn set_property_if_absent(
-        &self,
-        image_id: &str,
-        name: &str,
-        value: &str,
-    ) -> Result<bool> {
-        let ts = now();
-        let r = with_pool!(self, |p| {
-            sqlx::query(
-            "INSERT INTO image_properties (image_id, name, value, created_at, updated_at, deleted) \
-             SELECT id, ?, ?, ?, ?, 0 FROM images WHERE id = ? AND deleted = 0"
-        )
-        .bind(name)
-        .bind(value)
-        .bind(ts)
-        .bind(ts)
-        .bind(image_id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        });
-        match r {
-            Ok(n) => Ok(n == 1),
-            // The unique (image_id, name) index: someone holds it.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Removes the property `name` if it is `value` (Glance's `delete_property_atomic`).
     /// Whether it was.
     pub async fn delete_property_if(

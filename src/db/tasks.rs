@@ -62,10 +62,33 @@ macro_rules! decode_task {
 impl Db {
     /// Records a new task and the leased work that runs it, together: a task is never without
     /// a node responsible for it.
-    pub async fn create_task(&self, t: &Task, w: &Work) -> Result<()> {
+    /// With `lock` (a property name), the task also takes the image's lock: the property set
+    /// to the task's id, in the same transaction, unless the image has it already (then
+    /// nothing is recorded and this returns false).
+    pub async fn create_task(&self, t: &Task, w: &Work, lock: Option<&str>) -> Result<bool> {
         let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
-        with_pool!(self, |p| {
+        let taken = with_pool!(self, |p| {
             let mut tx = begin_write(p).await?;
+            if let (Some(name), Some(image_id)) = (lock, t.image_id.as_deref()) {
+                let r = sqlx::query(
+                    "INSERT INTO image_properties (image_id, name, value, created_at, updated_at, \
+                     deleted) SELECT id, ?, ?, ?, ?, 0 FROM images WHERE id = ? AND deleted = 0",
+                )
+                .bind(name)
+                .bind(&t.id)
+                .bind(t.created_at)
+                .bind(t.created_at)
+                .bind(image_id)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Ok(r) if r.rows_affected() == 1 => {}
+                    // Held already (the unique (image_id, name) index), or the image is gone.
+                    Ok(_) => return Ok(false),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             sqlx::query(
                 "INSERT INTO tasks (id, type, status, owner, expires_at, created_at, updated_at, \
                  deleted, image_id, request_id, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
@@ -93,8 +116,9 @@ impl Db {
             .await?;
             super::work::insert_work!(&mut *tx, w, t.created_at);
             tx.commit().await?;
+            true
         });
-        Ok(())
+        Ok(taken)
     }
 
     /// A task, with its input, result and message; None if there is none (or it was deleted).

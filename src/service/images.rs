@@ -11,6 +11,7 @@ use crate::db::images::now;
 use crate::domain::image::{self, Image, Status, Visibility, is_reserved, is_uuid};
 use crate::domain::policy::{self, Context, Operation};
 use crate::error::{Error, Result};
+use crate::store::StoreError;
 
 fn limit_exceeded(what: &str, attempted: usize, maximum: i64) -> Error {
     Error::TooLarge(format!(
@@ -162,4 +163,40 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
     app.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, "image created");
     Ok(img)
+}
+
+/// Deletes an image as Glance does: its data first (an image whose data cannot go, RBD clones
+/// of its snapshot, keeps its record and stays usable), then the record, then any data an
+/// upload recorded meanwhile.
+pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
+    // Glance's words for an image that is not there (or not visible) when deleting.
+    let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
+    let img = app.find_image(ctx, id, gone).await?;
+    ctx.on_image(&img).enforce_mutation("delete_image")?;
+    if img.protected {
+        return Err(Error::Forbidden(format!(
+            "Image {id} is protected and cannot be deleted."
+        )));
+    }
+    for loc in &img.locations {
+        match app.stores.delete(loc).await {
+            Ok(()) => {}
+            Err(StoreError::InUse(why)) => {
+                return Err(Error::Conflict(format!(
+                    "Image {id} could not be deleted because it is in use: {why}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(current) = app.db.delete_image(id).await? else {
+        return Err(gone());
+    };
+    // Data recorded since the image was read above (an upload that finished meanwhile) would
+    // otherwise stay in the store with no image.
+    for loc in current.into_iter().filter(|l| !img.locations.contains(l)) {
+        app.stores.delete_quietly(loc).await;
+    }
+    tracing::info!(image_id = %id, "image deleted");
+    Ok(())
 }

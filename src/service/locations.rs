@@ -82,21 +82,14 @@ pub async fn add(app: &App, ctx: &Context, img: &Image, url: &str, val_data: Val
         result: None,
         message: Some(String::new()),
     };
-    if !app
-        .db
-        .set_property_if_absent(&img.id, IMPORT_LOCK, &t.id)
-        .await?
-    {
-        return Err(lock_taken());
-    }
     let w = app.engine.new_work(
         TASK,
         Some(&img.id),
         json!({ "task_id": t.id, "caller": ctx.caller, "is_admin": ctx.is_admin }),
     );
-    if let Err(e) = app.db.create_task(&t, &w).await {
-        let _ = app.db.delete_property_if(&img.id, IMPORT_LOCK, &t.id).await;
-        return Err(e);
+    // The lock with the task, in one transaction: never a lock without a task to drop it.
+    if !app.db.create_task(&t, &w, Some(IMPORT_LOCK)).await? {
+        return Err(lock_taken());
     }
     tracing::info!(task_id = %t.id, image_id = %img.id, location = %url, "location import task created");
     super::tasks::start(app, w);

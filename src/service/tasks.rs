@@ -94,7 +94,7 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
         None,
         json!({ "task_id": t.id, "caller": ctx.caller, "is_admin": ctx.is_admin }),
     );
-    app.db.create_task(&t, &w).await?;
+    app.db.create_task(&t, &w, None).await?;
     tracing::info!(task_id = %t.id, kind = %t.kind, node = %app.engine.node, "task created");
     start(app, w);
     Ok(t)
