@@ -3,12 +3,14 @@
 //! disallowed, and never a loopback or link-local address unless its host is allowed by name.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use axum::http::Uri;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::ImportFilter;
 
@@ -46,7 +48,8 @@ pub fn passes(f: &ImportFilter, uri: &str) -> bool {
     check(f, uri).is_ok()
 }
 
-fn check(f: &ImportFilter, uri: &str) -> Result<(), String> {
+/// The addresses `uri` may be fetched from: its host resolved, less what the filter refuses.
+fn check(f: &ImportFilter, uri: &str) -> Result<Vec<SocketAddr>, String> {
     let parsed: Uri = uri.parse().map_err(|_| format!("invalid URI: {uri}"))?;
     let scheme = parsed.scheme_str().unwrap_or_default();
     // An allowed list, when given, makes the disallowed one moot.
@@ -88,21 +91,51 @@ fn check(f: &ImportFilter, uri: &str) -> Result<(), String> {
             .collect(),
     };
     let by_name = listed(&wl_h, &host);
-    let usable = addrs.iter().any(|a| {
-        let a = match a {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*a, IpAddr::V4),
-            v4 => *v4,
-        };
-        let local = match a {
-            IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
-            IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local(),
-        };
-        by_name || (!local && !bl_h.iter().any(|b| b.parse::<IpAddr>().ok() == Some(a)))
-    });
-    if usable {
-        Ok(())
-    } else {
+    let usable: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| {
+            let a = match a {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*a, IpAddr::V4),
+                v4 => *v4,
+            };
+            let local = match a {
+                IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local(),
+            };
+            by_name || (!local && !bl_h.iter().any(|b| b.parse::<IpAddr>().ok() == Some(a)))
+        })
+        .map(|a| SocketAddr::new(a, port))
+        .collect();
+    if usable.is_empty() {
         Err(format!("no allowed address for external host {host}"))
+    } else {
+        Ok(usable)
+    }
+}
+
+/// Name resolution for fetches that connects only to the addresses the filter allowed, as
+/// Glance pins them: a name that resolves differently between the check and the connection
+/// (DNS rebinding) cannot lead a fetch to a refused address.
+#[derive(Debug)]
+struct Pinned(ImportFilter);
+
+impl Resolver for Pinned {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _: &ureq::config::Config,
+        _: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = check(&self.0, &uri.to_string()).map_err(|e| {
+            tracing::warn!(uri = %uri, reason = %e, "fetch refused by [import_filtering_opts]");
+            ureq::Error::HostNotFound
+        })?;
+        let mut out = self.empty();
+        // ureq keeps at most 16.
+        for a in addrs.into_iter().take(16) {
+            out.push(a);
+        }
+        Ok(out)
     }
 }
 
@@ -122,7 +155,7 @@ fn open(f: &ImportFilter, uri: &str) -> Result<(Box<dyn Read + Send>, Option<u64
         .max_redirects(0)
         .http_status_as_error(false)
         .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), Pinned(f.clone()));
     let mut url = uri.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let resp = agent.get(&url).call().map_err(urllib_error)?;
@@ -244,5 +277,17 @@ mod tests {
         let mut deny = f;
         deny.disallowed_hosts = vec!["192.0.2.1".into()];
         assert!(!passes(&deny, "http://192.0.2.1/x"));
+    }
+
+    /// What the resolver hands the connection: only addresses the filter allowed.
+    #[test]
+    fn fetches_connect_only_to_allowed_addresses() {
+        let mut open = filter();
+        open.allowed_hosts = vec!["127.0.0.1".into()];
+        open.allowed_ports = vec![];
+        let want: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(check(&open, "http://127.0.0.1:8080/x"), Ok(vec![want]));
+        // A name that resolves to loopback is refused unless allowed by that name.
+        assert!(check(&filter(), "http://localhost/x").is_err());
     }
 }
