@@ -46,6 +46,28 @@ pub(crate) async fn begin_write<DB: sqlx::Database>(
     }
 }
 
+/// Runs `f` again (up to five times, backing off) when the database chose its transaction as
+/// a deadlock victim or a Galera certification failed (SQLSTATE 40001), as oslo.db retries.
+pub(crate) async fn retry_deadlocks<T, F, Fut>(mut f: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("40001") && attempt < 5 =>
+            {
+                attempt += 1;
+                tracing::info!(attempt, error = %e, "deadlock; running the transaction again");
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Binds each value of a `&[Val]` to a query, in order.
 macro_rules! bind_all {
     ($q:expr, $args:expr) => {{

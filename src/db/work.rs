@@ -98,13 +98,14 @@ impl Db {
 
     /// Gives up every lease `node` holds, so that other nodes take the work at once.
     pub async fn release_work(&self, node: &str) -> Result<u64> {
-        let n = with_pool!(self, |p| sqlx::query(
-            "UPDATE glance_rs_work SET lease_until = 0 WHERE node = ?"
-        )
-        .bind(node)
-        .execute(p)
-        .await?
-        .rows_affected());
+        let n = with_pool!(self, |p| super::retry_deadlocks(|| async {
+            sqlx::query("UPDATE glance_rs_work SET lease_until = 0 WHERE node = ?")
+                .bind(node)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .await?);
         Ok(n)
     }
 
@@ -196,6 +197,7 @@ impl Db {
     ) -> Result<bool> {
         let ts = now();
         let returned = with_pool!(self, |p| {
+            super::retry_deadlocks(|| async {
             let mut tx = begin_write(p).await?;
             let n = sqlx::query(
                 "UPDATE images SET status = 'queued', updated_at = ?, size = NULL, virtual_size = NULL, \
@@ -221,7 +223,9 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            n == 1
+            Ok(n == 1)
+        })
+        .await?
         });
         Ok(returned)
     }
