@@ -24,6 +24,8 @@ pub struct App {
     /// Token validation, with `[paste_deploy] flavor = keystone`.
     pub keystone: Option<Arc<crate::auth::keystone::Keystone>>,
     pub schemas: Arc<crate::api::schemas::Schemas>,
+    /// Set on SIGTERM while the node drains (`shutdown_drain_timeout`): `/healthcheck` fails.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {

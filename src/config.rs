@@ -39,6 +39,13 @@ pub struct Config {
     /// `[DEFAULT] graceful_shutdown_timeout` (oslo.service): seconds a stopping server lets
     /// requests in flight finish before closing them; 0 waits for them however long.
     pub graceful_shutdown_timeout: u64,
+    /// `[DEFAULT] shutdown_drain_timeout` (glance-rs's own, seconds, default 0): on SIGTERM the
+    /// node first answers `/healthcheck` with 503 for this long while it still serves, so that
+    /// a load balancer takes it out before it stops listening (haproxy's `inter` × `fall`).
+    pub shutdown_drain_timeout: u64,
+    /// `[healthcheck] disable_by_file_path` (oslo.middleware): while this file exists,
+    /// `/healthcheck` answers 503 (a node taken out for maintenance).
+    pub healthcheck_disable_file: Option<String>,
     pub public_endpoint: Option<String>,
     /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
     /// `X-Forwarded-Host`/`-Prefix`, logs name the client the proxy forwards (`api::base_url`,
@@ -467,6 +474,14 @@ impl Config {
                 Some(0),
                 None,
             )?,
+            shutdown_drain_timeout: r.int(
+                d,
+                "shutdown_drain_timeout",
+                0u64,
+                Some(0),
+                Some(3600),
+            )?,
+            healthcheck_disable_file: r.opt_string("healthcheck", "disable_by_file_path"),
             public_endpoint,
             proxy_headers_parsing: r.bool(
                 "oslo_middleware",

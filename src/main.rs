@@ -264,22 +264,38 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             .keystone
             .clone()
             .map(|k| Arc::new(glance_rs::auth::keystone::Keystone::new(k))),
+        draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    let draining = state.draining.clone();
     engine.set_runner(Arc::new(state.clone()));
     engine.startup().await;
     engine.spawn();
     // The test harness and operators' scripts wait for this line.
     tracing::info!("glance-rs listening on http://{local}");
     println!("listening on {local}");
+    glance_rs::notify::notify(&format!("READY=1\nSTATUS=serving on {local}"));
     let app = api::router(state).into_make_service_with_connect_info::<api::sendfile::Conn>();
     // On SIGTERM the listener closes and requests in flight may finish, for at most
     // graceful_shutdown_timeout: a multi-GiB download to a slow client must not hold a restart
     // up indefinitely.
+    let drain_for = cfg.shutdown_drain_timeout;
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
     let server =
         axum::serve(api::sendfile::Listener(listener), app).with_graceful_shutdown(async move {
             shutdown().await;
+            glance_rs::notify::notify("STOPPING=1");
+            let drain = drain_for;
+            if drain > 0 {
+                // Still serving, but failing health checks: the load balancer takes the node
+                // out, so no new request meets a closed port.
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    seconds = drain,
+                    "stopping: draining (healthcheck fails) before closing"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(drain)).await;
+            }
             tracing::info!("stopping: no new connections, requests in flight may finish");
             signalled.notify_one();
         });

@@ -95,6 +95,41 @@ async fn serves_with_no_setup_and_with_the_sample_config() {
     }
 }
 
+/// With `NOTIFY_SOCKET` set (systemd's `Type=notify`), the node says `READY=1` once it
+/// serves and `STOPPING=1` when SIGTERM stops it: a rolling restart waits for readiness.
+#[tokio::test]
+async fn tells_the_service_manager_when_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (child, url) = spawn(
+        dir.path(),
+        &[],
+        &[
+            ("OS_DEFAULT__BIND_PORT", "0"),
+            ("OS_DEFAULT__BIND_HOST", "127.0.0.1"),
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ],
+    );
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.starts_with("READY=1\nSTATUS=serving on 127.0.0.1:"),
+        "{msg}"
+    );
+    // Ready means serving.
+    let r = reqwest::get(format!("{url}/healthcheck")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pid = child.id();
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let n = sock.recv(&mut buf).expect("STOPPING=1 on SIGTERM");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    stop(child);
+}
+
 /// Runs the server with one config file, expecting it to stop on its own.
 fn start_and_exit(conf: &std::path::Path, cwd: &std::path::Path) -> std::process::Output {
     Command::new(bin())

@@ -251,6 +251,22 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthcheck(State(s): State<AppState>) -> Response {
+    let unavailable = |why: &'static str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            why,
+        )
+            .into_response()
+    };
+    if s.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return unavailable("stopping");
+    }
+    if let Some(f) = &s.cfg.healthcheck_disable_file
+        && std::path::Path::new(f).exists()
+    {
+        return unavailable("DISABLED BY FILE");
+    }
     match s.db.ping().await {
         Ok(()) => (
             StatusCode::OK,
