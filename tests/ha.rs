@@ -114,7 +114,7 @@ async fn client(
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
     seed: usize,
-) -> Vec<String> {
+) -> Vec<(Instant, String)> {
     let http = reqwest::Client::new();
     let mut failures = Vec::new();
     let mut n = seed;
@@ -132,11 +132,11 @@ async fn client(
                 .unwrap()
                 .to_string(),
             Ok(r) => {
-                failures.push(format!("create: {}", r.status()));
+                failures.push((Instant::now(), format!("create: {}", r.status())));
                 continue;
             }
             Err(e) => {
-                failures.push(format!("create: {e}"));
+                failures.push((Instant::now(), format!("create: {e}")));
                 continue;
             }
         };
@@ -148,23 +148,23 @@ async fn client(
             .await
         {
             Ok(r) if r.status() == 204 => {}
-            Ok(r) => failures.push(format!("upload {id}: {}", r.status())),
-            Err(e) => failures.push(format!("upload {id}: {e}")),
+            Ok(r) => failures.push((Instant::now(), format!("upload {id}: {}", r.status()))),
+            Err(e) => failures.push((Instant::now(), format!("upload {id}: {e}"))),
         }
         match http.get(format!("{url}/v2/images/{id}/file")).send().await {
             Ok(r) if r.status() == 200 => {
                 let got = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
                 if md5::Md5::digest(&got) != md5::Md5::digest(&data) {
-                    failures.push(format!("download {id}: other bytes"));
+                    failures.push((Instant::now(), format!("download {id}: other bytes")));
                 }
             }
-            Ok(r) => failures.push(format!("download {id}: {}", r.status())),
-            Err(e) => failures.push(format!("download {id}: {e}")),
+            Ok(r) => failures.push((Instant::now(), format!("download {id}: {}", r.status()))),
+            Err(e) => failures.push((Instant::now(), format!("download {id}: {e}"))),
         }
         match http.get(format!("{url}/v2/images?limit=5")).send().await {
             Ok(r) if r.status() == 200 => {}
-            Ok(r) => failures.push(format!("list: {}", r.status())),
-            Err(e) => failures.push(format!("list: {e}")),
+            Ok(r) => failures.push((Instant::now(), format!("list: {}", r.status()))),
+            Err(e) => failures.push((Instant::now(), format!("list: {e}"))),
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
@@ -230,7 +230,7 @@ async fn rolling_restart_behind_haproxy_fails_no_request(b: Backend) {
     stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();
     for c in clients {
-        failures.extend(c.await.unwrap());
+        failures.extend(c.await.unwrap().into_iter().map(|(_, f)| f));
     }
     let rounds = done.load(Ordering::Relaxed);
     eprintln!("{rounds} rounds of create/upload/download/list through haproxy");
@@ -248,4 +248,61 @@ async fn rolling_restart_behind_haproxy_fails_no_request(b: Backend) {
     }
 }
 
-both_databases!(rolling_restart_behind_haproxy_fails_no_request);
+/// `kill -9` of one node under load behind haproxy: requests it held fail (counted, the fault
+/// window); once haproxy's checks take it out (fall 2 at 0.5 s) none fails; after its lease
+/// (2 s) the other node has undone its uploads: nothing stays in `saving`, no data differs.
+async fn killed_node_behind_haproxy(b: Backend) {
+    let Some(hp_bin) = haproxy() else { return };
+    let (pa, pb) = (free_port(), free_port());
+    let lease = "[task]\nlease_seconds = 2\n";
+    let Some(mut a) = Server::start_with(b, &format!("{lease}[DEFAULT]\nbind_port = {pa}\n")).await
+    else {
+        return;
+    };
+    let peer = a
+        .start_peer_with(&format!("{lease}[DEFAULT]\nbind_port = {pb}\n"))
+        .await;
+    let hp = Haproxy::start(&hp_bin, &[pa, pb]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|i| tokio::spawn(client(hp.url.clone(), stop.clone(), done.clone(), i * 1000)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = Instant::now();
+    a.kill9();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    a.restart().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    // The fault window: haproxy's detection (2 checks at 0.5 s) and the requests in flight.
+    let window = Duration::from_secs(2);
+    let (inside, outside): (Vec<_>, Vec<_>) = failures
+        .iter()
+        .partition(|(t, _)| *t >= killed && t.duration_since(killed) < window);
+    eprintln!(
+        "{} rounds; failed inside the fault window: {} {:?}",
+        done.load(Ordering::Relaxed),
+        inside.len(),
+        inside.iter().map(|(_, f)| f).collect::<Vec<_>>()
+    );
+    assert!(
+        outside.is_empty(),
+        "failed outside the fault window: {outside:?}"
+    );
+    // Undone by the other node (lease 2 s, a look every 0.7 s) and by the restart.
+    let imgs = peer.get_json("/v2/images?limit=1000").await;
+    for i in imgs["images"].as_array().unwrap() {
+        assert_ne!(i["status"], "saving", "{i}");
+    }
+}
+
+both_databases!(
+    rolling_restart_behind_haproxy_fails_no_request,
+    killed_node_behind_haproxy
+);
