@@ -405,7 +405,10 @@ impl Db {
     ) -> Result<bool> {
         let ts = now();
         let meta = up.location.metadata.to_string();
+        // The end of an upload whose bytes are all written: run again if the database picks
+        // it as a deadlock victim rather than fail the upload.
         let done = with_pool!(self, |p| {
+            super::retry_deadlocks(|| async {
             let mut tx = super::begin_write(p).await?;
             let n = sqlx::query(
                 "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = ?, \
@@ -442,11 +445,13 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                true
+                Ok(true)
             } else {
                 tx.rollback().await?;
-                false
+                Ok(false)
             }
+        })
+        .await?
         });
         Ok(done)
     }

@@ -184,3 +184,79 @@ where
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A database error with a given SQLSTATE.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[tokio::test]
+    async fn deadlock_victims_run_again_other_errors_do_not() {
+        let calls = AtomicU32::new(0);
+        let r = super::retry_deadlocks(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(sqlx::Error::Database(Box::new(Coded("40001")))),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = super::retry_deadlocks(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(sqlx::Error::Database(Box::new(Coded("23000"))))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a constraint violation is not retried"
+        );
+
+        // Five retries at most: a deadlock that persists is an error in the end.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = super::retry_deadlocks(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(sqlx::Error::Database(Box::new(Coded("40001"))))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+}

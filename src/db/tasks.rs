@@ -274,6 +274,7 @@ impl Db {
              WHERE id = ? AND deleted = 0 AND status IN ({states})"
         );
         let moved = with_pool!(self, |p| {
+            super::retry_deadlocks(|| async {
             let mut tx = begin_write(p).await?;
             let mut q = sqlx::query(&sql)
                 .bind(to)
@@ -294,7 +295,9 @@ impl Db {
                     .await?;
             }
             tx.commit().await?;
-            n == 1
+            Ok(n == 1)
+        })
+        .await?
         });
         Ok(moved)
     }
