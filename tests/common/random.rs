@@ -642,14 +642,33 @@ pub async fn check_state(s: &Server, statuses: &Answers, stored: Vec<String>) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let images = all_images(s).await;
+    // An upload whose client vanished ends when the server sees the connection go, which may
+    // come a moment after the clients stop: bounded, a stuck image still fails below.
+    let t0 = std::time::Instant::now();
+    let images = loop {
+        let images = all_images(s).await;
+        let busy = images
+            .iter()
+            .any(|i| i["status"] == "saving" || i["status"] == "importing");
+        if !busy || t0.elapsed() > std::time::Duration::from_secs(15) {
+            break images;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     let mut owned = BTreeSet::new();
     let mut with_data = 0;
     for img in &images {
         let id = img["id"].as_str().unwrap();
         let status = img["status"].as_str().unwrap();
-        assert_ne!(status, "saving", "{id} left in saving");
-        assert_ne!(status, "importing", "{id} left importing");
+        let history = || {
+            let log = s.log();
+            log.lines()
+                .filter(|l| l.contains(id))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_ne!(status, "saving", "{id} left in saving:\n{}", history());
+        assert_ne!(status, "importing", "{id} left importing:\n{}", history());
         if matches!(status, "active" | "deactivated") && img["checksum"].is_string() {
             let d = s.download(id).await;
             assert_eq!(Some(d.len() as u64), img["size"].as_u64(), "{id} size");
