@@ -171,6 +171,48 @@ async fn client(
     failures
 }
 
+/// Four clients looping through haproxy (`client`), started once both nodes are seen up.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    clients: Vec<tokio::task::JoinHandle<Vec<(Instant, String)>>>,
+}
+
+impl Load {
+    async fn start(url: &str) -> Load {
+        // Both nodes seen up (rise 2 at 0.5 s).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let clients = (0..4)
+            .map(|i| {
+                tokio::spawn(client(
+                    url.to_string(),
+                    stop.clone(),
+                    done.clone(),
+                    i * 1000,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Load {
+            stop,
+            done,
+            clients,
+        }
+    }
+
+    /// Stops the clients: the rounds they completed and every failure, when it happened.
+    async fn finish(self) -> (usize, Vec<(Instant, String)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for c in self.clients {
+            failures.extend(c.await.unwrap());
+        }
+        (self.done.load(Ordering::Relaxed), failures)
+    }
+}
+
 /// Each node in turn, through haproxy under load: the first taken out for maintenance by
 /// oslo.middleware's disable file (then stopped, started again, put back), the second stopped
 /// with SIGTERM alone (it drains: `/healthcheck` fails for `shutdown_drain_timeout` while it
@@ -198,14 +240,7 @@ async fn rolling_restart_behind_haproxy_fails_no_request(b: Backend) {
         ))
         .await;
     let hp = Haproxy::start(&hp_bin, &[pa, pb]);
-    // Both nodes seen up (rise 2 at 0.5 s).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(client(hp.url.clone(), stop.clone(), done.clone(), i * 1000)))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = Load::start(&hp.url).await;
     // Maintenance: out of the pool by the file, then restarted, then back.
     std::fs::write(&disable, b"").unwrap();
     let r = reqwest::get(format!("{}/healthcheck", a.url))
@@ -227,12 +262,8 @@ async fn rolling_restart_behind_haproxy_fails_no_request(b: Backend) {
     );
     peer.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for c in clients {
-        failures.extend(c.await.unwrap().into_iter().map(|(_, f)| f));
-    }
-    let rounds = done.load(Ordering::Relaxed);
+    let (rounds, failures) = load.finish().await;
+    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
     eprintln!("{rounds} rounds of create/upload/download/list through haproxy");
     assert!(rounds > 20, "the clients hardly ran: {rounds}");
     assert!(
@@ -263,23 +294,13 @@ async fn killed_node_behind_haproxy(b: Backend) {
         .start_peer_with(&format!("{lease}[DEFAULT]\nbind_port = {pb}\n"))
         .await;
     let hp = Haproxy::start(&hp_bin, &[pa, pb]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(client(hp.url.clone(), stop.clone(), done.clone(), i * 1000)))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = Load::start(&hp.url).await;
     let killed = Instant::now();
     a.kill9();
     tokio::time::sleep(Duration::from_secs(5)).await;
     a.restart().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for c in clients {
-        failures.extend(c.await.unwrap());
-    }
+    let (rounds, failures) = load.finish().await;
     // The fault window: haproxy's detection (2 checks at 0.5 s) and the requests in flight.
     let window = Duration::from_secs(2);
     let (inside, outside): (Vec<_>, Vec<_>) = failures
@@ -287,7 +308,7 @@ async fn killed_node_behind_haproxy(b: Backend) {
         .partition(|(t, _)| *t >= killed && t.duration_since(killed) < window);
     eprintln!(
         "{} rounds; failed inside the fault window: {} {:?}",
-        done.load(Ordering::Relaxed),
+        rounds,
         inside.len(),
         inside.iter().map(|(_, f)| f).collect::<Vec<_>>()
     );

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, base_url, json_response, page_links};
+use super::{AppState, created, json_response, page_links};
 use crate::config::Config;
 use crate::domain::image::{Image, Status};
 use crate::domain::patch;
@@ -170,11 +170,8 @@ pub async fn create(
 ) -> Result<Response> {
     let img = service::images::create(&s, &ctx, json_body(&body)?).await?;
 
-    let mut resp = json_response(StatusCode::CREATED, &render(&s.cfg, &ctx, &img));
-    let location = format!("{}/v2/images/{}", base_url(&s.cfg, &headers, &uri), img.id);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
+    let path = format!("/v2/images/{}", img.id);
+    let mut resp = created(&s.cfg, &headers, &uri, &path, &render(&s.cfg, &ctx, &img));
     if s.stores.multi {
         let ids: Vec<&str> = s.stores.entries().iter().map(|e| e.id.as_str()).collect();
         if let Ok(v) = HeaderValue::from_str(&ids.join(",")) {

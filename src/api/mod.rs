@@ -28,6 +28,22 @@ use crate::error::{Error, ErrorText, pick_format, render_body, webob_title};
 
 pub use crate::app::App as AppState;
 
+/// A 201 with `body` and the new resource's absolute `Location` (`path` under the base URL
+/// the client used).
+pub fn created(
+    cfg: &Config,
+    headers: &HeaderMap,
+    uri: &Uri,
+    path: &str,
+    body: &(impl serde::Serialize + ?Sized),
+) -> Response {
+    let mut resp = json_response(StatusCode::CREATED, body);
+    if let Ok(v) = HeaderValue::from_str(&format!("{}{path}", base_url(cfg, headers, uri))) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// A page's `first` and `next` links as Glance writes them: `path` with the request's query
 /// less its `marker`, and (when the page was full) with the last item's id as the marker.
 pub fn page_links(

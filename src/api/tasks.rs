@@ -3,12 +3,12 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::images::{isotime, json_body};
-use super::{AppState, base_url, json_response, page_links};
+use super::{AppState, created, json_response, page_links};
 use crate::db::tasks::TaskQuery;
 use crate::domain::image::is_uuid;
 use crate::domain::policy::Context;
@@ -77,12 +77,8 @@ pub async fn create(
     service::authorize(&ctx, "add_task")?;
     let kind = body["type"].as_str().unwrap_or_default().to_string();
     let t = service::create(&s, &ctx, &kind, body["input"].clone()).await?;
-    let mut resp = json_response(StatusCode::CREATED, &view(&t, true));
-    let location = format!("{}/v2/tasks/{}", base_url(&s.cfg, &headers, &uri), t.id);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    let path = format!("/v2/tasks/{}", t.id);
+    Ok(created(&s.cfg, &headers, &uri, &path, &view(&t, true)))
 }
 
 pub async fn show(
@@ -241,10 +237,11 @@ pub async fn of_image(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s
-        .image(&ctx, &id)
-        .await
-        .map_err(|_| Error::NotFound(String::new()))?;
+    // Not there or not visible: Glance's bare 404; a database outage stays a 503.
+    let img = s.image(&ctx, &id).await.map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound(String::new()),
+        other => other,
+    })?;
     if !ctx.on_image(&img).allows("get_image") {
         return Err(Error::NotFound(String::new()));
     }

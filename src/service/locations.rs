@@ -13,16 +13,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::db::images::now;
 use crate::db::work::Work;
 use crate::digest::Hasher;
 use crate::domain::image::{Image, Location, Status};
 use crate::domain::policy::Context;
-use crate::domain::task::{self, Task};
+use crate::domain::task::Task;
 use crate::error::{Error, Result};
 use crate::service::fetch;
 use crate::store::{StoreError, blocking};
-use crate::work::TASK;
 
 pub const LOCATION_IMPORT: &str = "location_import";
 /// The image's import lock: the id of the task working on it.
@@ -66,33 +64,19 @@ pub async fn add(app: &App, ctx: &Context, img: &Image, url: &str, val_data: Val
             "Invalid location {url}: no configured store holds it"
         )));
     }
-    let ts = now();
-    let t = Task {
-        id: uuid::Uuid::new_v4().to_string(),
-        kind: LOCATION_IMPORT.into(),
-        status: task::PENDING.into(),
-        owner: ctx.project_id.clone().unwrap_or_default(),
-        expires_at: None,
-        created_at: ts,
-        updated_at: ts,
-        image_id: Some(img.id.clone()),
-        request_id: Some(ctx.request_id.clone()),
-        user_id: ctx.user_id.clone(),
-        input: Some(json!({"image_id": img.id, "loc_url": url, "validation_data": val_data})),
-        result: None,
-        message: Some(String::new()),
-    };
-    let w = app.engine.new_work(
-        TASK,
-        Some(&img.id),
-        json!({ "task_id": t.id, "caller": ctx.caller, "is_admin": ctx.is_admin }),
-    );
+    let input = json!({"image_id": img.id, "loc_url": url, "validation_data": val_data});
     // The lock with the task, in one transaction: never a lock without a task to drop it.
-    if !app.db.create_task(&t, &w, Some(IMPORT_LOCK)).await? {
-        return Err(lock_taken());
-    }
+    let t = super::tasks::record(
+        app,
+        ctx,
+        LOCATION_IMPORT,
+        Some(img.id.clone()),
+        input,
+        Some(IMPORT_LOCK),
+    )
+    .await?
+    .ok_or_else(lock_taken)?;
     tracing::info!(task_id = %t.id, image_id = %img.id, location = %url, "location import task created");
-    super::tasks::start(app, w);
     Ok(())
 }
 

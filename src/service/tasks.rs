@@ -59,17 +59,47 @@ fn expiry(app: &App) -> NaiveDateTime {
     now() + chrono::Duration::hours(i64::try_from(app.cfg.task_time_to_live).unwrap_or(48))
 }
 
+/// `import_from` checked as Glance checks it, off the async runtime (the filter resolves names).
+async fn checked_import_from(
+    app: &App,
+    input: &Value,
+) -> Result<std::result::Result<String, String>> {
+    let (app, input) = (app.clone(), input.clone());
+    tokio::task::spawn_blocking(move || check_import_from(&app, &input))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// Creates a task of `kind` with `input` for `ctx`'s project and starts it on this node.
 pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Result<Task> {
     if kind == task::IMPORT {
-        let checks = input.clone();
-        let app2 = app.clone();
-        // The filter resolves host names: not on the async runtime.
-        tokio::task::spawn_blocking(move || check_import_from(&app2, &checks))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+        checked_import_from(app, &input)
+            .await?
             .map_err(Error::BadRequest)?;
     }
+    let image_id = input
+        .get("image_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // Without a lock there is nothing to be refused.
+    let t = record(app, ctx, kind, image_id, input, None)
+        .await?
+        .ok_or_else(|| Error::Internal("task not recorded".into()))?;
+    tracing::info!(task_id = %t.id, kind = %t.kind, node = %app.engine.node, "task created");
+    Ok(t)
+}
+
+/// Records a new `pending` task for `ctx` with the work row that runs it (and, with `lock`,
+/// the image's lock property, in the same transaction), then starts it. None if the lock was
+/// held already.
+pub(crate) async fn record(
+    app: &App,
+    ctx: &Context,
+    kind: &str,
+    image_id: Option<String>,
+    input: Value,
+    lock: Option<&str>,
+) -> Result<Option<Task>> {
     let ts = now();
     let t = Task {
         id: uuid::Uuid::new_v4().to_string(),
@@ -79,25 +109,24 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
         expires_at: None,
         created_at: ts,
         updated_at: ts,
-        image_id: input
-            .get("image_id")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        image_id,
         request_id: Some(ctx.request_id.clone()),
         user_id: ctx.user_id.clone(),
         input: Some(input),
         result: None,
         message: Some(String::new()),
     };
+    // The creator's identity goes with the work: a node that takes it over acts as them.
     let w = app.engine.new_work(
         TASK,
-        None,
+        lock.and(t.image_id.as_deref()),
         json!({ "task_id": t.id, "caller": ctx.caller, "is_admin": ctx.is_admin }),
     );
-    app.db.create_task(&t, &w, None).await?;
-    tracing::info!(task_id = %t.id, kind = %t.kind, node = %app.engine.node, "task created");
+    if !app.db.create_task(&t, &w, lock).await? {
+        return Ok(None);
+    }
     start(app, w);
-    Ok(t)
+    Ok(Some(t))
 }
 
 /// Runs the task of work `w` (held by this node) in the background.
@@ -204,14 +233,9 @@ async fn import(
     t: &Task,
 ) -> Result<std::result::Result<Value, String>> {
     let input = t.input.clone().unwrap_or(Value::Null);
-    let uri = {
-        let app2 = app.clone();
-        let input = input.clone();
-        match tokio::task::spawn_blocking(move || check_import_from(&app2, &input)).await {
-            Ok(Ok(u)) => u,
-            Ok(Err(m)) => return Ok(Err(m)),
-            Err(e) => return Err(Error::Internal(e.to_string())),
-        }
+    let uri = match checked_import_from(app, &input).await? {
+        Ok(u) => u,
+        Err(m) => return Ok(Err(m)),
     };
     // The image: the one a previous attempt created, or a new one, recorded with the work
     // before any data moves so that a successor finds it.
