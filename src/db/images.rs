@@ -491,6 +491,19 @@ impl Db {
                         metadata: parse_meta(meta),
                     });
                 }
+                // Glance's unique key (image_id, member, deleted_at) holds one tombstone per
+                // member and second: a member removed earlier in this same second would make
+                // this delete fail (MariaDB 1062), so that older tombstone goes first.
+                sqlx::query(
+                    "DELETE FROM image_members WHERE image_id = ? AND deleted = 1 AND deleted_at = ? \
+                     AND member IN (SELECT member FROM (SELECT member FROM image_members \
+                     WHERE image_id = ? AND deleted = 0) AS live)",
+                )
+                .bind(id)
+                .bind(ts)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 for table in ["image_properties", "image_tags", "image_members"] {
                     sqlx::query(&format!(
                         "UPDATE {table} SET deleted = 1, deleted_at = ? WHERE image_id = ? AND deleted = 0"

@@ -116,17 +116,36 @@ impl Db {
 
     pub async fn delete_member(&self, image_id: &str, member: &str) -> Result<bool> {
         let ts = now();
-        let n = with_pool!(self, |p| sqlx::query(
-            "UPDATE image_members SET deleted = 1, deleted_at = ?, updated_at = ? \
-             WHERE image_id = ? AND member = ? AND deleted = 0"
-        )
-        .bind(ts)
-        .bind(ts)
-        .bind(image_id)
-        .bind(member)
-        .execute(p)
-        .await?
-        .rows_affected());
+        let n = with_pool!(self, |p| {
+            super::retry_deadlocks(|| async {
+                let mut tx = super::begin_write(p).await?;
+                // One tombstone per (image, member, second) under Glance's unique key: a
+                // removal earlier in this second (then added again) must not fail this one.
+                sqlx::query(
+                    "DELETE FROM image_members WHERE image_id = ? AND member = ? AND deleted = 1 \
+                     AND deleted_at = ?",
+                )
+                .bind(image_id)
+                .bind(member)
+                .bind(ts)
+                .execute(&mut *tx)
+                .await?;
+                let n = sqlx::query(
+                    "UPDATE image_members SET deleted = 1, deleted_at = ?, updated_at = ? \
+                     WHERE image_id = ? AND member = ? AND deleted = 0",
+                )
+                .bind(ts)
+                .bind(ts)
+                .bind(image_id)
+                .bind(member)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(n)
+            })
+            .await?
+        });
         Ok(n > 0)
     }
 }

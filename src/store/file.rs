@@ -590,20 +590,27 @@ impl Store for FileStore {
         }))
     }
 
-    /// The temporary file of that attempt, in whichever directory it went to (a finished
-    /// write renamed it away).
+    /// The temporary file of that attempt, in whichever directory it went to, and the
+    /// image's final-name file unless a recorded location names it: a writer that died after
+    /// its rename but before the database recorded the location left whole data nobody owns.
     fn remove_partial(
         &self,
         image_id: &str,
         attempt: &str,
-        _keep: &[Location],
+        keep: &[Location],
     ) -> Result<(), StoreError> {
+        let kept: Vec<PathBuf> = keep.iter().filter_map(|l| self.path_for(l).ok()).collect();
         let name = partial_name(image_id, attempt);
         for (dir, _) in &self.dirs {
-            match std::fs::remove_file(dir.join(&name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(classify_io(e)),
+            for path in [dir.join(&name), dir.join(image_id)] {
+                if kept.contains(&path) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(classify_io(e)),
+                }
             }
         }
         Ok(())
@@ -713,8 +720,14 @@ mod tests {
         let mut w = store.begin_write("img", None, "attempt-2").unwrap();
         w.write(b"whole").unwrap();
         let loc = w.commit().unwrap();
-        store.remove_partial("img", "attempt-2", &[]).unwrap();
+        // Recorded: the upload finished after all, its data stays.
+        store
+            .remove_partial("img", "attempt-2", std::slice::from_ref(&loc))
+            .unwrap();
         assert_eq!(read_back(&store, &loc, 0), b"whole");
+        // Renamed into place but never recorded (the writer died in between): an orphan.
+        store.remove_partial("img", "attempt-2", &[]).unwrap();
+        assert_eq!(left(a.path()) + left(b.path()), 0);
     }
 
     #[test]
