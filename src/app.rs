@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::fault::{Fault, Lookup, Result};
 use crate::domain::image::Image;
 use crate::domain::policy::{self, Context};
-use crate::error::{Error, Result};
 use crate::store::Stores;
 
 #[derive(Clone)]
@@ -30,14 +30,13 @@ pub struct App {
 
 impl App {
     /// The image if the caller may know it exists (Glance's database-layer visibility), else
-    /// `missing()`, the 404 in the calling Glance handler's words. Policy checks follow in each
-    /// handler (`ctx.on_image`), as in Glance.
-    pub async fn find_image(
-        &self,
-        ctx: &Context,
-        id: &str,
-        missing: impl Fn() -> Error,
-    ) -> Result<Image> {
+    /// not found, in the words of the Glance handler `lookup` names. Policy checks follow in
+    /// each service (`ctx.on_image`), as in Glance.
+    pub async fn find_image(&self, ctx: &Context, id: &str, lookup: Lookup) -> Result<Image> {
+        let missing = || Fault::ImageNotFound {
+            id: id.to_string(),
+            lookup,
+        };
         let Some(img) = self.db.get_image(id).await? else {
             return Err(missing());
         };
@@ -50,17 +49,13 @@ impl App {
         Ok(img)
     }
 
-    /// `find_image` with the 404 of Glance's images controller.
+    /// `find_image` as Glance's images controller looks it up.
     pub async fn image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.find_image(ctx, id, || Error::image_not_found(id))
-            .await
+        self.find_image(ctx, id, Lookup::Image).await
     }
 
-    /// `find_image` with the 404 of Glance's tags and members controllers.
+    /// `find_image` as Glance's tags and members controllers look it up.
     pub async fn parent_image(&self, ctx: &Context, id: &str) -> Result<Image> {
-        self.find_image(ctx, id, || {
-            Error::NotFound(format!("Image {id} not found."))
-        })
-        .await
+        self.find_image(ctx, id, Lookup::Parent).await
     }
 }

@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::store::file::DirectIo;
-
 /// Default image formats, as `[image_format] disk_formats` / `container_formats` default them.
 pub const DEFAULT_DISK_FORMATS: &[&str] = &[
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -99,7 +97,7 @@ pub struct Config {
     /// `[DEFAULT] property_protection_rule_format`: `roles` (default) or `policies`.
     pub property_protection_rule_format: String,
     /// `[keystone_authtoken]`, when the keystone flavor is on.
-    pub keystone: Option<crate::auth::keystone::KeystoneConfig>,
+    pub keystone: Option<KeystoneConfig>,
     pub disk_formats: Vec<String>,
     pub container_formats: Vec<String>,
     pub require_image_format_match: bool,
@@ -548,7 +546,7 @@ impl Config {
     }
 }
 
-fn keystone(r: &Reader) -> Result<crate::auth::keystone::KeystoneConfig, ConfigError> {
+fn keystone(r: &Reader) -> Result<KeystoneConfig, ConfigError> {
     let s = "keystone_authtoken";
     let need = |key: &str| {
         r.opt_string(s, key).ok_or_else(|| {
@@ -564,7 +562,7 @@ fn keystone(r: &Reader) -> Result<crate::auth::keystone::KeystoneConfig, ConfigE
         ));
     }
     let auth_url = need("auth_url")?;
-    Ok(crate::auth::keystone::KeystoneConfig {
+    Ok(KeystoneConfig {
         www_authenticate_uri: r
             .opt_string(s, "www_authenticate_uri")
             .unwrap_or_else(|| auth_url.clone()),
@@ -1019,4 +1017,29 @@ pub struct ImportFilter {
     pub disallowed_hosts: Vec<String>,
     pub allowed_ports: Vec<String>,
     pub disallowed_ports: Vec<String>,
+}
+
+/// `filesystem_store_direct_io`: `false` (the default) never writes with O_DIRECT, `auto` on
+/// local disk filesystems only, `true` wherever the filesystem accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectIo {
+    Auto,
+    On,
+    Off,
+}
+
+/// `[keystone_authtoken]`: how to validate tokens, as keystonemiddleware reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeystoneConfig {
+    pub www_authenticate_uri: String,
+    pub auth_url: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    pub service_token_roles: Vec<String>,
+    /// Refuse (401) a service token that lacks `service_token_roles`.
+    pub service_token_roles_required: bool,
+    pub token_cache_time: u64,
 }

@@ -7,6 +7,10 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+pub use crate::domain::fault::Fault;
+use crate::domain::fault::{Counted, Lookup, MemberOp};
+use crate::store::StoreError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -41,6 +45,9 @@ pub enum Error {
     /// first, then the message.
     #[error("{0}")]
     Detail(Box<Error>),
+    /// A fact from below the API; `refusal` gives its status and words.
+    #[error("{}", refusal(.0))]
+    Fault(Fault),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,6 +68,7 @@ impl Error {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Detail(e) => e.status(),
+            Error::Fault(f) => refusal(f).status(),
         }
     }
 
@@ -69,42 +77,226 @@ impl Error {
         Error::Detail(Box::new(self))
     }
 
-    pub fn image_not_found(id: &str) -> Self {
-        Error::NotFound(format!("No image found with ID {id}"))
+    /// The fact this error carries, if it is one.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            Error::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl From<Fault> for Error {
+    fn from(f: Fault) -> Self {
+        Error::Fault(f)
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            // The database is down or unreachable: the client may retry; the pool reconnects.
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Error::Unavailable("The database is unavailable; please retry later.".into())
-            }
-            sqlx::Error::Database(db) if is_lost_connection(db.as_ref()) => {
-                tracing::warn!(error = %e, "database connection lost");
-                Error::Unavailable("The database is unavailable; please retry later.".into())
-            }
-            _ => {
-                tracing::error!(error = %e, "database error");
-                Error::Internal("Database error".into())
-            }
-        }
+        Error::Fault(e.into())
     }
 }
 
-fn is_lost_connection(db: &dyn sqlx::error::DatabaseError) -> bool {
-    // MySQL: 2006 server has gone away, 2013 lost connection, 1053 shutdown in progress,
-    // 1927 connection killed. SQLite: "database is locked" is retryable too.
-    matches!(
-        db.code().as_deref(),
-        Some("2006" | "2013" | "1053" | "1927" | "08S01" | "70100" | "5")
-    ) || db.message().contains("database is locked")
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Fault(Fault::Store(e))
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", refusal(self))
+    }
+}
+
+/// A fact as Glance answers it: its status and its words, written here once.
+pub fn refusal(f: &Fault) -> Error {
+    use Fault as F;
+    let limit = |what: &str, attempted: &dyn std::fmt::Display, maximum: i64| {
+        format!(
+            "The limit has been exceeded on the number of allowed image {what}. Attempted: {attempted}, Maximum: {maximum}"
+        )
+    };
+    match f {
+        F::ImageNotFound { id, lookup } => Error::NotFound(match lookup {
+            Lookup::Image => format!("No image found with ID {id}"),
+            Lookup::Parent => format!("Image {id} not found."),
+            Lookup::Delete => format!("Failed to find image {id} to delete"),
+            Lookup::StoreDelete => format!("Failed to find image {id}"),
+            Lookup::Bare => String::new(),
+        }),
+        F::MarkerNotFound { id } => Error::BadRequest(format!("No image found with ID {id}")),
+        F::DuplicateImage { id } => {
+            Error::Conflict(format!("Image with identifier {id} already exists!"))
+        }
+        F::Hidden | F::TagNotFound { .. } => Error::NotFound(String::new()),
+        F::Denied { action } => Error::Forbidden(format!(
+            "You are not authorized to complete {action} action."
+        )),
+        F::DeniedAsNotFound { action } => Error::NotFound(format!(
+            "You are not authorized to complete {action} action."
+        )),
+        F::NotOwner => Error::Forbidden("You do not own this image".into()),
+        F::ForeignOwner { owner, legacy } => {
+            let owner = owner.as_deref().unwrap_or("None");
+            if *legacy {
+                Error::Forbidden(format!(
+                    "You are not permitted to create images owned by '{owner}'."
+                ))
+            } else {
+                Error::Forbidden(format!(
+                    "You are not permitted to create images owned by '{owner}'"
+                ))
+                .as_detail()
+            }
+        }
+        F::ReadOnly { attribute } => {
+            Error::Forbidden(format!("Attribute '{attribute}' is read-only."))
+        }
+        F::Reserved {
+            attribute,
+            in_parser,
+        } => {
+            let e = Error::Forbidden(format!("Attribute '{attribute}' is reserved."));
+            if *in_parser { e.as_detail() } else { e }
+        }
+        F::PropertyNameTooLong => {
+            Error::BadRequest("Custom property should not be greater than 255 characters.".into())
+        }
+        F::NotAnImageObject => Error::BadRequest(
+            "Provided object does not match schema 'image': the body is not a JSON object".into(),
+        ),
+        F::InvalidImageId { id } => Error::BadRequest(format!("Invalid image id {id}")),
+        F::NegativeValue { key, value } => Error::BadRequest(format!(
+            "Invalid value '{value}' for parameter '{key}': Cannot be a negative value"
+        )),
+        F::OutOfRange { key } => Error::BadRequest(format!(
+            "'{key}' value out of range, must not exceed 2147483647."
+        )),
+        F::LimitExceeded {
+            what,
+            attempted,
+            maximum,
+        } => {
+            let what = match what {
+                Counted::Properties => "properties",
+                Counted::Tags => "tags",
+            };
+            Error::TooLarge(limit(what, attempted, *maximum))
+        }
+        F::MemberLimit {
+            image,
+            attempted,
+            maximum,
+        } => Error::TooLarge(format!(
+            "Image member limit exceeded for image {image}: {}",
+            limit("members for this image", attempted, *maximum)
+        )),
+        F::DuplicateMember { image, member } => {
+            Error::Conflict(format!("Member {member} is duplicated for image {image}"))
+        }
+        F::NotAMember { image, member } => Error::NotFound(format!(
+            "{member} not found in the member list of the image {image}."
+        )),
+        F::InvalidMemberStatus => Error::BadRequest(
+            "Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".into(),
+        ),
+        F::MembersRefused {
+            image,
+            op,
+            not_shared,
+        } => {
+            const WHY: &str = "Only shared images have members.";
+            match (op, not_shared) {
+                (MemberOp::Show, true) => Error::NotFound(WHY.into()),
+                (MemberOp::List, true) => Error::Forbidden(format!(
+                    "Not allowed to list members for image {image}: {WHY}"
+                )),
+                (op, _) => Error::Forbidden(format!(
+                    "Not allowed to {} members for image {image}.",
+                    op.as_str()
+                )),
+            }
+        }
+        F::Transition { from, to } => Error::Conflict(format!(
+            "Image status transition from {} to {} is not allowed",
+            from.as_str(),
+            to.as_str()
+        )),
+        F::FormatsMissing { missing } => Error::BadRequest(if missing.len() == 1 {
+            format!("Property {} must be set prior to saving data.", missing[0])
+        } else {
+            format!(
+                "Properties {} must be set prior to saving data.",
+                missing.join(", ")
+            )
+        }),
+        F::ChangedMeanwhile { image } => Error::Conflict(format!(
+            "Image {image} changed status while it was being updated; retry."
+        )),
+        F::Protected { image } => {
+            Error::Forbidden(format!("Image {image} is protected and cannot be deleted."))
+        }
+        F::InUse { image, why } => Error::Conflict(format!(
+            "Image {image} could not be deleted because it is in use: {why}"
+        )),
+        F::ActionInStatus { action, status } => Error::Forbidden(format!(
+            "Not allowed to {action} image in status '{}'",
+            status.as_str()
+        )),
+        F::SizeMismatch { expected, got } => Error::BadRequest(format!(
+            "Size mismatch: expected {expected} bytes, got {got} bytes"
+        )),
+        F::SizeExceeds { expected, got } => Error::BadRequest(format!(
+            "Size exceeds: expected {expected} bytes, got {got} bytes"
+        )),
+        F::TooLarge => Error::TooLarge(
+            "The incoming image is too large: The provided image is too large.".into(),
+        ),
+        F::VanishedDuringUpload { image } => Error::Gone(format!(
+            "Image {image} could not be found after upload. The image may have been deleted during the upload."
+        )),
+        F::SourceFailed { why } => Error::BadRequest(format!("Error reading image data: {why}")),
+        F::Rejected { why } => Error::UnsupportedMediaType {
+            msg: why.clone(),
+            accept_patch: None,
+        },
+        F::ImportLocked { image } => Error::Conflict(format!(
+            "New operation on image '{image}' is not permitted as prior operation is still in progress"
+        )),
+        F::LocationFiltered { url } => Error::BadRequest(format!(
+            "URI for add location does not pass filtering: {url}"
+        )),
+        F::NoStoreFor { url } => Error::BadRequest(format!(
+            "Invalid location {url}: no configured store holds it"
+        )),
+        F::BadLocation { url, why } => Error::BadRequest(format!("Invalid location {url}: {why}")),
+        F::ImportFromRefused { why } => Error::BadRequest(why.clone()),
+        F::TakenOver => Error::Conflict("task taken over by another node".into()),
+        F::Store(e) => store_refusal(e),
+        F::DatabaseUnavailable => {
+            Error::Unavailable("The database is unavailable; please retry later.".into())
+        }
+        F::DatabaseBusy => Error::Unavailable("The database is busy; please retry later.".into()),
+        F::Database => Error::Internal("Database error".into()),
+        F::Internal { what } => Error::Internal(what.clone()),
+    }
+}
+
+fn store_refusal(e: &StoreError) -> Error {
+    match e {
+        // Glance's wording for the two failures clients are told about.
+        StoreError::Full => Error::TooLarge(format!("Image storage media is full: {e}")),
+        StoreError::WriteDenied => Error::Unavailable(format!(
+            "Insufficient permissions on image storage media: {e}"
+        )),
+        StoreError::NotFound(_) => Error::NotFound(e.to_string()),
+        StoreError::InUse(_) => Error::Conflict(e.to_string()),
+        StoreError::ReadOnly => Error::BadRequest(e.to_string()),
+        StoreError::Timeout(_) | StoreError::Unavailable(_) => Error::Unavailable(e.to_string()),
+        _ => Error::Internal("Error in store configuration.".into()),
+    }
 }
 
 /// What the render middleware needs to write the body: webob's `explanation` (empty: the
@@ -119,6 +311,9 @@ pub struct ErrorText {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        if let Error::Fault(f) = &self {
+            return refusal(f).into_response();
+        }
         let status = self.status();
         let mut headers = HeaderMap::new();
         let inner = match &self {
@@ -383,6 +578,56 @@ mod tests {
             .get::<ErrorText>()
             .cloned()
             .unwrap()
+    }
+
+    /// A fact gets its status and Glance's words in one place: what a request answers is what
+    /// a failed background task records (`Error::to_string`).
+    #[test]
+    fn facts_get_glance_words_and_status_once() {
+        let cases: Vec<(Fault, u16, &str)> = vec![
+            (
+                Fault::ImageNotFound {
+                    id: "x".into(),
+                    lookup: Lookup::Parent,
+                },
+                404,
+                "Image x not found.",
+            ),
+            (
+                Fault::MemberLimit {
+                    image: "i".into(),
+                    attempted: 3,
+                    maximum: 2,
+                },
+                413,
+                "Image member limit exceeded for image i: The limit has been exceeded on the number of allowed image members for this image. Attempted: 3, Maximum: 2",
+            ),
+            (
+                Fault::Transition {
+                    from: crate::domain::image::Status::Active,
+                    to: crate::domain::image::Status::Saving,
+                },
+                409,
+                "Image status transition from active to saving is not allowed",
+            ),
+            (
+                Fault::DatabaseUnavailable,
+                503,
+                "The database is unavailable; please retry later.",
+            ),
+            (
+                Fault::Store(StoreError::Full),
+                413,
+                "Image storage media is full: There is not enough disk space on the image storage media.",
+            ),
+        ];
+        for (fault, status, words) in cases {
+            assert_eq!(fault.to_string(), words);
+            let e = Error::from(fault);
+            assert_eq!(e.status().as_u16(), status);
+            assert_eq!(e.to_string(), words);
+            assert_eq!(text(e).explanation, words);
+        }
     }
 
     /// Bodies as webob writes them (compared with Glance 33 under uWSGI).

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{AppState, sendfile};
+use crate::domain::fault::Fault;
 use crate::domain::image::{Location, Status};
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
@@ -101,10 +102,10 @@ pub async fn upload(
         .enforce_mutation("upload_image")
         .map_err(|e| match e {
             // Glance words its legacy owner check's refusal here.
-            Error::Forbidden(m) if m == "You do not own this image" => {
+            Fault::NotOwner => {
                 Error::Forbidden(format!("Not allowed to upload image data for image {id}"))
             }
-            e => e,
+            e => e.into(),
         })?;
     let stream = body
         .into_data_stream()

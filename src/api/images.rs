@@ -5,18 +5,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{AppState, created, json_response, page_links};
 use crate::config::Config;
-use crate::domain::image::{Image, Status};
+use crate::domain::image::Image;
 use crate::domain::patch;
-use crate::domain::policy::{self, Context, Operation};
+use crate::domain::policy::{Context, Operation};
 use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
 use crate::service;
-use crate::service::images::check_quotas;
-use crate::store::blocking;
 
 /// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
 /// parsed at each call, and a page of images formats two dates each).
@@ -186,8 +184,7 @@ pub async fn show(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let img = s.image(&ctx, &id).await?;
-    ctx.on_image(&img).enforce("get_image")?;
+    let img = service::images::show(&s, &ctx, &id).await?;
     Ok(json_response(StatusCode::OK, &render(&s.cfg, &ctx, &img)))
 }
 
@@ -200,20 +197,7 @@ pub async fn list(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let q = ListQuery::parse(&pairs, s.cfg.limit_param_default, s.cfg.api_limit_max)?;
-    ctx.enforce("get_images", &policy::project_target(&ctx))?;
-    let marker = match &q.marker {
-        None => None,
-        Some(m) => Some(s.image(&ctx, m).await.map_err(|e| match e {
-            Error::NotFound(msg) => Error::BadRequest(msg),
-            other => other,
-        })?),
-    };
-    let mut images = s.db.list_images(&ctx, &q, marker.as_ref()).await?;
-    // A page is full when the database filled it, whatever get_image then hides (Glance's
-    // `next` follows the database's count).
-    let full = !images.is_empty() && images.len() as u64 == q.limit;
-    images.retain(|i| ctx.on_image(i).allows("get_image"));
-
+    let (images, full) = service::images::list(&s, &ctx, &q).await?;
     let last = full.then(|| images.last()).flatten();
     let (first, next) = page_links("/v2/images", &pairs, last.map(|i| i.id.as_str()));
     let page = ImagePage {
@@ -239,81 +223,8 @@ pub async fn update(
     )?;
     let body = json_body(&body)?;
     let changes = patch::parse(&body, dialect, &|v| s.schemas.validate_image(v))?;
-    let img = s.image(&ctx, &id).await?;
-    let opts = patch::PatchOptions {
-        show_multiple_locations: s.cfg.show_multiple_locations,
-        image_location_quota: s.cfg.image_location_quota,
-    };
-    let mut updated = patch::apply(&ctx, &img, &changes, dialect, &opts)?;
-    check_quotas(&s.cfg, &updated)?;
-    let removed = accept_new_locations(&s, &img, &mut updated).await?;
-    if updated != img {
-        s.db.save_image(&img, &updated).await?;
-    }
-    for loc in removed {
-        s.stores.delete_quietly(loc).await;
-    }
-    // Read back so the response shows what is stored (updated_at included).
-    let saved =
-        s.db.get_image(&id)
-            .await?
-            .ok_or_else(|| Error::image_not_found(&id))?;
+    let saved = service::images::update(&s, &ctx, &id, &changes, dialect).await?;
     Ok(json_response(StatusCode::OK, &render(&s.cfg, &ctx, &saved)))
-}
-
-/// Checks each location `updated` gains against the store (it must be ours and hold data);
-/// a queued image with a location becomes active with that data's size, as when Nova
-/// registers an RBD snapshot. Returns the locations `updated` lost, whose data goes.
-pub async fn accept_new_locations(
-    s: &AppState,
-    old: &Image,
-    updated: &mut Image,
-) -> Result<Vec<crate::domain::image::Location>> {
-    let known = |l: &crate::domain::image::Location, list: &[crate::domain::image::Location]| {
-        list.iter().any(|o| o.url == l.url)
-    };
-    let added: Vec<_> = updated
-        .locations
-        .iter()
-        .filter(|l| !known(l, &old.locations))
-        .cloned()
-        .collect();
-    let removed: Vec<_> = old
-        .locations
-        .iter()
-        .filter(|l| !known(l, &updated.locations))
-        .cloned()
-        .collect();
-    let mut first_size = None;
-    for loc in &added {
-        let entry = s.stores.for_location(loc).ok_or_else(|| {
-            Error::BadRequest(format!(
-                "Invalid location {}: no configured store holds it",
-                loc.url
-            ))
-        })?;
-        let store = entry.store.clone();
-        let l = loc.clone();
-        let size = blocking(store.timeout(), move || store.size(&l))
-            .await
-            .map_err(|e| Error::BadRequest(format!("Invalid location {}: {e}", loc.url)))?;
-        first_size.get_or_insert(size);
-        if s.stores.multi
-            && let Some(l) = updated.locations.iter_mut().find(|l| l.url == loc.url)
-            && l.metadata.get("store").is_none()
-            && let Some(m) = l.metadata.as_object_mut()
-        {
-            m.insert("store".into(), json!(entry.id));
-        }
-    }
-    if updated.status == Status::Queued
-        && !updated.locations.is_empty()
-        && let Some(size) = first_size
-    {
-        updated.transition(Status::Active)?;
-        updated.size = Some(size as i64);
-    }
-    Ok(removed)
 }
 
 pub async fn delete(
@@ -330,15 +241,8 @@ pub async fn deactivate(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    switch_active(
-        &s,
-        &ctx,
-        &id,
-        "deactivate",
-        Status::Active,
-        Status::Deactivated,
-    )
-    .await
+    service::images::set_active(&s, &ctx, &id, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn reactivate(
@@ -346,39 +250,6 @@ pub async fn reactivate(
     Extension(ctx): Extension<Context>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    switch_active(
-        &s,
-        &ctx,
-        &id,
-        "reactivate",
-        Status::Deactivated,
-        Status::Active,
-    )
-    .await
-}
-
-/// Deactivate/reactivate: `from` → `to`; already `to` is a no-op; any other status is refused.
-async fn switch_active(
-    s: &AppState,
-    ctx: &Context,
-    id: &str,
-    action: &str,
-    from: Status,
-    to: Status,
-) -> Result<Response> {
-    let img = s.image(ctx, id).await?;
-    ctx.on_image(&img).enforce_mutation(action)?;
-    if img.status == from {
-        if !s.db.set_status(id, from, to).await? {
-            return Err(Error::Conflict(format!(
-                "Image {id} changed status meanwhile; retry."
-            )));
-        }
-    } else if img.status != to {
-        return Err(Error::Forbidden(format!(
-            "Not allowed to {action} image in status '{}'",
-            img.status.as_str()
-        )));
-    }
+    service::images::set_active(&s, &ctx, &id, true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

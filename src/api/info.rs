@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{AppState, json_response};
+use crate::domain::fault::Lookup;
 use crate::domain::image::Status;
 use crate::domain::policy::{Context, TargetMap};
 use crate::error::{Error, Result};
@@ -102,8 +103,7 @@ pub async fn delete_from_store(
             "The selected store {store_id} is not available on this node."
         )));
     }
-    let missing = || Error::NotFound(format!("Failed to find image {id}"));
-    let img = s.find_image(&ctx, &id, missing).await?;
+    let img = s.find_image(&ctx, &id, Lookup::StoreDelete).await?;
     let checks = ctx.on_image(&img);
     checks.enforce("get_image_location")?;
     checks.enforce_mutation("delete_image_location")?;

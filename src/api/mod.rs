@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use crate::auth;
 use crate::config::Config;
+use crate::domain::policy::Context;
 use crate::error::{Error, ErrorText, pick_format, render_body, webob_title};
 
 pub use crate::app::App as AppState;
@@ -240,10 +241,7 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .fallback(|| async { Error::NotFound(String::new()) })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::identify,
-        ));
+        .layer(middleware::from_fn_with_state(state.clone(), identify));
 
     let routes = Router::new()
         .route(
@@ -501,6 +499,39 @@ pub fn json_response(status: StatusCode, v: &(impl serde::Serialize + ?Sized)) -
         crate::json::to_string(v),
     )
         .into_response()
+}
+
+/// Who is calling (see `auth`): the request's `Context`, or its refusal in Glance's words.
+pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let (policy, protections) = (s.policy.clone(), s.protections.clone());
+    let ctx = match &s.keystone {
+        None => match auth::from_headers(req.headers()) {
+            Some(caller) => Context::new(caller, request_id, policy, protections),
+            None => Context::unauthenticated(request_id, policy, protections),
+        },
+        Some(ks) => match auth::from_keystone(ks.clone(), req.headers()).await {
+            Ok(caller) => Context::new(caller, request_id, policy, protections),
+            Err(refusal) => {
+                let e = match refusal {
+                    auth::Refusal::Unauthorized { www_authenticate } => {
+                        Error::Unauthorized { www_authenticate }
+                    }
+                    auth::Refusal::Unavailable => Error::Unavailable(
+                        "The identity service is unavailable; please retry later.".into(),
+                    ),
+                    auth::Refusal::Internal(what) => Error::Internal(what),
+                };
+                return e.into_response();
+            }
+        },
+    };
+    req.extensions_mut().insert(ctx);
+    next.run(req).await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
-use crate::service::images::check_quotas;
+use crate::service::images;
 
 /// A tag with an encoded `/` splits the path in Glance's router: no such resource.
 fn no_slash(tag: &str) -> Result<()> {
@@ -24,16 +24,7 @@ pub async fn add(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
     no_slash(&tag)?;
-    s.schemas
-        .validate_image(&serde_json::json!({ "tags": [tag] }))?;
-    let img = s.parent_image(&ctx, &id).await?;
-    ctx.on_image(&img).enforce_mutation("modify_image")?;
-    if !img.tags.contains(&tag) {
-        let mut updated = img.clone();
-        updated.tags.insert(tag);
-        check_quotas(&s.cfg, &updated)?;
-        s.db.save_image(&img, &updated).await?;
-    }
+    images::add_tag(&s, &ctx, &id, &tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -43,13 +34,6 @@ pub async fn remove(
     Path((id, tag)): Path<(String, String)>,
 ) -> Result<Response> {
     no_slash(&tag)?;
-    let img = s.parent_image(&ctx, &id).await?;
-    ctx.on_image(&img).enforce_mutation("modify_image")?;
-    if !img.tags.contains(&tag) {
-        return Err(Error::NotFound(String::new()));
-    }
-    let mut updated = img.clone();
-    updated.tags.remove(&tag);
-    s.db.save_image(&img, &updated).await?;
+    images::remove_tag(&s, &ctx, &id, &tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

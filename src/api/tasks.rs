@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::images::{isotime, json_body};
 use super::{AppState, created, json_response, page_links};
 use crate::db::tasks::TaskQuery;
+use crate::domain::fault::Lookup;
 use crate::domain::image::is_uuid;
 use crate::domain::policy::Context;
 use crate::domain::task::{self, Task};
@@ -238,10 +239,7 @@ pub async fn of_image(
     Path(id): Path<String>,
 ) -> Result<Response> {
     // Not there or not visible: Glance's bare 404; a database outage stays a 503.
-    let img = s.image(&ctx, &id).await.map_err(|e| match e {
-        Error::NotFound(_) => Error::NotFound(String::new()),
-        other => other,
-    })?;
+    let img = s.find_image(&ctx, &id, Lookup::Bare).await?;
     if !ctx.on_image(&img).allows("get_image") {
         return Err(Error::NotFound(String::new()));
     }

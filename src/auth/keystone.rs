@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeystoneConfig {
-    pub www_authenticate_uri: String,
-    pub auth_url: String,
-    pub username: String,
-    pub password: String,
-    pub project_name: String,
-    pub user_domain_name: String,
-    pub project_domain_name: String,
-    pub service_token_roles: Vec<String>,
-    /// Refuse (401) a service token that lacks `service_token_roles`.
-    pub service_token_roles_required: bool,
-    pub token_cache_time: u64,
-}
+pub use crate::config::KeystoneConfig;
 
 /// Who a token belongs to, and its scope.
 pub type Identity = crate::domain::policy::Caller;

@@ -7,24 +7,29 @@
 
 pub mod keystone;
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
-
 use std::sync::Arc;
 
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
 
-use crate::api::{AppState, RequestId};
-use crate::domain::policy::{Caller, Context};
-use crate::error::Error;
+use crate::domain::policy::Caller;
 use keystone::{AuthError, Keystone};
 
-/// The context of a Keystone-authenticated request; 401 without a valid token, 503 when
+/// Why a request carries no identity the service accepts.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No token, or one Keystone does not accept (401, with this `WWW-Authenticate`).
+    Unauthorized {
+        www_authenticate: String,
+    },
+    /// Keystone cannot be asked (503).
+    Unavailable,
+    Internal(String),
+}
+
+/// The caller of a Keystone-authenticated request: refused without a valid token, or when
 /// Keystone cannot be asked.
-async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error> {
-    let unauthorized = || Error::Unauthorized {
+pub async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Refusal> {
+    let unauthorized = || Refusal::Unauthorized {
         www_authenticate: ks.www_authenticate(),
     };
     let Some(token) = header(h, "x-auth-token") else {
@@ -50,7 +55,7 @@ async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error
                 Ok::<_, AuthError>((user, service))
             })
             .await
-            .map_err(|e| Error::Internal(format!("auth task failed: {e}")))?
+            .map_err(|e| Refusal::Internal(format!("auth task failed: {e}")))?
         }
     };
     let (user, service) = match checked {
@@ -58,9 +63,7 @@ async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error
         Err(AuthError::Invalid) => return Err(unauthorized()),
         Err(AuthError::Unavailable(why)) => {
             tracing::warn!(error = %why, "cannot validate tokens");
-            return Err(Error::Unavailable(
-                "The identity service is unavailable; please retry later.".into(),
-            ));
+            return Err(Refusal::Unavailable);
         }
     };
     if let Some(sv) = &service
@@ -76,27 +79,6 @@ async fn from_keystone(ks: Arc<Keystone>, h: &HeaderMap) -> Result<Caller, Error
         caller.service_project_id = sv.project_id;
     }
     Ok(caller)
-}
-
-pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let (policy, protections) = (s.policy.clone(), s.protections.clone());
-    let ctx = match &s.keystone {
-        None => match from_headers(req.headers()) {
-            Some(caller) => Context::new(caller, request_id, policy, protections),
-            None => Context::unauthenticated(request_id, policy, protections),
-        },
-        Some(ks) => match from_keystone(ks.clone(), req.headers()).await {
-            Ok(caller) => Context::new(caller, request_id, policy, protections),
-            Err(e) => return e.into_response(),
-        },
-    };
-    req.extensions_mut().insert(ctx);
-    next.run(req).await
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {

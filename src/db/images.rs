@@ -6,10 +6,10 @@ use chrono::{NaiveDateTime, Timelike, Utc};
 use sqlx::Row;
 
 use super::{Db, bind_all, with_pool};
+use crate::domain::fault::{Fault, Lookup, Result};
 use crate::domain::image::{Image, Location, Status, Visibility};
 use crate::domain::policy::Context;
 use crate::domain::query::{Cond, ListQuery, MemberStatus, SortKey, Val};
-use crate::error::{Error, Result};
 
 const IMAGE_COLUMNS: &str = "images.id, images.name, images.size, images.status, images.created_at, \
     images.updated_at, images.disk_format, images.container_format, images.checksum, images.owner, \
@@ -189,9 +189,9 @@ impl Db {
         });
         match res {
             Ok(()) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(
-                format!("Image with identifier {} already exists!", img.id),
-            )),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Fault::DuplicateImage { id: img.id.clone() })
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -316,10 +316,9 @@ impl Db {
                 .rows_affected();
                 if n != 1 {
                     tx.rollback().await?;
-                    return Err(Error::Conflict(format!(
-                        "Image {} changed status while it was being updated; retry.",
-                        new.id
-                    )));
+                    return Err(Fault::ChangedMeanwhile {
+                        image: new.id.clone(),
+                    });
                 }
             }
             for t in &removed_tags {
@@ -344,7 +343,10 @@ impl Db {
             r.rows_affected()
         });
         if rows == 0 {
-            return Err(Error::image_not_found(&new.id));
+            return Err(Fault::ImageNotFound {
+                id: new.id.clone(),
+                lookup: Lookup::Image,
+            });
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::images::now;
 use super::{Db, with_pool};
-use crate::error::{Error, Result};
+use crate::domain::fault::{Fault, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
@@ -76,12 +76,15 @@ impl Db {
         .await
         });
         match outcome? {
-            None => Err(Error::Conflict(format!(
-                "Member {member} is duplicated for image {image_id}"
-            ))),
-            Some(n) if n > 0 => Err(Error::TooLarge(format!(
-                "Image member limit exceeded for image {image_id}: The limit has been exceeded on the number of allowed image members for this image. Attempted: {n}, Maximum: {quota}"
-            ))),
+            None => Err(Fault::DuplicateMember {
+                image: image_id.into(),
+                member: member.into(),
+            }),
+            Some(n) if n > 0 => Err(Fault::MemberLimit {
+                image: image_id.into(),
+                attempted: n,
+                maximum: quota,
+            }),
             Some(_) => Ok(Member {
                 image_id: image_id.into(),
                 member_id: member.into(),

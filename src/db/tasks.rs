@@ -9,9 +9,9 @@ use sqlx::Row;
 use super::images::now;
 use super::work::Work;
 use super::{Db, begin_write, with_pool};
+use crate::domain::fault::Result;
 use crate::domain::query::Val;
 use crate::domain::task::Task;
-use crate::error::Result;
 
 /// A listing's filters, order and page.
 #[derive(Debug, Clone, Default)]

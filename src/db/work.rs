@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::images::now;
 use super::{Db, begin_write, with_pool};
-use crate::error::Result;
+use crate::domain::fault::Result;
 
 /// A row of leased work.
 #[derive(Debug, Clone, PartialEq)]

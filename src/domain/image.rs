@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 
-use crate::error::{Error, Result};
+use super::fault::{Fault, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -184,14 +184,13 @@ pub fn min_requirement(key: &str, value: &serde_json::Value) -> Result<i64> {
         })
         .unwrap_or(0);
     if n < 0 {
-        return Err(Error::BadRequest(format!(
-            "Invalid value '{value}' for parameter '{key}': Cannot be a negative value"
-        )));
+        return Err(Fault::NegativeValue {
+            key: key.into(),
+            value: value.to_string(),
+        });
     }
     if n > i64::from(i32::MAX) {
-        return Err(Error::BadRequest(format!(
-            "'{key}' value out of range, must not exceed 2147483647."
-        )));
+        return Err(Fault::OutOfRange { key: key.into() });
     }
     Ok(n)
 }
@@ -220,11 +219,10 @@ impl Image {
     /// accepted once both formats are known.
     pub fn transition(&mut self, to: Status) -> Result<()> {
         if !self.status.can_become(to) {
-            return Err(Error::Conflict(format!(
-                "Image status transition from {} to {} is not allowed",
-                self.status.as_str(),
-                to.as_str()
-            )));
+            return Err(Fault::Transition {
+                from: self.status,
+                to,
+            });
         }
         self.check_formats_for(to)?;
         if to == Status::Queued {
@@ -247,20 +245,8 @@ impl Image {
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| *k)
             .collect();
-            match missing.len() {
-                0 => {}
-                1 => {
-                    return Err(Error::BadRequest(format!(
-                        "Property {} must be set prior to saving data.",
-                        missing[0]
-                    )));
-                }
-                _ => {
-                    return Err(Error::BadRequest(format!(
-                        "Properties {} must be set prior to saving data.",
-                        missing.join(", ")
-                    )));
-                }
+            if !missing.is_empty() {
+                return Err(Fault::FormatsMissing { missing });
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The rules of the image service, free of I/O.
 
+pub mod fault;
 pub mod image;
 pub mod patch;
 pub mod policy;

@@ -9,8 +9,9 @@ use futures_util::{Stream, StreamExt};
 
 use crate::app::App;
 use crate::db::images::UploadResult;
+use crate::domain::fault::Fault;
 use crate::domain::image::{Image, Status};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::{Inspection, Verdict};
 use crate::ingest::{IngestError, Pipeline};
 use crate::store::{StoreEntry, blocking};
@@ -71,7 +72,7 @@ pub async fn upload(
 ) -> Result<u64> {
     let cap = app.cfg.image_size_cap;
     if size_hint.is_some_and(|n| n > cap) {
-        return Err(too_large());
+        return Err(Fault::TooLarge.into());
     }
     img.transition(Status::Saving)?;
     let id = img.id.clone();
@@ -83,14 +84,16 @@ pub async fn upload(
         .await?
     {
         app.engine.forget(&work).await?;
-        return Err(Error::Conflict(format!(
-            "Image status transition from {} to saving is not allowed",
-            app.db
-                .get_image(&id)
-                .await?
-                .map(|i| i.status.as_str())
-                .unwrap_or("deleted")
-        )));
+        // Glance names the status it found (a deleted image's row says `deleted`).
+        let from = match app.db.get_image(&id).await? {
+            Some(i) => i.status,
+            None => Status::Deleted,
+        };
+        return Err(Fault::Transition {
+            from,
+            to: Status::Saving,
+        }
+        .into());
     }
     let guard = SavingGuard {
         engine: app.engine.clone(),
@@ -106,10 +109,11 @@ pub async fn upload(
             {
                 app.stores.delete_quietly(result.location.clone()).await;
                 guard.restore().await;
-                return Err(Error::BadRequest(format!(
-                    "Size mismatch: expected {} bytes, got {size} bytes",
-                    d.shown
-                )));
+                return Err(Fault::SizeMismatch {
+                    expected: d.shown.clone(),
+                    got: size,
+                }
+                .into());
             }
             if !app
                 .db
@@ -120,9 +124,7 @@ pub async fn upload(
                 // one for dead) while we were writing.
                 app.stores.delete_quietly(result.location).await;
                 guard.restore().await;
-                return Err(Error::Gone(format!(
-                    "Image {id} could not be found after upload. The image may have been deleted during the upload."
-                )));
+                return Err(Fault::VanishedDuringUpload { image: id }.into());
             }
             let mut g = guard;
             g.armed = false;
@@ -173,10 +175,11 @@ async fn ingest(
                 // past the size (the rest is never read or written).
                 if let Some(d) = declared.filter(|d| i128::from(received) > d.n) {
                     pipe.abort().await;
-                    return Err(Error::BadRequest(format!(
-                        "Size exceeds: expected {} bytes, got {received} bytes",
-                        d.shown
-                    )));
+                    return Err(Fault::SizeExceeds {
+                        expected: d.shown.clone(),
+                        got: received,
+                    }
+                    .into());
                 }
                 pipe.push(c).await
             }
@@ -184,7 +187,7 @@ async fn ingest(
         };
         if let Err(e) = step {
             pipe.abort().await;
-            return Err(ingest_error(id, e));
+            return Err(ingest_error(id, e).into());
         }
     }
     let disk_format = img.disk_format.clone().unwrap_or_default();
@@ -231,22 +234,14 @@ async fn ingest(
     ))
 }
 
-/// `image_size_cap` exceeded, in Glance's words.
-fn too_large() -> Error {
-    Error::TooLarge("The incoming image is too large: The provided image is too large.".into())
-}
-
-fn ingest_error(id: &str, e: IngestError) -> Error {
+fn ingest_error(id: &str, e: IngestError) -> Fault {
     match e {
-        IngestError::TooLarge => too_large(),
-        IngestError::Source(msg) => {
-            tracing::warn!(image_id = %id, error = %msg, "client stopped sending image data");
-            Error::BadRequest(format!("Error reading image data: {msg}"))
+        IngestError::TooLarge => Fault::TooLarge,
+        IngestError::Source(why) => {
+            tracing::warn!(image_id = %id, error = %why, "client stopped sending image data");
+            Fault::SourceFailed { why }
         }
         IngestError::Store(other) => other.into(),
-        IngestError::Rejected(msg) => Error::UnsupportedMediaType {
-            msg,
-            accept_patch: None,
-        },
+        IngestError::Rejected(why) => Fault::Rejected { why },
     }
 }

@@ -1,5 +1,6 @@
 //! Images: creating one from a JSON object (the API's body, or an import task's
-//! `image_properties`), and the per-image quotas every change checks.
+//! `image_properties`), listing, changing (JSON-patch changes, tags, deactivation), deleting,
+//! and the per-image quotas every change checks.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,31 +9,32 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::config::Config;
 use crate::db::images::now;
-use crate::domain::image::{self, Image, Status, Visibility, is_reserved, is_uuid};
+use crate::domain::fault::{Counted, Fault, Lookup};
+use crate::domain::image::{self, Image, Location, Status, Visibility, is_reserved, is_uuid};
+use crate::domain::patch::{self, Change, Dialect};
 use crate::domain::policy::{self, Context, Operation};
-use crate::error::{Error, Result};
-use crate::store::StoreError;
-
-fn limit_exceeded(what: &str, attempted: usize, maximum: i64) -> Error {
-    Error::TooLarge(format!(
-        "The limit has been exceeded on the number of allowed image {what}. Attempted: {attempted}, Maximum: {maximum}"
-    ))
-}
+use crate::domain::query::ListQuery;
+use crate::error::Result;
+use crate::store::{StoreError, blocking};
 
 /// Per-image quotas; a negative quota means unlimited.
-pub fn check_quotas(cfg: &Config, img: &Image) -> Result<()> {
-    let over = |n: usize, q: i64| q >= 0 && n as i64 > q;
-    if over(img.properties.len(), cfg.image_property_quota) {
-        return Err(limit_exceeded(
-            "properties",
-            img.properties.len(),
-            cfg.image_property_quota,
-        ));
-    }
-    if over(img.tags.len(), cfg.image_tag_quota) {
-        return Err(limit_exceeded("tags", img.tags.len(), cfg.image_tag_quota));
-    }
-    Ok(())
+pub fn check_quotas(cfg: &Config, img: &Image) -> Result<(), Fault> {
+    let check = |what, n: usize, q: i64| {
+        if q >= 0 && n as i64 > q {
+            return Err(Fault::LimitExceeded {
+                what,
+                attempted: n,
+                maximum: q,
+            });
+        }
+        Ok(())
+    };
+    check(
+        Counted::Properties,
+        img.properties.len(),
+        cfg.image_property_quota,
+    )?;
+    check(Counted::Tags, img.tags.len(), cfg.image_tag_quota)
 }
 
 const CREATE_DISALLOWED: &[&str] = &["direct_url", "self", "file", "schema", "stores"];
@@ -53,19 +55,23 @@ const CREATE_IGNORED: &[&str] = &["os_hash_algo", "os_hash_value"];
 /// property protections, quotas).
 pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
     let Value::Object(mut obj) = body else {
-        return Err(Error::BadRequest(
-            "Provided object does not match schema 'image': the body is not a JSON object".into(),
-        ));
+        return Err(Fault::NotAnImageObject.into());
     };
     for key in CREATE_DISALLOWED {
         if obj.contains_key(*key) {
-            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
+            return Err(Fault::ReadOnly {
+                attribute: key.to_string(),
+            }
+            .into());
         }
     }
     app.schemas.validate_image(&Value::Object(obj.clone()))?;
     for key in CREATE_READ_ONLY {
         if obj.contains_key(*key) {
-            return Err(Error::Forbidden(format!("Attribute '{key}' is read-only.")));
+            return Err(Fault::ReadOnly {
+                attribute: key.to_string(),
+            }
+            .into());
         }
     }
 
@@ -106,24 +112,23 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
     let mut properties = BTreeMap::new();
     for (k, v) in obj {
         if k.chars().count() > 255 {
-            return Err(Error::BadRequest(
-                "Custom property should not be greater than 255 characters.".into(),
-            ));
+            return Err(Fault::PropertyNameTooLong.into());
         }
         // Glance refuses `locations` in its domain (the message alone), the others in its
         // request parser (after the standard explanation).
-        if k == "locations" {
-            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
-        }
-        if is_reserved(&k) {
-            return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")).as_detail());
+        if k == "locations" || is_reserved(&k) {
+            return Err(Fault::Reserved {
+                in_parser: k != "locations",
+                attribute: k,
+            }
+            .into());
         }
         // The schema allows only strings for additional properties.
         properties.insert(k, v.as_str().unwrap_or_default().to_string());
     }
     let visibility_given = visibility;
     if !is_uuid(&id) {
-        return Err(Error::BadRequest(format!("Invalid image id {id}")));
+        return Err(Fault::InvalidImageId { id }.into());
     }
 
     let owner = match owner_given {
@@ -133,7 +138,11 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
     policy::check_create(ctx, owner.as_deref(), visibility_given)?;
     // Property protections come before the per-image quotas, as in Glance's factory.
     if let Some(k) = properties.keys().find(|k| !ctx.may(k, Operation::Create)) {
-        return Err(Error::Forbidden(format!("Attribute '{k}' is reserved.")));
+        return Err(Fault::Reserved {
+            attribute: k.clone(),
+            in_parser: false,
+        }
+        .into());
     }
     let ts = now();
     let img = Image {
@@ -169,28 +178,30 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
 /// of its snapshot, keeps its record and stays usable), then the record, then any data an
 /// upload recorded meanwhile.
 pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
-    // Glance's words for an image that is not there (or not visible) when deleting.
-    let gone = || Error::NotFound(format!("Failed to find image {id} to delete"));
-    let img = app.find_image(ctx, id, gone).await?;
+    let img = app.find_image(ctx, id, Lookup::Delete).await?;
     ctx.on_image(&img).enforce_mutation("delete_image")?;
     if img.protected {
-        return Err(Error::Forbidden(format!(
-            "Image {id} is protected and cannot be deleted."
-        )));
+        return Err(Fault::Protected { image: id.into() }.into());
     }
     for loc in &img.locations {
         match app.stores.delete(loc).await {
             Ok(()) => {}
             Err(StoreError::InUse(why)) => {
-                return Err(Error::Conflict(format!(
-                    "Image {id} could not be deleted because it is in use: {why}"
-                )));
+                return Err(Fault::InUse {
+                    image: id.into(),
+                    why,
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         }
     }
     let Some(current) = app.db.delete_image(id).await? else {
-        return Err(gone());
+        return Err(Fault::ImageNotFound {
+            id: id.into(),
+            lookup: Lookup::Delete,
+        }
+        .into());
     };
     // Data recorded since the image was read above (an upload that finished meanwhile) would
     // otherwise stay in the store with no image.
@@ -198,5 +209,177 @@ pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
         app.stores.delete_quietly(loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
+    Ok(())
+}
+
+/// The image as `GET /v2/images/{id}` shows it, if the caller may see it.
+pub async fn show(app: &App, ctx: &Context, id: &str) -> Result<Image> {
+    let img = app.image(ctx, id).await?;
+    ctx.on_image(&img).enforce("get_image")?;
+    Ok(img)
+}
+
+/// A page of images the caller may see, and whether the database filled it (Glance's `next`
+/// follows the database's count, whatever `get_image` then hides).
+pub async fn list(app: &App, ctx: &Context, q: &ListQuery) -> Result<(Vec<Image>, bool)> {
+    ctx.enforce("get_images", &policy::project_target(ctx))?;
+    let marker = match &q.marker {
+        None => None,
+        Some(m) => Some(app.image(ctx, m).await.map_err(|f| match f {
+            Fault::ImageNotFound { id, .. } => Fault::MarkerNotFound { id },
+            other => other,
+        })?),
+    };
+    let mut images = app.db.list_images(ctx, q, marker.as_ref()).await?;
+    let full = !images.is_empty() && images.len() as u64 == q.limit;
+    images.retain(|i| ctx.on_image(i).allows("get_image"));
+    Ok((images, full))
+}
+
+/// Applies JSON-patch `changes` to the image and saves it once; data of locations the image
+/// lost leaves the store. The image as stored afterwards.
+pub async fn update(
+    app: &App,
+    ctx: &Context,
+    id: &str,
+    changes: &[Change],
+    dialect: Dialect,
+) -> Result<Image> {
+    let img = app.image(ctx, id).await?;
+    let opts = patch::PatchOptions {
+        show_multiple_locations: app.cfg.show_multiple_locations,
+        image_location_quota: app.cfg.image_location_quota,
+    };
+    let mut updated = patch::apply(ctx, &img, changes, dialect, &opts)?;
+    check_quotas(&app.cfg, &updated)?;
+    let removed = accept_new_locations(app, &img, &mut updated).await?;
+    if updated != img {
+        app.db.save_image(&img, &updated).await?;
+    }
+    for loc in removed {
+        app.stores.delete_quietly(loc).await;
+    }
+    // Read back so the answer shows what is stored (updated_at included).
+    let saved = app
+        .db
+        .get_image(id)
+        .await?
+        .ok_or_else(|| Fault::ImageNotFound {
+            id: id.into(),
+            lookup: Lookup::Image,
+        })?;
+    Ok(saved)
+}
+
+/// Checks each location `updated` gains against the store (it must be ours and hold data);
+/// a queued image with a location becomes active with that data's size, as when Nova
+/// registers an RBD snapshot. Returns the locations `updated` lost, whose data goes.
+pub async fn accept_new_locations(
+    app: &App,
+    old: &Image,
+    updated: &mut Image,
+) -> Result<Vec<Location>, Fault> {
+    let known = |l: &Location, list: &[Location]| list.iter().any(|o| o.url == l.url);
+    let added: Vec<_> = updated
+        .locations
+        .iter()
+        .filter(|l| !known(l, &old.locations))
+        .cloned()
+        .collect();
+    let removed: Vec<_> = old
+        .locations
+        .iter()
+        .filter(|l| !known(l, &updated.locations))
+        .cloned()
+        .collect();
+    let mut first_size = None;
+    for loc in &added {
+        let entry = app
+            .stores
+            .for_location(loc)
+            .ok_or_else(|| Fault::NoStoreFor {
+                url: loc.url.clone(),
+            })?;
+        let store = entry.store.clone();
+        let l = loc.clone();
+        let size = blocking(store.timeout(), move || store.size(&l))
+            .await
+            .map_err(|e| Fault::BadLocation {
+                url: loc.url.clone(),
+                why: e.to_string(),
+            })?;
+        first_size.get_or_insert(size);
+        if app.stores.multi
+            && let Some(l) = updated.locations.iter_mut().find(|l| l.url == loc.url)
+            && l.metadata.get("store").is_none()
+            && let Some(m) = l.metadata.as_object_mut()
+        {
+            m.insert("store".into(), serde_json::json!(entry.id));
+        }
+    }
+    if updated.status == Status::Queued
+        && !updated.locations.is_empty()
+        && let Some(size) = first_size
+    {
+        updated.transition(Status::Active)?;
+        updated.size = Some(size as i64);
+    }
+    Ok(removed)
+}
+
+/// Adds a tag (already there: nothing to do).
+pub async fn add_tag(app: &App, ctx: &Context, id: &str, tag: &str) -> Result<()> {
+    app.schemas
+        .validate_image(&serde_json::json!({ "tags": [tag] }))?;
+    let img = app.parent_image(ctx, id).await?;
+    ctx.on_image(&img).enforce_mutation("modify_image")?;
+    if !img.tags.contains(tag) {
+        let mut updated = img.clone();
+        updated.tags.insert(tag.to_string());
+        check_quotas(&app.cfg, &updated)?;
+        app.db.save_image(&img, &updated).await?;
+    }
+    Ok(())
+}
+
+/// Removes a tag; one the image does not have is not found.
+pub async fn remove_tag(app: &App, ctx: &Context, id: &str, tag: &str) -> Result<()> {
+    let img = app.parent_image(ctx, id).await?;
+    ctx.on_image(&img).enforce_mutation("modify_image")?;
+    if !img.tags.contains(tag) {
+        return Err(Fault::TagNotFound {
+            image: id.into(),
+            tag: tag.into(),
+        }
+        .into());
+    }
+    let mut updated = img.clone();
+    updated.tags.remove(tag);
+    app.db.save_image(&img, &updated).await?;
+    Ok(())
+}
+
+/// Deactivates (`active` false) or reactivates an image; already there is a no-op, any
+/// status but the two is refused.
+pub async fn set_active(app: &App, ctx: &Context, id: &str, active: bool) -> Result<()> {
+    let (action, from, to) = if active {
+        ("reactivate", Status::Deactivated, Status::Active)
+    } else {
+        ("deactivate", Status::Active, Status::Deactivated)
+    };
+    let img = app.image(ctx, id).await?;
+    ctx.on_image(&img).enforce_mutation(action)?;
+    if img.status == from {
+        if !app.db.set_status(id, from, to).await? {
+            return Err(Fault::ChangedMeanwhile { image: id.into() }.into());
+        }
+    } else if img.status != to {
+        return Err(Fault::ActionInStatus {
+            action: action.into(),
+            status: img.status,
+        }
+        .into());
+    }
+    tracing::info!(image_id = %id, action, "image status changed");
     Ok(())
 }

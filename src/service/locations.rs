@@ -15,10 +15,11 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::db::work::Work;
 use crate::digest::Hasher;
+use crate::domain::fault::Fault;
 use crate::domain::image::{Image, Location, Status};
 use crate::domain::policy::Context;
 use crate::domain::task::Task;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::fetch;
 use crate::store::{StoreError, blocking};
 
@@ -39,30 +40,25 @@ pub async fn add(app: &App, ctx: &Context, img: &Image, url: &str, val_data: Val
         let (f, u) = (app.cfg.import_filter.clone(), url.to_string());
         let passes = tokio::task::spawn_blocking(move || fetch::passes(&f, &u))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Fault::Internal {
+                what: e.to_string(),
+            })?;
         if !passes {
-            return Err(Error::BadRequest(format!(
-                "URI for add location does not pass filtering: {url}"
-            )));
+            return Err(Fault::LocationFiltered { url: url.into() }.into());
         }
     }
-    let lock_taken = || {
-        Error::Conflict(format!(
-            "New operation on image '{}' is not permitted as prior operation is still in progress",
-            img.id
-        ))
+    let lock_taken = || Fault::ImportLocked {
+        image: img.id.clone(),
     };
     if img.properties.contains_key(IMPORT_LOCK) {
-        return Err(lock_taken());
+        return Err(lock_taken().into());
     }
     let probe = Location {
         url: url.to_string(),
         metadata: json!({}),
     };
     if app.stores.for_location(&probe).is_none() {
-        return Err(Error::BadRequest(format!(
-            "Invalid location {url}: no configured store holds it"
-        )));
+        return Err(Fault::NoStoreFor { url: url.into() }.into());
     }
     let input = json!({"image_id": img.id, "loc_url": url, "validation_data": val_data});
     // The lock with the task, in one transaction: never a lock without a task to drop it.
@@ -220,7 +216,9 @@ async fn locate_and_hash(
         .iter()
         .find(|l| l.url == url)
         .cloned()
-        .ok_or_else(|| Error::Internal("location vanished".into()))?;
+        .ok_or_else(|| Fault::Internal {
+            what: "location vanished".into(),
+        })?;
     let algo = val
         .get("os_hash_algo")
         .and_then(Value::as_str)

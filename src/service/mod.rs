@@ -6,4 +6,5 @@ pub mod data;
 pub mod fetch;
 pub mod images;
 pub mod locations;
+pub mod members;
 pub mod tasks;

@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::db::images::now;
 use crate::db::work::Work;
+use crate::domain::fault::Fault;
 use crate::domain::image::Status;
 use crate::domain::policy::{Caller, Context, project_target};
 use crate::domain::task::{self, Task};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::service::{data, fetch, images, locations};
 use crate::work::{Runner, TASK};
 
@@ -67,7 +68,12 @@ async fn checked_import_from(
     let (app, input) = (app.clone(), input.clone());
     tokio::task::spawn_blocking(move || check_import_from(&app, &input))
         .await
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| {
+            Fault::Internal {
+                what: e.to_string(),
+            }
+            .into()
+        })
 }
 
 /// Creates a task of `kind` with `input` for `ctx`'s project and starts it on this node.
@@ -75,7 +81,7 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
     if kind == task::IMPORT {
         checked_import_from(app, &input)
             .await?
-            .map_err(Error::BadRequest)?;
+            .map_err(|why| Fault::ImportFromRefused { why })?;
     }
     let image_id = input
         .get("image_id")
@@ -84,7 +90,9 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
     // Without a lock there is nothing to be refused.
     let t = record(app, ctx, kind, image_id, input, None)
         .await?
-        .ok_or_else(|| Error::Internal("task not recorded".into()))?;
+        .ok_or_else(|| Fault::Internal {
+            what: "task not recorded".into(),
+        })?;
     tracing::info!(task_id = %t.id, kind = %t.kind, node = %app.engine.node, "task created");
     Ok(t)
 }
@@ -262,7 +270,7 @@ async fn import(
                 .await?
             {
                 // Another node took the work for dead: it has the image now.
-                return Err(Error::Conflict("task taken over by another node".into()));
+                return Err(Fault::TakenOver.into());
             }
             tracing::info!(image_id = %img.id, "import task created its image");
             img.id
@@ -314,7 +322,7 @@ async fn import(
 }
 
 impl Runner for App {
-    fn resume(&self, w: Work) -> Pin<Box<dyn Future<Output = Result<bool>> + Send + '_>> {
+    fn resume(&self, w: Work) -> Pin<Box<dyn Future<Output = Result<bool, Fault>> + Send + '_>> {
         Box::pin(async move {
             // An upload the dead node was doing for this task is undone first (the image
             // back to `queued`, its partial data gone); then the task runs on.
@@ -338,5 +346,5 @@ pub fn visible(ctx: &Context, t: &Task) -> bool {
 pub fn authorize(ctx: &Context, action: &str) -> Result<()> {
     let target = project_target(ctx);
     ctx.enforce("tasks_api_access", &target)?;
-    ctx.enforce(action, &target)
+    Ok(ctx.enforce(action, &target)?)
 }

@@ -340,14 +340,7 @@ fn write_at(f: &File, data: &[u8], offset: u64, thin: bool) -> Result<(), StoreE
     Ok(())
 }
 
-/// `filesystem_store_direct_io`: `false` (the default) never writes with O_DIRECT, `auto` on
-/// local disk filesystems only, `true` wherever the filesystem accepts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirectIo {
-    Auto,
-    On,
-    Off,
-}
+pub use crate::config::DirectIo;
 
 /// Filesystems (statfs magic numbers) on which `auto` writes with O_DIRECT: local disks, where
 /// it saves the page-cache copy and the writeback. Not NFS or any other network filesystem:

@@ -36,34 +36,6 @@ pub enum StoreError {
     Other(String),
 }
 
-impl From<StoreError> for crate::error::Error {
-    fn from(e: StoreError) -> Self {
-        use crate::error::Error;
-        match e {
-            // Glance's wording for the two failures clients are told about.
-            StoreError::Full => Error::TooLarge(format!("Image storage media is full: {e}")),
-            StoreError::WriteDenied => Error::Unavailable(format!(
-                "Insufficient permissions on image storage media: {e}"
-            )),
-            StoreError::NotFound(_) => Error::NotFound(e.to_string()),
-            StoreError::InUse(_) => Error::Conflict(e.to_string()),
-            StoreError::ReadOnly => Error::BadRequest(e.to_string()),
-            StoreError::Timeout(_) => {
-                tracing::error!(error = %e, "store call timed out");
-                Error::Unavailable(e.to_string())
-            }
-            StoreError::Unavailable(_) => {
-                tracing::error!(error = %e, "store unavailable");
-                Error::Unavailable(e.to_string())
-            }
-            other => {
-                tracing::error!(error = %other, "store failure");
-                Error::Internal("Error in store configuration.".into())
-            }
-        }
-    }
-}
-
 /// Maps an I/O error the way glance_store's drivers classify them.
 pub fn classify_io(e: std::io::Error) -> StoreError {
     match e.raw_os_error() {

@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 
 use crate::db::Db;
 use crate::db::work::Work;
+use crate::domain::fault::Result;
 use crate::domain::image::Location;
-use crate::error::Result;
 use crate::store::{Stores, blocking};
 
 pub const UPLOAD: &str = "upload";

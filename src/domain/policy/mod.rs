@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::fault::{Fault, Result};
 use crate::domain::image::{Image, Visibility};
-use crate::error::{Error, Result};
 pub use language::{Target, TargetMap};
 pub use protections::{Operation, PropertyRules};
 pub use rules::{Decision, Policy, PolicyOptions, PolicySource};
@@ -179,10 +179,10 @@ impl Context {
 }
 
 /// Glance's refusal of a policy action.
-pub fn denied(action: &str) -> Error {
-    Error::Forbidden(format!(
-        "You are not authorized to complete {action} action."
-    ))
+pub fn denied(action: &str) -> Fault {
+    Fault::Denied {
+        action: action.into(),
+    }
 }
 
 /// Python's `str()` of an optional value.
@@ -279,7 +279,7 @@ impl ImageChecks<'_> {
             return Ok(());
         }
         if action == "get_image" || !self.ctx.allows("get_image", &self.target) {
-            return Err(Error::NotFound(String::new()));
+            return Err(Fault::Hidden);
         }
         Err(denied(action))
     }
@@ -314,7 +314,7 @@ impl ImageChecks<'_> {
     pub fn enforce_mutation(&self, action: &str) -> Result<()> {
         self.enforce(action)?;
         if !self.ctx.new_defaults() && !self.ctx.is_admin && !self.ctx.owns(self.target.img) {
-            return Err(Error::Forbidden("You do not own this image".into()));
+            return Err(Fault::NotOwner);
         }
         Ok(())
     }
@@ -328,16 +328,13 @@ pub fn check_create(
     visibility: Option<Visibility>,
 ) -> Result<()> {
     let target = create_target(owner, visibility);
-    let foreign = |o: Option<&str>| {
-        Error::Forbidden(format!(
-            "You are not permitted to create images owned by '{}'",
-            py(o)
-        ))
-        .as_detail()
+    let foreign = |o: Option<&str>, legacy| Fault::ForeignOwner {
+        owner: o.map(str::to_string),
+        legacy,
     };
     if let Err(e) = ctx.enforce("add_image", &target) {
         return Err(if owner != ctx.project_id.as_deref() {
-            foreign(owner)
+            foreign(owner, false)
         } else {
             e
         });
@@ -353,10 +350,7 @@ pub fn check_create(
         }
     }
     if !ctx.new_defaults() && !ctx.is_admin && owner != ctx.project_id.as_deref() {
-        return Err(Error::Forbidden(format!(
-            "You are not permitted to create images owned by '{}'.",
-            py(owner)
-        )));
+        return Err(foreign(owner, true));
     }
     Ok(())
 }
@@ -431,13 +425,13 @@ mod tests {
         let reader = ctx(Some("p1"), &["reader"], false);
         // A reader sees the image but may not change it: 403.
         let e = reader.on_image(&img).enforce("modify_image").unwrap_err();
-        assert_eq!(e.status(), 403);
+        assert!(matches!(e, Fault::Denied { ref action } if action == "modify_image"));
         let system = ctx(None, &["admin"], true);
         // A system-scoped token fails every project rule, get_image too: 404.
         let e = system.on_image(&img).enforce("modify_image").unwrap_err();
-        assert_eq!(e.status(), 404);
+        assert!(matches!(e, Fault::Hidden));
         let e = system.on_image(&img).enforce("get_image").unwrap_err();
-        assert_eq!(e.status(), 404);
+        assert!(matches!(e, Fault::Hidden));
         // Members: get_image (404) before the rule (403).
         let shared = image("p1", Visibility::Shared);
         let member_reader = ctx(Some("p2"), &["reader"], false);
@@ -445,7 +439,7 @@ mod tests {
             .on_image(&shared)
             .enforce_member("modify_member")
             .unwrap_err();
-        assert_eq!(e.status(), 403);
+        assert!(matches!(e, Fault::Denied { .. }));
         let member = ctx(Some("p2"), &["member", "reader"], false);
         assert!(
             member
