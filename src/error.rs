@@ -100,7 +100,7 @@ impl From<sqlx::Error> for Error {
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Error::Fault(Fault::Store(e))
+        Error::Fault(e.into())
     }
 }
 

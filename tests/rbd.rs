@@ -733,19 +733,52 @@ async fn killed_node_upload_leaves_no_rbd_image(b: Backend) {
     assert_eq!(peer.delete(&id).await, 204);
 }
 
-/// A node killed while its import task writes into the pool: another node undoes the partial
-/// RBD image (once Ceph drops the dead client's watch) and runs the task on into the same image.
-async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
-    use md5::Digest as _;
-    let Some((mut a, conf)) = start_configured(b, "images", "", "").await else {
-        return;
-    };
+/// Two nodes on the pool with a 2 s lease (`more`: further configuration): the first
+/// restarted with it, the second beside it; and the Ceph configuration.
+async fn pair_with_short_lease(b: Backend, more: &str) -> Option<(Server, Server, String)> {
+    let (mut a, conf) = start_configured(b, "images", "", "").await?;
     let extra = std::fs::read_to_string(a.dir.path().join("extra.conf")).unwrap();
-    let more = format!("{extra}{}[task]\nlease_seconds = 2\n", common::source::OPEN);
+    let more = format!("{extra}{more}[task]\nlease_seconds = 2\n");
     std::fs::write(a.dir.path().join("extra.conf"), &more).unwrap();
     a.kill9();
     a.restart().await;
     let peer = a.start_peer_with(&more).await;
+    Some((a, peer, conf))
+}
+
+/// The task `task_of` shows, once it ended on `peer` (bounded: 120 s); prints how long after
+/// now (the other node's death) that was.
+async fn ended_on<F, Fut>(peer: &Server, what: &str, task_of: F) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let t = Instant::now();
+    loop {
+        let task = task_of().await;
+        if task["status"] == "success" || task["status"] == "failure" {
+            eprintln!(
+                "killed node's {what} finished by the other after {:?}",
+                t.elapsed()
+            );
+            return task;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "task not finished: {task}\n{}",
+            peer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node killed while its import task writes into the pool: another node undoes the partial
+/// RBD image (once Ceph drops the dead client's watch) and runs the task on into the same image.
+async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
+    use md5::Digest as _;
+    let Some((mut a, peer, conf)) = pair_with_short_lease(b, common::source::OPEN).await else {
+        return;
+    };
     let data = random_bytes(48 << 20);
     let src = common::source::Source::start(data.clone(), 12 << 20).await;
     let body = json!({"type": "import", "input": {
@@ -775,24 +808,10 @@ async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     a.kill9();
-    let t = Instant::now();
-    let deadline = t + Duration::from_secs(120);
-    let done = loop {
-        let v = peer.get_json(&format!("/v2/tasks/{task}")).await;
-        if v["status"] == "success" || v["status"] == "failure" {
-            break v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task not finished: {v}\n{}",
-            peer.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    eprintln!(
-        "killed node's import finished by the other after {:?}",
-        t.elapsed()
-    );
+    let done = ended_on(&peer, "import", || async {
+        peer.get_json(&format!("/v2/tasks/{task}")).await
+    })
+    .await;
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["result"]["image_id"], id.as_str());
     let img = peer.show(&id).await;
@@ -806,7 +825,113 @@ async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
     );
 }
 
+/// A node killed while it hashes a registered RBD snapshot (an added location with validation
+/// data: the image stays `importing` until the hash is verified): another node takes the task
+/// over, hashes again and activates the image; the snapshot is Nova's and stays untouched.
+async fn killed_node_hashing_an_rbd_location(b: Backend) {
+    let Some((mut a, peer, conf)) = pair_with_short_lease(b, "").await else {
+        return;
+    };
+    // Large enough that hashing it outlasts the kill below.
+    let data = random_bytes(512 << 20);
+    let file = a.dir.path().join("snap.raw");
+    std::fs::write(&file, &data).unwrap();
+    let name = uuid::Uuid::new_v4().to_string();
+    let snap = format!("images/{name}@snap");
+    for args in [
+        vec![
+            "import",
+            "--no-progress",
+            file.to_str().unwrap(),
+            &format!("images/{name}"),
+        ],
+        vec!["snap", "create", &snap],
+        vec!["snap", "protect", &snap],
+    ] {
+        let (ok, out) = rbd(&conf, &args);
+        assert!(ok, "{out}");
+    }
+    // Digests by coreutils (the test binary's own are unoptimised).
+    let digest = |tool: &str| {
+        let out = Command::new(tool).arg(&file).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (md5, sha512) = (digest("md5sum"), digest("sha512sum"));
+    std::fs::remove_file(&file).unwrap();
+    let as_service =
+        |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "service,member,reader");
+    let img = a
+        .create_as(
+            "p1",
+            json!({"name": "nova-snap", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_string();
+    let url = format!("rbd://{}/images/{name}/snap", fsid(&conf));
+    let body = json!({"url": url, "validation_data": {
+        "checksum": md5,
+        "os_hash_algo": "sha512",
+        "os_hash_value": sha512,
+    }});
+    let r = as_service(a.req(Method::POST, &format!("/v2/images/{id}/locations")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = as_service(a.get(&format!("/v2/images/{id}/tasks")))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if tasks["tasks"][0]["status"] == "processing" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hashing never started: {tasks}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.show(&id).await["status"], "importing", "still hashing");
+    a.kill9();
+    let task = ended_on(&peer, "hashing", || async {
+        let tasks = as_service(peer.get(&format!("/v2/images/{id}/tasks")))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        tasks["tasks"][0].clone()
+    })
+    .await;
+    assert_eq!(task["status"], "success", "{task}");
+    assert!(peer.log().contains("reclaiming abandoned work"));
+    let shown = peer.show(&id).await;
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["size"], data.len() as u64);
+    assert_eq!(shown["checksum"], body["validation_data"]["checksum"]);
+    assert_eq!(
+        shown["os_hash_value"],
+        body["validation_data"]["os_hash_value"]
+    );
+    assert_eq!(shown["direct_url"], url.as_str());
+    let (ok, out) = rbd(&conf, &["snap", "ls", &format!("images/{name}")]);
+    assert!(ok && out.contains("snap"), "snapshot untouched: {out}");
+    // Deleting the image removes the data it names, as Glance's RBD store does.
+    assert_eq!(peer.delete(&id).await, 204);
+    assert!(!rbd(&conf, &["ls", "images"]).1.contains(&name));
+}
+
 both_databases!(
+    killed_node_hashing_an_rbd_location,
     killed_node_import_task_finishes_on_rbd,
     killed_node_upload_leaves_no_rbd_image,
     random_requests_leave_a_whole_pool,

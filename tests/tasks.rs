@@ -430,6 +430,42 @@ async fn clients_create_list_and_show_tasks(b: Backend) {
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(shown["status"], "success");
     assert!(shown["result"].to_string().contains("image_id"), "{shown}");
+
+    // The locations API through openstacksdk (as a service of p1), hashed in the background;
+    // its task listed by `tasks()`, the computed hash shown by `openstack image show`.
+    let data = common::random_bytes(3 << 20);
+    let src = Source::start(data.clone(), usize::MAX).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/sdk_locations.py"
+    );
+    let out = Command::new(venv.join("bin/python"))
+        .args([script, &s.url, &src.url("/image")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(v["status"], "active", "{v}");
+    assert_eq!(v["checksum"], md5_hex(&data), "{v}");
+    assert_eq!(v["size"], data.len(), "{v}");
+    assert_eq!(v["hash_algo"], "sha512", "{v}");
+    assert_eq!(v["tasks"][0]["status"], "success", "{v}");
+    assert_eq!(v["tasks"][0]["input"]["loc_url"], src.url("/image"), "{v}");
+    let id = v["id"].as_str().unwrap();
+    let out = s.openstack(&venv, &["image", "show", id, "-f", "json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(shown["checksum"], md5_hex(&data));
+    // The client shows the sha512 among the image's properties.
+    let sha512 = v["hash_value"].as_str().unwrap();
+    assert_eq!(sha512.len(), 128);
+    assert!(shown.to_string().contains(sha512), "{shown}");
+    assert_eq!(shown["status"], "active");
 }
 
 /// As a service (Nova, Cinder) of project p1 registers data: the Locations API's caller.
