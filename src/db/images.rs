@@ -134,7 +134,13 @@ impl Db {
         Ok(n > 0)
     }
 
+    /// `create_image_once`, run again when the database picks it as a deadlock victim or Galera's
+    /// certification fails, as oslo.db retries.
     pub async fn create_image(&self, img: &Image) -> Result<()> {
+        super::retry_busy(|| self.create_image_once(img)).await
+    }
+
+    async fn create_image_once(&self, img: &Image) -> Result<()> {
         let res: Result<(), sqlx::Error> = with_pool!(self, |p| {
             async {
             let mut tx = super::begin_write(p).await?;
@@ -199,7 +205,13 @@ impl Db {
     /// Saves what a client may change (attributes, properties, tags, locations) from `old` to
     /// `new` in one transaction. Status, size and hashes change here only when a location
     /// activates a queued image, and only if the image is still in `old`'s status.
+    /// `save_image_once`, run again when the database picks it as a deadlock victim or Galera's
+    /// certification fails, as oslo.db retries.
     pub async fn save_image(&self, old: &Image, new: &Image) -> Result<()> {
+        super::retry_busy(|| self.save_image_once(old, new)).await
+    }
+
+    async fn save_image_once(&self, old: &Image, new: &Image) -> Result<()> {
         let ts = now();
         let removed_props: Vec<&String> = old
             .properties
@@ -460,7 +472,13 @@ impl Db {
 
     /// Marks the image deleted (a tombstone that keeps its id from ever being reused) and returns
     /// the locations whose data should now be removed. None if it was already gone.
+    /// `delete_image_once`, run again when the database picks it as a deadlock victim or Galera's
+    /// certification fails, as oslo.db retries.
     pub async fn delete_image(&self, id: &str) -> Result<Option<Vec<Location>>> {
+        super::retry_busy(|| self.delete_image_once(id)).await
+    }
+
+    async fn delete_image_once(&self, id: &str) -> Result<Option<Vec<Location>>> {
         let ts = now();
         let locs = with_pool!(self, |p| {
             let mut tx = super::begin_write(p).await?;

@@ -40,7 +40,13 @@ impl Db {
     }
 
     /// Adds a pending member; a live duplicate is a conflict. `quota` < 0 means unlimited.
+    /// `add_member_once`, run again when the database picks it as a deadlock victim or Galera's
+    /// certification fails, as oslo.db retries.
     pub async fn add_member(&self, image_id: &str, member: &str, quota: i64) -> Result<Member> {
+        super::retry_busy(|| self.add_member_once(image_id, member, quota)).await
+    }
+
+    async fn add_member_once(&self, image_id: &str, member: &str, quota: i64) -> Result<Member> {
         let ts = now();
         let outcome: std::result::Result<Option<i64>, sqlx::Error> = with_pool!(self, |p| {
             async {

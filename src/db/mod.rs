@@ -68,6 +68,27 @@ where
     }
 }
 
+/// Runs `f` again (up to five times, backing off) while it fails because the database was
+/// busy: a deadlock victim or a Galera certification failure (SQLSTATE 40001), a lock wait
+/// timeout. A whole repository operation, for those whose transaction also decides on facts.
+pub(crate) async fn retry_busy<T, F, Fut>(mut f: F) -> Result<T, crate::domain::fault::Fault>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::domain::fault::Fault>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Err(crate::domain::fault::Fault::DatabaseBusy) if attempt < 5 => {
+                attempt += 1;
+                tracing::info!(attempt, "database busy; running the transaction again");
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Binds each value of a `&[Val]` to a query, in order.
 macro_rules! bind_all {
     ($q:expr, $args:expr) => {{
@@ -115,6 +136,18 @@ impl Db {
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
                 .test_before_acquire(true)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // On a Galera node, reads wait until the node has applied every write
+                        // the cluster committed before them, so that a request sees what the
+                        // one before it wrote whichever node the load balancer reached. Inert
+                        // on a server that is not a Galera node; refused by MySQL (ignored).
+                        let _ = sqlx::query("SET SESSION wsrep_sync_wait = 1")
+                            .execute(&mut *conn)
+                            .await;
+                        Ok(())
+                    })
+                })
                 .connect_lazy_with(opts);
             Ok(Db::MySql(pool))
         }

@@ -65,7 +65,13 @@ impl Db {
     /// With `lock` (a property name), the task also takes the image's lock: the property set
     /// to the task's id, in the same transaction, unless the image has it already (then
     /// nothing is recorded and this returns false).
+    /// `create_task_once`, run again when the database picks it as a deadlock victim or Galera's
+    /// certification fails, as oslo.db retries.
     pub async fn create_task(&self, t: &Task, w: &Work, lock: Option<&str>) -> Result<bool> {
+        super::retry_busy(|| self.create_task_once(t, w, lock)).await
+    }
+
+    async fn create_task_once(&self, t: &Task, w: &Work, lock: Option<&str>) -> Result<bool> {
         let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
         let taken = with_pool!(self, |p| {
             let mut tx = begin_write(p).await?;

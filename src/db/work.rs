@@ -83,16 +83,24 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Extends every lease `node` holds to `until`; how many.
-    pub async fn renew_work(&self, node: &str, until: i64) -> Result<u64> {
-        let n = with_pool!(self, |p| sqlx::query(
-            "UPDATE glance_rs_work SET lease_until = ? WHERE node = ? AND lease_until > 0"
-        )
-        .bind(until)
-        .bind(node)
-        .execute(p)
-        .await?
-        .rows_affected());
+    /// Extends every lease `node` holds to `until`, but those of the work `except` (given up:
+    /// left to run out); how many.
+    pub async fn renew_work(&self, node: &str, until: i64, except: &[String]) -> Result<u64> {
+        let mut sql = String::from(
+            "UPDATE glance_rs_work SET lease_until = ? WHERE node = ? AND lease_until > 0",
+        );
+        if !except.is_empty() {
+            sql.push_str(" AND id NOT IN (");
+            sql.push_str(&vec!["?"; except.len()].join(", "));
+            sql.push(')');
+        }
+        let n = with_pool!(self, |p| {
+            let mut q = sqlx::query(&sql).bind(until).bind(node);
+            for id in except {
+                q = q.bind(id);
+            }
+            q.execute(p).await?.rows_affected()
+        });
         Ok(n)
     }
 

@@ -39,7 +39,15 @@ impl SavingGuard {
         self.armed = false;
         if let Err(e) = self.engine.abandon_upload(&self.id, &self.work).await {
             tracing::error!(image_id = %self.id, error = %e, "could not return image to queued");
+            self.engine.give_up(&self.work);
         }
+    }
+
+    /// The upload's end is unknown (the database failed while recording it): left to the
+    /// undo, which keeps the data if the image records it.
+    fn give_up(mut self) {
+        self.armed = false;
+        self.engine.give_up(&self.work);
     }
 }
 
@@ -53,6 +61,7 @@ impl Drop for SavingGuard {
             tokio::spawn(async move {
                 if let Err(e) = engine.abandon_upload(&id, &work).await {
                     tracing::error!(image_id = %id, error = %e, "could not return image to queued");
+                    engine.give_up(&work);
                 }
             });
         }
@@ -115,11 +124,18 @@ pub async fn upload(
                 }
                 .into());
             }
-            if !app
+            let recorded = match app
                 .db
                 .finish_upload(&id, &result, &work, &app.engine.node)
-                .await?
+                .await
             {
+                Ok(r) => r,
+                Err(e) => {
+                    guard.give_up();
+                    return Err(e.into());
+                }
+            };
+            if !recorded {
                 // Deleted (or otherwise moved on, or undone by another node that took this
                 // one for dead) while we were writing.
                 app.stores.delete_quietly(result.location).await;

@@ -50,6 +50,9 @@ pub struct Engine {
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// `[taskflow_executor] max_workers`: how much work runs here at once.
     slots: Arc<Semaphore>,
+    /// Work this node gave up (its end could not be recorded): its lease is no longer renewed,
+    /// so that it runs out and the undo, by any node, settles it.
+    given_up: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -68,6 +71,7 @@ impl Engine {
             runner: OnceLock::new(),
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_workers.max(1))),
+            given_up: Mutex::default(),
         })
     }
 
@@ -154,6 +158,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Stops renewing the lease of `work`, whose end this node could not record (the database
+    /// went away, perhaps mid-commit): once it runs out, the undo (by any node) keeps the data
+    /// if the image records it, else removes it and returns the image to `queued`.
+    pub fn give_up(&self, work: &str) {
+        tracing::warn!(work, node = %self.node, "upload's end not recorded; its lease will run out and the upload be settled");
+        self.given_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(work.to_string());
+    }
+
     /// Ends an upload that did not finish, whose partial data is already gone: the image goes
     /// back to `queued`, unless another upload holds it now.
     pub async fn abandon_upload(&self, image_id: &str, work: &str) -> Result<bool> {
@@ -178,7 +193,18 @@ impl Engine {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                if let Err(e) = engine.db.renew_work(&engine.node, engine.until()).await {
+                let except: Vec<String> = engine
+                    .given_up
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                if let Err(e) = engine
+                    .db
+                    .renew_work(&engine.node, engine.until(), &except)
+                    .await
+                {
                     tracing::warn!(node = %engine.node, error = %e, "could not renew this node's leases");
                 }
                 if let Err(e) = engine.reclaim_round(false).await {
@@ -294,6 +320,10 @@ impl Engine {
             }
         }
         let returned = self.abandon_upload(image_id, &w.id).await?;
+        self.given_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&w.id);
         tracing::warn!(
             work = %w.id,
             image_id,

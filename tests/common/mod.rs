@@ -2,6 +2,7 @@
 //! MariaDB and talks to it over HTTP; runs the real OpenStack clients against it.
 #![allow(dead_code)]
 
+pub mod ha;
 pub mod random;
 pub mod rng;
 pub mod source;
@@ -127,28 +128,37 @@ impl Server {
                 format!("sqlite:///{}", dir.path().join("glance.sqlite").display()),
                 None,
             ),
-            Backend::MySql => {
-                let admin = mysql_url()?;
-                let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::MySqlPool::connect(&admin)
-                    .await
-                    .expect("connect MariaDB");
-                sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-                    .execute(&pool)
-                    .await
-                    .expect("create database");
-                pool.close().await;
-                let base = admin.trim_end_matches('/');
-                (
-                    format!(
-                        "mysql+pymysql://{}/{name}?charset=utf8",
-                        base.trim_start_matches("mysql://")
-                    ),
-                    Some((admin.clone(), name)),
-                )
-            }
+            Backend::MySql => Self::new_database(&mysql_url()?).await,
         };
         Some(Self::start_on(backend, dir, db_url, mysql, extra).await)
+    }
+
+    /// Starts a server on a new database of the MariaDB (or Galera cluster) at `admin`.
+    pub async fn start_on_mysql(admin: &str, extra: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db_url, mysql) = Self::new_database(admin).await;
+        Self::start_on(Backend::MySql, dir, db_url, mysql, extra).await
+    }
+
+    /// A new database at `admin`: glance-rs's URL for it, and what drops it at the end.
+    async fn new_database(admin: &str) -> (String, Option<(String, String)>) {
+        let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::MySqlPool::connect(admin)
+            .await
+            .expect("connect MariaDB");
+        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .execute(&pool)
+            .await
+            .expect("create database");
+        pool.close().await;
+        let base = admin.trim_end_matches('/');
+        (
+            format!(
+                "mysql+pymysql://{}/{name}?charset=utf8",
+                base.trim_start_matches("mysql://")
+            ),
+            Some((admin.to_string(), name)),
+        )
     }
 
     async fn start_on(
