@@ -6,6 +6,7 @@
 #                                          new, start uWSGI, wait until it answers; prints
 #                                          OS_AUTH_URL=http://127.0.0.1:PORT/v3
 #   scripts/keystone.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
+#   scripts/keystone.sh install DIR        only install (into $KEYSTONE_VENV or DIR/venv)
 #
 # Accounts (password "secret" everywhere): admin (project admin; admin of the system and of the
 # Default domain too, for system- and domain-scoped tokens), glance (project service, roles
@@ -93,6 +94,7 @@ PY
 }
 
 case "$cmd" in
+  install) install ;;
   start)
     install
     mkdir -p "$dir"
@@ -114,5 +116,5 @@ case "$cmd" in
     echo "OS_AUTH_URL=http://127.0.0.1:$port/v3"
     ;;
   stop) stop ;;
-  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR | install DIR" >&2; exit 2 ;;
 esac

@@ -91,7 +91,10 @@ struct Window {
 async fn reachable(db: &Haproxy) {
     let t = Instant::now();
     while sqlx::MySqlPool::connect(&db.mysql_url()).await.is_err() {
-        assert!(t.elapsed() < Duration::from_secs(30), "database unreachable");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "database unreachable"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -192,7 +195,9 @@ async fn three_nodes_on_galera_survive_database_faults() {
 
     let inside = |w: &Window, f: &(Instant, String)| f.0 >= w.from && f.0 < w.to;
     let differed = |f: &(Instant, String)| f.1.contains("other bytes");
-    println!("\n| fault | rounds | lost | stuck | bytes differed | failed inside window | failed outside |");
+    println!(
+        "\n| fault | rounds | lost | stuck | bytes differed | failed inside window | failed outside |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut outside: Failures = failures.clone();
     outside.retain(|f| !windows.iter().any(|w| inside(w, f)));
@@ -232,7 +237,10 @@ async fn three_nodes_on_galera_survive_database_faults() {
             (w.to - w.from).as_secs_f64()
         );
     }
-    println!("{total} rounds, {} uploads checked afterwards\n", uploaded.len());
+    println!(
+        "{total} rounds, {} uploads checked afterwards\n",
+        uploaded.len()
+    );
     // What the nodes were told by the database, by kind: the why of the 5xx above.
     let mut told = std::collections::BTreeMap::<String, usize>::new();
     for s in [&a, &b, &c] {

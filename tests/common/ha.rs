@@ -72,7 +72,10 @@ impl Haproxy {
             bin,
             "haproxy-mariadb.cfg",
             nodes,
-            &[("check inter 2000 rise 2 fall 5", "check inter 500 rise 2 fall 2")],
+            &[(
+                "check inter 2000 rise 2 fall 5",
+                "check inter 500 rise 2 fall 2",
+            )],
         )
     }
 
@@ -200,7 +203,10 @@ async fn client(
         }
         match http
             .patch(format!("{url}/v2/images/{id}"))
-            .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
             .json(&json!([{"op": "add", "path": "/round", "value": n.to_string()}]))
             .send()
             .await
