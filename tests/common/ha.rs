@@ -144,13 +144,19 @@ pub type Uploaded = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 /// told to stop. Every failure is recorded with what it was.
 async fn client(
     url: String,
+    token: Option<String>,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
     uploaded: Uploaded,
     seed: usize,
 ) -> Failures {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert("x-auth-token", t.parse().unwrap());
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(headers)
         .build()
         .unwrap();
     let mut failures = Vec::new();
@@ -240,6 +246,11 @@ impl Load {
     }
 
     pub async fn clients(url: &str, n: usize) -> Load {
+        Self::clients_with(url, n, None).await
+    }
+
+    /// `n` clients sending `token` (a Keystone token) with every request.
+    pub async fn clients_with(url: &str, n: usize, token: Option<String>) -> Load {
         // The nodes seen up (rise 2 at 0.5 s).
         tokio::time::sleep(Duration::from_secs(2)).await;
         let stop = Arc::new(AtomicBool::new(false));
@@ -249,6 +260,7 @@ impl Load {
             .map(|i| {
                 tokio::spawn(client(
                     url.to_string(),
+                    token.clone(),
                     stop.clone(),
                     done.clone(),
                     uploaded.clone(),
@@ -278,5 +290,50 @@ impl Load {
             failures.extend(c.await.unwrap());
         }
         (self.done.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// One row of a fault matrix: what failed while the fault lasted (`from`..`to`, recovery
+/// included), printed with its kinds; returns how many failed inside.
+pub fn report(fault: &str, from: Instant, to: Instant, failures: &Failures) -> usize {
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for f in failures.iter().filter(|f| f.0 >= from && f.0 < to) {
+        let (op, rest) = f.1.split_once(' ').unwrap_or((&f.1, ""));
+        let what = rest.rsplit(": ").next().unwrap_or(rest);
+        *kinds
+            .entry(format!("{} {what}", op.trim_end_matches(':')))
+            .or_default() += 1;
+    }
+    let inside: usize = kinds.values().sum();
+    println!(
+        "| {fault} | {inside} inside the {:.1} s window | {kinds:?} |",
+        (to - from).as_secs_f64()
+    );
+    inside
+}
+
+/// Waits (bounded, 30 s) until no image is left in `saving` or `importing`; panics with what
+/// is stuck.
+pub async fn nothing_stuck(s: &super::Server, token: Option<&str>) {
+    let t = Instant::now();
+    loop {
+        let mut stuck = Vec::new();
+        for status in ["saving", "importing"] {
+            let mut rb = s.get(&format!("/v2/images?status={status}&limit=1000"));
+            if let Some(t) = token {
+                rb = rb.header("X-Auth-Token", t);
+            }
+            let v: Value = rb.send().await.unwrap().json().await.unwrap();
+            stuck.extend(v["images"].as_array().cloned().unwrap_or_default());
+        }
+        if stuck.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "stuck: {stuck:?}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

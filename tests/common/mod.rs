@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ha;
+pub mod mounts;
 pub mod random;
 pub mod rng;
 pub mod source;
@@ -59,6 +60,22 @@ pub fn keystone_conf(auth: &str, cache_secs: u64) -> String {
     )
 }
 
+/// A project-scoped token of `user` in `project` (password "secret") from the Keystone at
+/// `auth`.
+pub async fn keystone_token(auth: &str, user: &str, project: &str) -> String {
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "password": "secret", "domain": {"id": "default"}}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let r = reqwest::Client::new()
+        .post(format!("{auth}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "login as {user}");
+    r.headers()["x-subject-token"].to_str().unwrap().to_string()
+}
+
 /// The names in `dir`, sorted (none if it does not exist).
 pub fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -108,6 +125,25 @@ pub struct Server {
     pub http: reqwest::Client,
     child: Child,
     mysql: Option<(String, String)>, // (admin url, database name)
+    /// `[glance_store] filesystem_store_datadir` when the configuration sets it.
+    store_dir: Option<PathBuf>,
+}
+
+/// The last `filesystem_store_datadir` of the `[glance_store]` section of `conf`.
+fn configured_store_dir(conf: &str) -> Option<PathBuf> {
+    let mut section = "";
+    let mut found = None;
+    for line in conf.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+        } else if section == "glance_store"
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == "filesystem_store_datadir"
+        {
+            found = Some(PathBuf::from(v.trim()));
+        }
+    }
+    found
 }
 
 pub fn bin() -> &'static str {
@@ -246,6 +282,7 @@ impl Server {
                 .unwrap(),
             child: child.0.take().expect("child present"),
             mysql,
+            store_dir: configured_store_dir(extra),
         }
     }
 
@@ -270,8 +307,12 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The file store's directory: `[glance_store] filesystem_store_datadir` as configured, or
+    /// the default under the server's directory.
     pub fn images_dir(&self) -> PathBuf {
-        self.dir.path().join("images")
+        self.store_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("images"))
     }
 
     /// Files in the store directory (image data and any temporary files).

@@ -1,0 +1,195 @@
+//! The fault matrix's remaining rows, each under load through haproxy (`deploy/haproxy.cfg`):
+//! two glance-rs nodes on MariaDB sharing one image directory, four clients creating,
+//! uploading, downloading (and comparing), patching and listing. For each fault: what failed
+//! while it lasted (reported), nothing failed outside it, nothing stuck in `saving`, no
+//! download whose bytes differ, no partial file left in the store.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::ha::{Haproxy, Load, free_port, haproxy, nothing_stuck, report};
+use common::mounts::{HangFs, MemFs, Unhang};
+use common::{Backend, Server, auth_url, keystone_conf, keystone_token, run_ok};
+
+/// Two nodes with `conf` behind haproxy: the first, its peer, haproxy.
+async fn pair(conf: &str) -> Option<(Server, Server, Haproxy)> {
+    let hp_bin = haproxy()?;
+    let (pa, pb) = (free_port(), free_port());
+    let lease = "[task]\nlease_seconds = 2\n";
+    let a = Server::start_with(
+        Backend::MySql,
+        &format!("{conf}{lease}[DEFAULT]\nbind_port = {pa}\n"),
+    )
+    .await?;
+    let b = a
+        .start_peer_with(&format!("{conf}{lease}[DEFAULT]\nbind_port = {pb}\n"))
+        .await;
+    let hp = Haproxy::start(&hp_bin, &[pa, pb]);
+    Some((a, b, hp))
+}
+
+/// Fails on anything that went wrong outside `windows`, or on a download whose bytes differed.
+fn only_inside(failures: &common::ha::Failures, windows: &[(Instant, Instant)]) {
+    let outside: Vec<_> = failures
+        .iter()
+        .filter(|f| !windows.iter().any(|(a, b)| f.0 >= *a && f.0 < *b))
+        .collect();
+    assert!(outside.is_empty(), "failed outside the fault: {outside:?}");
+    assert!(
+        !failures.iter().any(|f| f.1.contains("other bytes")),
+        "downloads differed: {failures:?}"
+    );
+}
+
+/// No partial (`.<id>.<attempt>.tmp`) file left in the image directory.
+fn no_partials(dir: &std::path::Path) {
+    let partial: Vec<String> = common::files_in(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(partial.is_empty(), "partial files left: {partial:?}");
+}
+
+/// Keystone stopped for 5 s and started again: tokens validated before are cached
+/// (`token_cache_time`), so the clients, whose token is known, see nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_restarted_under_load() {
+    let Some(_) = auth_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let kdir = dir.path().join("ks");
+    let port = free_port().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
+    let start = || {
+        run_ok(Command::new(script).args(["start", kdir.to_str().unwrap(), &port]))
+            .trim()
+            .trim_start_matches("OS_AUTH_URL=")
+            .to_string()
+    };
+    let auth = start();
+    // Stops the private Keystone whatever happens below.
+    struct Stop<'a>(&'a str, std::path::PathBuf);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0)
+                .args(["stop", self.1.to_str().unwrap_or("")])
+                .status();
+        }
+    }
+    let _stop = Stop(script, kdir.clone());
+    let Some((a, _b, hp)) = pair(&keystone_conf(&auth, 300)).await else {
+        return;
+    };
+    let token = keystone_token(&auth, "alice", "p1").await;
+    // Each node validates the token once before the fault (haproxy spreads the requests).
+    for _ in 0..4 {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/images", hp.url))
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let load = Load::clients_with(&hp.url, 4, Some(token.clone())).await;
+    let from = Instant::now();
+    run_ok(Command::new(script).args(["stop", kdir.to_str().unwrap()]));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    start();
+    let to = Instant::now() + Duration::from_secs(2);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (rounds, failures) = load.finish().await;
+    println!("| fault | failed | kinds |\n|---|---|---|");
+    let inside = report("Keystone stopped 5 s, restarted", from, to, &failures);
+    println!("{rounds} rounds");
+    assert!(rounds > 20, "the clients hardly ran: {rounds}");
+    assert_eq!(inside, 0, "cached tokens keep working: {failures:?}");
+    only_inside(&failures, &[]);
+    nothing_stuck(&a, Some(&token)).await;
+}
+
+/// The shared image mount stops answering for 5 s (a dead NFS server; FUSE): transfers on it
+/// fail with 503 within `filesystem_store_timeout` (2 s) while everything else is served; once
+/// it answers again, nothing is stuck and no partial file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_mount_under_load() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(fs) = HangFs::mount(base.path()) else {
+        return;
+    };
+    let conf = format!(
+        "[glance_store]\nfilesystem_store_datadir = {}\nfilesystem_store_timeout = 2\n",
+        fs.mnt.display()
+    );
+    let Some((a, b, hp)) = pair(&conf).await else {
+        return;
+    };
+    let unhang = Unhang(&fs);
+    let load = Load::start(&hp.url).await;
+    let from = Instant::now();
+    fs.hang(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    fs.hang(false);
+    // Calls stuck on the mount end when it answers; the timeout (2 s) has answered for them.
+    let to = Instant::now() + Duration::from_secs(3);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rounds, failures) = load.finish().await;
+    println!("| fault | failed | kinds |\n|---|---|---|");
+    report("image mount hung 5 s (FUSE)", from, to, &failures);
+    println!("{rounds} rounds");
+    assert!(rounds > 20, "the clients hardly ran: {rounds}");
+    only_inside(&failures, &[(from, to)]);
+    nothing_stuck(&a, None).await;
+    // Undone uploads' partial files go with the undo (the lease, 2 s, then a look).
+    let t = Instant::now();
+    while common::files_in(&fs.backing).iter().any(|n| n.ends_with(".tmp")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", b.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    no_partials(&fs.backing);
+    drop(unhang);
+}
+
+/// The image disk fills up for 5 s (another program takes the space): uploads fail with 413
+/// ("Image storage media is full") and leave nothing behind; downloads, listing and patching go
+/// on; once there is room again, uploads succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_under_load() {
+    let base = tempfile::tempdir().unwrap();
+    let mnt = base.path().join("store");
+    let Some(_fs) = MemFs::mount(&mnt, "tmpfs", Some("256m")) else {
+        return;
+    };
+    let conf = format!("[glance_store]\nfilesystem_store_datadir = {}\n", mnt.display());
+    let Some((a, _b, hp)) = pair(&conf).await else {
+        return;
+    };
+    let load = Load::start(&hp.url).await;
+    let filler = mnt.join("filler");
+    let from = Instant::now();
+    // All the room there is, taken by someone else.
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0xA5u8; 1 << 20];
+    use std::io::Write as _;
+    while f.write_all(&chunk).is_ok() {}
+    drop(f);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::remove_file(&filler).unwrap();
+    let to = Instant::now() + Duration::from_secs(1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rounds, failures) = load.finish().await;
+    println!("| fault | failed | kinds |\n|---|---|---|");
+    let inside = report("image disk full 5 s", from, to, &failures);
+    println!("{rounds} rounds");
+    assert!(rounds > 20, "the clients hardly ran: {rounds}");
+    assert!(inside > 0, "the disk was full: uploads must have failed");
+    let refused: Vec<_> = failures
+        .iter()
+        .filter(|f| f.1.starts_with("upload") && !f.1.contains("413"))
+        .collect();
+    assert!(refused.is_empty(), "uploads refused otherwise than 413: {refused:?}");
+    only_inside(&failures, &[(from, to)]);
+    nothing_stuck(&a, None).await;
+    no_partials(&mnt);
+}
