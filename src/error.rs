@@ -257,6 +257,13 @@ pub fn refusal(f: &Fault) -> Error {
         F::VanishedDuringUpload { image } => Error::Gone(format!(
             "Image {image} could not be found after upload. The image may have been deleted during the upload."
         )),
+        F::DownloadDeactivated => Error::Forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.".into(),
+        ),
+        F::StoreSelectionUnavailable => Error::BadRequest(
+            "Store selection for download is not available when multiple stores are not configured.".into(),
+        ),
+        F::UnknownStore { id } => Error::BadRequest(format!("Store '{id}' is not configured.")),
         F::SourceFailed { why } => Error::BadRequest(format!("Error reading image data: {why}")),
         F::Rejected { why } => Error::UnsupportedMediaType {
             msg: why.clone(),

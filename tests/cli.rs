@@ -364,3 +364,54 @@ async fn survives_a_database_restart() {
     stop(child);
     stop_db();
 }
+
+/// The shipped systemd unit as systemd reads it: `systemd-analyze verify` finds nothing wrong
+/// (its binary put where the test's is), and its sandboxing keeps the exposure systemd rates
+/// below 5 ("OK") — offline, no systemd needs to run.
+#[test]
+fn the_systemd_unit_verifies() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(analyze) = require(
+        "systemd-analyze",
+        found,
+        "scripts/install-deps installs Debian's systemd package",
+    ) else {
+        return;
+    };
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/glance-rs.service"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("glance-rs.service");
+    std::fs::write(&unit, shipped.replace("/usr/bin/glance-rs", bin())).unwrap();
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    let security = run_ok(
+        Command::new(&analyze)
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&unit),
+    );
+    let level: f64 = security
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for glance-rs.service: ")
+                .nth(1)
+        })
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{security}"));
+    assert!(level < 5.0, "exposure {level}: {security}");
+}

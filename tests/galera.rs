@@ -1,5 +1,5 @@
 //! Deployed as OpenStack deployments run Glance at scale: three glance-rs nodes behind haproxy
-//! (`deploy/haproxy.cfg`) sharing one image directory, on a three-node MariaDB Galera cluster
+//! (`deploy/haproxy.cfg`) sharing one image directory, then the Ceph pool, on a three-node MariaDB Galera cluster
 //! (Debian's galera-4, `scripts/galera.sh`) reached through haproxy with one active writer
 //! (`deploy/haproxy-mariadb.cfg`). Eight clients create, upload, download, patch and list
 //! through haproxy while the database fails: the writer stopped and started again, a backup
@@ -100,13 +100,38 @@ async fn reachable(db: &Haproxy) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_on_galera_survive_database_faults() {
+async fn three_nodes_on_galera_and_a_shared_file_store() {
+    survive_database_faults("").await;
+}
+
+#[cfg(feature = "rbd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_galera_and_ceph() {
+    let Some(conf) = require(
+        "a Ceph cluster",
+        std::env::var("CEPH_CONF")
+            .ok()
+            .filter(|c| std::path::Path::new(c).exists()),
+        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
+    ) else {
+        return;
+    };
+    survive_database_faults(&format!(
+        "[glance_store]\nstores = rbd\ndefault_store = rbd\nrbd_store_pool = images\n\
+         rbd_store_user = admin\nrbd_store_ceph_conf = {conf}\nrbd_store_chunk_size = 4\n"
+    ))
+    .await;
+}
+
+/// The matrix with the images in the store `store` configures (the file store by default).
+async fn survive_database_faults(store: &str) {
     let Some(hp_bin) = haproxy() else { return };
     let Some(g) = Galera::start() else { return };
     let db = Haproxy::database(&hp_bin, &g.ports);
     reachable(&db).await;
     let api_ports = [free_port(), free_port(), free_port()];
-    let conf = |port: u16| format!("[task]\nlease_seconds = 2\n[DEFAULT]\nbind_port = {port}\n");
+    let conf =
+        |port: u16| format!("{store}[task]\nlease_seconds = 2\n[DEFAULT]\nbind_port = {port}\n");
     let a = Server::start_on_mysql(&db.mysql_url(), &conf(api_ports[0])).await;
     let b = a.start_peer_with(&conf(api_ports[1])).await;
     let c = a.start_peer_with(&conf(api_ports[2])).await;
@@ -185,12 +210,27 @@ async fn three_nodes_on_galera_survive_database_faults() {
     // Nothing lost: every image whose upload succeeded is active with the same data.
     let uploaded = uploaded.lock().unwrap().clone();
     let mut lost = Vec::new();
+    let mut refused = 0;
     for (id, md5) in &uploaded {
-        let r = a.get(&format!("/v2/images/{id}")).send().await.unwrap();
-        let img: Value = r.json().await.unwrap_or_default();
+        // Asked again (bounded) while the node refuses: lost means not there, or other data.
+        let mut tries = 0;
+        let (code, img) = loop {
+            let r = a.get(&format!("/v2/images/{id}")).send().await.unwrap();
+            let code = r.status();
+            let img: Value = r.json().await.unwrap_or_default();
+            if !code.is_server_error() || tries == 20 {
+                break (code, img);
+            }
+            refused += 1;
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         if img["status"] != "active" || img["checksum"] != md5.as_str() {
-            lost.push(img);
+            lost.push((id.clone(), code.as_u16(), img));
         }
+    }
+    if refused > 0 {
+        println!("the check afterwards was refused {refused} times (5xx) and asked again");
     }
 
     let inside = |w: &Window, f: &(Instant, String)| f.0 >= w.from && f.0 < w.to;

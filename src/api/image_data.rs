@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 
 use super::{AppState, sendfile};
 use crate::domain::fault::Fault;
-use crate::domain::image::{Location, Status};
+
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
 use crate::service;
-use crate::service::data::DeclaredSize;
-use crate::store::{StoreEntry, StoreError, blocking};
+use crate::service::data::{DeclaredSize, Opened};
+use crate::store::StoreEntry;
 
 /// A receiver whose sender is gone: the stream ends at its next poll.
 fn closed_receiver() -> mpsc::Receiver<std::io::Result<Bytes>> {
@@ -241,32 +241,6 @@ fn preferred_stores(query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn download_order<'a>(
-    s: &'a AppState,
-    locations: &'a [Location],
-    prefer: &[String],
-) -> Result<Vec<(&'a StoreEntry, &'a Location)>> {
-    if !prefer.is_empty() {
-        if !s.stores.multi {
-            return Err(Error::BadRequest(
-                "Store selection for download is not available when multiple stores are not configured.".into(),
-            ));
-        }
-        if let Some(bad) = prefer.iter().find(|p| s.stores.get(p).is_none()) {
-            return Err(Error::BadRequest(format!(
-                "Store '{bad}' is not configured."
-            )));
-        }
-    }
-    let mut order: Vec<(&StoreEntry, &Location)> = locations
-        .iter()
-        .filter_map(|l| s.stores.for_location(l).map(|e| (e, l)))
-        .collect();
-    let rank = |e: &StoreEntry| prefer.iter().position(|p| *p == e.id).unwrap_or(usize::MAX);
-    order.sort_by_key(|(e, _)| (rank(e), std::cmp::Reverse(e.weight)));
-    Ok(order)
-}
-
 pub async fn download(
     State(s): State<AppState>,
     Extension(ctx): Extension<Context>,
@@ -276,76 +250,33 @@ pub async fn download(
     conn: Option<Extension<ConnectInfo<sendfile::Conn>>>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let img = s.image(&ctx, &id).await?;
-    if img.status == Status::Deactivated && !ctx.is_admin {
-        return Err(Error::Forbidden(
-            "The requested image has been deactivated. Image data download is forbidden.".into(),
-        ));
-    }
-    let checks = ctx.on_image(&img);
-    checks.enforce("download_image")?;
     let prefer = preferred_stores(query.as_deref());
-    if !prefer.is_empty() {
-        checks.enforce("download_from_store")?;
-    }
-    let order = download_order(&s, &img.locations, &prefer)?;
     // HTTP/2 copies body bytes into its frames, so sendfile placeholders are HTTP/1 only.
     let conn = conn.filter(|_| version <= Version::HTTP_11).map(|c| c.0.0);
-    let Some(size) = img.size.filter(|_| !img.locations.is_empty()) else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    let size = size.max(0) as u64;
     fn text(v: &HeaderValue) -> &str {
         v.to_str().unwrap_or("")
     }
-    let range = match (
+    let range = |size| match (
         headers.get(header::RANGE),
         headers.get(header::CONTENT_RANGE),
     ) {
-        (Some(v), _) => Some(parse_range(text(v), size)?),
-        (None, Some(v)) => Some(parse_content_range(text(v), size)?),
-        (None, None) => None,
+        (Some(v), _) => parse_range(text(v), size).map(Some),
+        (None, Some(v)) => parse_content_range(text(v), size).map(Some),
+        (None, None) => Ok(None),
     };
-    let (offset, len) = range.unwrap_or((0, size));
-
-    // Locations in order of preference; the first that opens serves the data.
-    let mut opened = None;
-    let mut last_err = None;
-    for (entry, loc) in order {
-        let store = entry.store.clone();
-        let l = loc.clone();
-        let zero_copy = conn.is_some();
-        let open = move || match store.open_file(&l).filter(|_| zero_copy) {
-            Some(file) => file.map(Opened::File),
-            None => store.open_read(&l, offset).map(Opened::Stream),
-        };
-        match blocking(entry.store.timeout(), open).await {
-            Ok(r) => {
-                opened = Some((r, entry.store.timeout()));
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "location unreadable");
-                last_err = Some(e);
-            }
-        }
-    }
-    let (reader, timeout) = match (opened, last_err) {
-        (Some(r), _) => r,
-        (None, Some(StoreError::NotFound(_)) | None) => {
-            tracing::error!(image_id = %id, "image data missing from every location");
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        (None, Some(e)) => return Err(e.into()),
+    let Some(d) =
+        service::data::open_download(&s, &ctx, &id, &prefer, conn.is_some(), range).await?
+    else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     };
-
-    let body = match (reader, conn) {
-        (Opened::File(f), Some(conn)) => conn.body(f, offset, len, timeout),
+    let (offset, len) = (d.offset, d.len);
+    let body = match (d.opened, conn) {
+        (Opened::File(f), Some(conn)) => conn.body(f, offset, len, d.timeout),
         // Not opened that way without a connection to send it on.
         (Opened::File(_), None) => {
             return Err(Error::Internal("sendfile without a connection".into()));
         }
-        (Opened::Stream(r), _) => stream_reader(r.take(len), id.clone(), timeout),
+        (Opened::Stream(r), _) => stream_reader(r.take(len), id.clone(), d.timeout),
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -354,34 +285,28 @@ pub async fn download(
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(sum) = img
+    if let Some(sum) = d
+        .image
         .checksum
         .as_deref()
         .and_then(|c| HeaderValue::from_str(c).ok())
     {
         h.insert("content-md5", sum);
     }
-    if range.is_some() {
+    if d.partial {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         // Signed: a suffix range of an empty image is Glance's `bytes 0--1/0`.
         let cr = format!(
             "bytes {}-{}/{}",
             offset,
             offset as i64 + len as i64 - 1,
-            size
+            d.size
         );
         if let Ok(v) = HeaderValue::from_str(&cr) {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
     Ok(resp)
-}
-
-/// What a store opened for a download.
-enum Opened {
-    /// A local file: sent with sendfile.
-    File(std::fs::File),
-    Stream(Box<dyn Read + Send>),
 }
 
 /// Download buffer size: large reads and few, large socket writes.

@@ -176,6 +176,14 @@ pub enum Fault {
     VanishedDuringUpload {
         image: String,
     },
+    /// A deactivated image's data, asked for by someone not an admin.
+    DownloadDeactivated,
+    /// `?prefer=` stores without multi-store.
+    StoreSelectionUnavailable,
+    /// A store id that no store has.
+    UnknownStore {
+        id: String,
+    },
     /// The client stopped sending (or its body broke) mid-upload.
     SourceFailed {
         why: String,

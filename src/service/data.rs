@@ -261,3 +261,113 @@ fn ingest_error(id: &str, e: IngestError) -> Fault {
         IngestError::Rejected(why) => Fault::Rejected { why },
     }
 }
+
+/// What a store opened for a download.
+pub enum Opened {
+    /// A local file, for the caller to send with sendfile.
+    File(std::fs::File),
+    Stream(Box<dyn std::io::Read + Send>),
+}
+
+/// An image's data, opened: where it comes from, which bytes of how many.
+pub struct Download {
+    pub image: Image,
+    pub opened: Opened,
+    /// Each blocking read from the store may take this long.
+    pub timeout: Option<std::time::Duration>,
+    pub offset: u64,
+    pub len: u64,
+    /// The image's whole size.
+    pub size: u64,
+    /// A part was asked for (`range` gave one).
+    pub partial: bool,
+}
+
+/// Finds the image, authorizes the download (from the stores `prefer` names, in that order,
+/// when given), and opens the first of its locations that opens (`zero_copy`: as a file, where
+/// the store has one). `range` gives the part wanted once the size is known (None: all of it).
+/// None when the image has no data to give.
+pub async fn open_download(
+    app: &App,
+    ctx: &crate::domain::policy::Context,
+    id: &str,
+    prefer: &[String],
+    zero_copy: bool,
+    range: impl FnOnce(u64) -> Result<Option<(u64, u64)>>,
+) -> Result<Option<Download>> {
+    let img = app.image(ctx, id).await?;
+    if img.status == Status::Deactivated && !ctx.is_admin {
+        return Err(Fault::DownloadDeactivated.into());
+    }
+    let checks = ctx.on_image(&img);
+    checks.enforce("download_image")?;
+    if !prefer.is_empty() {
+        checks.enforce("download_from_store")?;
+    }
+    let order = download_order(app, &img.locations, prefer)?;
+    let Some(size) = img.size.filter(|_| !img.locations.is_empty()) else {
+        return Ok(None);
+    };
+    let size = size.max(0) as u64;
+    let wanted = range(size)?;
+    let (offset, len) = wanted.unwrap_or((0, size));
+
+    // Locations in order of preference; the first that opens serves the data.
+    let mut last_err = None;
+    for (entry, loc) in order {
+        let store = entry.store.clone();
+        let l = loc.clone();
+        let open = move || match store.open_file(&l).filter(|_| zero_copy) {
+            Some(file) => file.map(Opened::File),
+            None => store.open_read(&l, offset).map(Opened::Stream),
+        };
+        match blocking(entry.store.timeout(), open).await {
+            Ok(opened) => {
+                return Ok(Some(Download {
+                    timeout: entry.store.timeout(),
+                    image: img,
+                    opened,
+                    offset,
+                    len,
+                    size,
+                    partial: wanted.is_some(),
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "location unreadable");
+                last_err = Some(e);
+            }
+        }
+    }
+    match last_err {
+        Some(crate::store::StoreError::NotFound(_)) | None => {
+            tracing::error!(image_id = %id, "image data missing from every location");
+            Ok(None)
+        }
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// The image's locations a configured store holds, the stores `prefer` names first (in its
+/// order), then by store weight.
+fn download_order<'a>(
+    app: &'a App,
+    locations: &'a [crate::domain::image::Location],
+    prefer: &[String],
+) -> Result<Vec<(&'a StoreEntry, &'a crate::domain::image::Location)>, Fault> {
+    if !prefer.is_empty() {
+        if !app.stores.multi {
+            return Err(Fault::StoreSelectionUnavailable);
+        }
+        if let Some(bad) = prefer.iter().find(|p| app.stores.get(p).is_none()) {
+            return Err(Fault::UnknownStore { id: bad.clone() });
+        }
+    }
+    let mut order: Vec<_> = locations
+        .iter()
+        .filter_map(|l| app.stores.for_location(l).map(|e| (e, l)))
+        .collect();
+    let rank = |e: &StoreEntry| prefer.iter().position(|p| *p == e.id).unwrap_or(usize::MAX);
+    order.sort_by_key(|(e, _)| (rank(e), std::cmp::Reverse(e.weight)));
+    Ok(order)
+}

@@ -198,12 +198,14 @@ async fn client(
             Err(e) => failures.push((Instant::now(), format!("upload {id}: {e}"))),
         }
         match http.get(format!("{url}/v2/images/{id}/file")).send().await {
-            Ok(r) if r.status() == 200 => {
-                let got = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                if md5::Md5::digest(&got) != md5::Md5::digest(&data) {
+            Ok(r) if r.status() == 200 => match r.bytes().await {
+                // A body cut short (the store stopped answering) is an error, not data.
+                Err(e) => failures.push((Instant::now(), format!("download {id}: cut: {e}"))),
+                Ok(got) if md5::Md5::digest(&got) != md5::Md5::digest(&data) => {
                     failures.push((Instant::now(), format!("download {id}: other bytes")));
                 }
-            }
+                Ok(_) => {}
+            },
             Ok(r) => failures.push((Instant::now(), format!("download {id}: {}", r.status()))),
             Err(e) => failures.push((Instant::now(), format!("download {id}: {e}"))),
         }
