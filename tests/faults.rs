@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::ha::{Haproxy, Load, free_port, haproxy, nothing_stuck, report};
 use common::mounts::{HangFs, MemFs, Unhang};
-use common::{Backend, Server, auth_url, keystone_conf, keystone_token, run_ok};
+use common::{Backend, PrivateKeystone, Server, auth_url, keystone_conf, keystone_token, run_ok};
 
 /// Two nodes with `conf` behind haproxy: the first, its peer, haproxy.
 async fn pair(conf: &str) -> Option<(Server, Server, Haproxy)> {
@@ -57,27 +57,8 @@ fn no_partials(dir: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keystone_restarted_under_load() {
     let Some(_) = auth_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let kdir = dir.path().join("ks");
-    let port = free_port().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
-    let start = || {
-        run_ok(Command::new(script).args(["start", kdir.to_str().unwrap(), &port]))
-            .trim()
-            .trim_start_matches("OS_AUTH_URL=")
-            .to_string()
-    };
-    let auth = start();
-    // Stops the private Keystone whatever happens below.
-    struct Stop<'a>(&'a str, std::path::PathBuf);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new(self.0)
-                .args(["stop", self.1.to_str().unwrap_or("")])
-                .status();
-        }
-    }
-    let _stop = Stop(script, kdir.clone());
+    let ks = PrivateKeystone::start(&[]);
+    let auth = ks.auth.clone();
     let Some((a, _b, hp)) = pair(&keystone_conf(&auth, 300)).await else {
         return;
     };
@@ -94,9 +75,9 @@ async fn keystone_restarted_under_load() {
     }
     let load = Load::clients_with(&hp.url, 4, Some(token.clone())).await;
     let from = Instant::now();
-    run_ok(Command::new(script).args(["stop", kdir.to_str().unwrap()]));
+    ks.stop();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    start();
+    ks.start_again();
     let to = Instant::now() + Duration::from_secs(2);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (rounds, failures) = load.finish().await;

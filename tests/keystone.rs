@@ -7,25 +7,10 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, auth_url, keystone_conf, run_ok, venv};
+use common::{Backend, PrivateKeystone, Server, auth_url, keystone_conf, keystone_token, venv};
 use serde_json::{Value, json};
 
 /// A token for `user` in `project` (password "secret").
-async fn token(auth: &str, user: &str, project: &str) -> (String, Value) {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {"name": user, "password": "secret", "domain": {"id": "default"}}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-    let r = reqwest::Client::new()
-        .post(format!("{auth}/auth/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "login as {user}");
-    let t = r.headers()["x-subject-token"].to_str().unwrap().to_string();
-    (t, r.json().await.unwrap())
-}
-
 fn clouds_yaml(s: &Server, auth: &str) -> std::path::PathBuf {
     let mut y = String::from("clouds:\n");
     for (name, project) in [("alice", "p1"), ("bob", "p2"), ("admin", "admin")] {
@@ -232,9 +217,9 @@ async fn tokens_are_checked(b: Backend) {
     assert_eq!(list(Some("not-a-token")).await.unwrap().status(), 401);
 
     // A revoked token stops working within token_cache_time.
-    let (t, _) = token(&auth, "alice", "p1").await;
+    let t = keystone_token(&auth, "alice", "p1").await;
     assert_eq!(list(Some(&t)).await.unwrap().status(), 200);
-    let (admin, _) = token(&auth, "admin", "admin").await;
+    let admin = keystone_token(&auth, "admin", "admin").await;
     let r = http
         .delete(format!("{auth}/auth/tokens"))
         .header("X-Auth-Token", &admin)
@@ -285,7 +270,7 @@ async fn tokens_are_checked(b: Backend) {
         .send()
         .await
         .unwrap();
-    let (ct, _) = token(&auth, &name, "p1").await;
+    let ct = keystone_token(&auth, &name, "p1").await;
     assert_eq!(list(Some(&ct)).await.unwrap().status(), 200);
     let r = http
         .patch(format!("{auth}/users/{uid}"))
@@ -305,7 +290,7 @@ async fn tokens_are_checked(b: Backend) {
     // The service role of the token itself reaches the Locations API; a service token's roles
     // are not the user's (Glance's fetch_image_location reads the token's roles).
     let img = {
-        let (alice, _) = token(&auth, "alice", "p1").await;
+        let alice = keystone_token(&auth, "alice", "p1").await;
         let r = http
             .post(format!("{}/v2/images", s.url))
             .header("X-Auth-Token", &alice)
@@ -326,7 +311,7 @@ async fn tokens_are_checked(b: Backend) {
             .unwrap();
         assert_eq!(r.status(), 403);
         // A service token without the service role lends nothing.
-        let (bob, _) = token(&auth, "bob", "p2").await;
+        let bob = keystone_token(&auth, "bob", "p2").await;
         let r = http
             .get(format!("{}/v2/images/{id}/locations", s.url))
             .header("X-Auth-Token", &alice)
@@ -335,7 +320,7 @@ async fn tokens_are_checked(b: Backend) {
             .await
             .unwrap();
         assert_eq!(r.status(), 403);
-        let (svc, _) = token(&auth, "glance", "service").await;
+        let svc = keystone_token(&auth, "glance", "service").await;
         let r = http
             .get(format!("{}/v2/images/{id}/locations", s.url))
             .header("X-Auth-Token", &alice)
@@ -359,41 +344,13 @@ async fn tokens_are_checked(b: Backend) {
 /// A private Keystone with short-lived tokens: expiry, then an outage (503) and recovery.
 async fn keystone_outage_and_expiry(b: Backend) {
     let Some(_) = auth_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let kdir = dir.path().join("ks");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
-    let start = || {
-        run_ok(
-            Command::new(script)
-                .args(["start", kdir.to_str().unwrap(), &port])
-                .env("KEYSTONE_TOKEN_EXPIRATION", "6"),
-        )
-        .trim()
-        .trim_start_matches("OS_AUTH_URL=")
-        .to_string()
-    };
-    let auth = start();
-    // Stops the private Keystone whatever happens below.
-    struct Stop<'a>(&'a str, std::path::PathBuf);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new(self.0)
-                .args(["stop", self.1.to_str().unwrap_or("")])
-                .status();
-        }
-    }
-    let _stop = Stop(script, kdir.clone());
+    let ks = PrivateKeystone::start(&[("KEYSTONE_TOKEN_EXPIRATION", "6")]);
+    let auth = ks.auth.clone();
     let Some(s) = Server::start_with(b, &keystone_conf(&auth, 1)).await else {
         return;
     };
     let http = reqwest::Client::new();
-    let (t, _) = token(&auth, "alice", "p1").await;
+    let t = keystone_token(&auth, "alice", "p1").await;
     let get = |t: String| {
         http.get(format!("{}/v2/images", s.url))
             .header("X-Auth-Token", t)
@@ -403,17 +360,13 @@ async fn keystone_outage_and_expiry(b: Backend) {
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(get(t).await.unwrap().status(), 401, "expired");
 
-    let (t, _) = token(&auth, "alice", "p1").await;
-    let st = Command::new(script)
-        .args(["stop", kdir.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let t = keystone_token(&auth, "alice", "p1").await;
+    ks.stop();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(get(t.clone()).await.unwrap().status(), 503, "Keystone down");
-    start();
+    ks.start_again();
     // The old token may have expired meanwhile (6 s): a fresh one must work again.
-    let (t, _) = token(&auth, "alice", "p1").await;
+    let t = keystone_token(&auth, "alice", "p1").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut status = 0;
     while Instant::now() < deadline {

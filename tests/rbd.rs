@@ -106,6 +106,27 @@ impl Drop for ScratchPool {
     }
 }
 
+/// What Nova does with a snapshot it registers: `file` imported into the `images` pool under
+/// a new name, snapshot `snap` created and protected. The name.
+fn nova_snapshot(conf: &str, file: &std::path::Path) -> String {
+    let name = uuid::Uuid::new_v4().to_string();
+    let snap = format!("images/{name}@snap");
+    for args in [
+        vec![
+            "import",
+            "--no-progress",
+            file.to_str().unwrap(),
+            &format!("images/{name}"),
+        ],
+        vec!["snap", "create", &snap],
+        vec!["snap", "protect", &snap],
+    ] {
+        let (ok, out) = rbd(conf, &args);
+        assert!(ok, "{out}");
+    }
+    name
+}
+
 fn fsid(conf: &str) -> String {
     std::fs::read_to_string(conf)
         .unwrap()
@@ -318,30 +339,7 @@ async fn registered_rbd_locations(b: Backend) {
 
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let rbd_name = uuid::Uuid::new_v4().to_string();
-        for args in [
-            vec![
-                "import".to_string(),
-                "--no-progress".into(),
-                file.to_str().unwrap().into(),
-                format!("images/{rbd_name}"),
-            ],
-            vec![
-                "snap".into(),
-                "create".into(),
-                format!("images/{rbd_name}@snap"),
-            ],
-            vec![
-                "snap".into(),
-                "protect".into(),
-                format!("images/{rbd_name}@snap"),
-            ],
-        ] {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let (ok, out) = rbd(&conf, &a);
-            assert!(ok, "{out}");
-        }
-        ids.push(rbd_name);
+        ids.push(nova_snapshot(&conf, &file));
     }
     let url0 = format!("rbd://{fsid}/images/{}/snap", ids[0]);
     let url1 = format!("rbd://{fsid}/images/{}/snap", ids[1]);
@@ -836,21 +834,7 @@ async fn killed_node_hashing_an_rbd_location(b: Backend) {
     let data = random_bytes(512 << 20);
     let file = a.dir.path().join("snap.raw");
     std::fs::write(&file, &data).unwrap();
-    let name = uuid::Uuid::new_v4().to_string();
-    let snap = format!("images/{name}@snap");
-    for args in [
-        vec![
-            "import",
-            "--no-progress",
-            file.to_str().unwrap(),
-            &format!("images/{name}"),
-        ],
-        vec!["snap", "create", &snap],
-        vec!["snap", "protect", &snap],
-    ] {
-        let (ok, out) = rbd(&conf, &args);
-        assert!(ok, "{out}");
-    }
+    let name = nova_snapshot(&conf, &file);
     // Digests by coreutils (the test binary's own are unoptimised).
     let digest = |tool: &str| {
         let out = Command::new(tool).arg(&file).output().unwrap();

@@ -76,6 +76,64 @@ pub async fn keystone_token(auth: &str, user: &str, project: &str) -> String {
     r.headers()["x-subject-token"].to_str().unwrap().to_string()
 }
 
+/// A Keystone of the test's own (`scripts/keystone.sh` on a free port), for tests that stop
+/// and start it; stopped (by pid) when dropped.
+pub struct PrivateKeystone {
+    _dir: tempfile::TempDir,
+    kdir: PathBuf,
+    port: String,
+    env: Vec<(String, String)>,
+    /// Its v3 URL.
+    pub auth: String,
+}
+
+impl PrivateKeystone {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/keystone.sh");
+
+    /// `env`: settings for `scripts/keystone.sh` (e.g. `KEYSTONE_TOKEN_EXPIRATION`).
+    pub fn start(env: &[(&str, &str)]) -> PrivateKeystone {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = PrivateKeystone {
+            kdir: dir.path().join("ks"),
+            _dir: dir,
+            port: ha::free_port().to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            auth: String::new(),
+        };
+        k.auth = k.start_again();
+        k
+    }
+
+    /// Starts it again after `stop`; its v3 URL.
+    pub fn start_again(&self) -> String {
+        let mut cmd = Command::new(Self::SCRIPT);
+        cmd.arg("start").arg(&self.kdir).arg(&self.port);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        run_ok(&mut cmd)
+            .trim()
+            .trim_start_matches("OS_AUTH_URL=")
+            .to_string()
+    }
+
+    pub fn stop(&self) {
+        run_ok(Command::new(Self::SCRIPT).arg("stop").arg(&self.kdir));
+    }
+}
+
+impl Drop for PrivateKeystone {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::SCRIPT)
+            .arg("stop")
+            .arg(&self.kdir)
+            .status();
+    }
+}
+
 /// The names in `dir`, sorted (none if it does not exist).
 pub fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
