@@ -44,7 +44,7 @@ stores() {
 }
 
 setup() {
-  mkdir -p "$dir/etc" "$dir/images" "$dir/staging"
+  mkdir -p "$dir/etc" "$dir/images" "$dir/staging" "$dir/locks"
   cp "$venv/etc/glance/glance-api-paste.ini" "$dir/etc/"
   cat >"$dir/etc/glance-api.conf" <<CONF
 [DEFAULT]
@@ -59,6 +59,9 @@ $(stores)
 [oslo_policy]
 policy_file = $dir/etc/policy.yaml
 enforce_scope = false
+# Glance's background tasks (location hashing) take a file lock there, as deployments set it.
+[oslo_concurrency]
+lock_path = $dir/locks
 CONF
   if [ -n "${GLANCE_AUTH_URL:-}" ]; then
     # Tokens from that Keystone (scripts/keystone.sh's accounts), Glance's default policies.

@@ -269,6 +269,7 @@ pub fn refusal(f: &Fault) -> Error {
             msg: why.clone(),
             accept_patch: None,
         },
+        F::ActiveTask { .. } => Error::Conflict("Image has active task".into()),
         F::ImportLocked { image } => Error::Conflict(format!(
             "New operation on image '{image}' is not permitted as prior operation is still in progress"
         )),

@@ -103,17 +103,25 @@ fn compare(venv: PathBuf, s: &Server, multi: bool, auth: Option<&str>) {
 }
 
 fn run_compare(glance: &Glance, s: &Server, args: &[&str]) {
+    if let Err(report) = try_compare(glance, s, args) {
+        panic!("{report}");
+    }
+}
+
+/// The comparison's report unless every answer matched.
+fn try_compare(glance: &Glance, s: &Server, args: &[&str]) -> Result<(), String> {
     let mut cmd = Command::new("python3");
     cmd.arg(Path::new(ROOT).join("scripts/compare-responses.py"));
     let out = cmd.args(args).args([&glance.url, &s.url]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or("");
+    if out.status.success() && last.starts_with("0 of ") {
+        return Ok(());
+    }
+    Err(format!(
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or("");
-    assert!(last.starts_with("0 of "), "{stdout}");
+    ))
 }
 
 async fn answers_match_glance(b: Backend) {
@@ -156,6 +164,32 @@ async fn keystone_answers_match_glance(b: Backend) {
     };
     let glance = Glance::start_configured(venv, false, Some(&auth), filter, "");
     run_compare(&glance, &s, &["--keystone", &auth]);
+}
+
+/// The Locations API (v2.17) as Glance's service role and its image owners meet it: both with
+/// the file and http stores, fetching from the harness's server on loopback
+/// (compare-responses.py's LOCATION_STEPS): hashed, verified, refused, failed in the task.
+async fn locations_answer_as_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    let filter = "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
+    let stores = "[glance_store]\nstores = file, http\n";
+    let conf = keystone_conf(&auth, 300) + stores + filter;
+    let Some(s) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let extra = filter.to_string() + stores;
+    let args = ["--keystone", &auth, "--locations"];
+    let glance = Glance::start_configured(venv.clone(), false, Some(&auth), &extra, "");
+    // The reference now and then loses a background task under uWSGI (left pending, or failed
+    // after hashing: seen twice in a dozen runs, with both databases' tests at once): a second,
+    // fresh Glance decides. glance-rs's answers must match one of them whole.
+    if let Err(first) = try_compare(&glance, &s, &args) {
+        drop(glance);
+        eprintln!("first comparison differed; again with a fresh Glance:\n{first}");
+        let glance = Glance::start_configured(venv, false, Some(&auth), &extra, "");
+        run_compare(&glance, &s, &args);
+    }
 }
 
 /// The property protections compare-responses.py's PROTECTION_STEPS expect, in the `roles`
@@ -264,5 +298,6 @@ both_databases!(
     answers_match_glance,
     multi_store_answers_match_glance,
     keystone_answers_match_glance,
+    locations_answer_as_glance,
     protections_answer_as_glance
 );

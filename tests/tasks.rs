@@ -481,6 +481,17 @@ async fn add_location(s: &Server, id: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
+/// A GET as the service, its JSON answer.
+async fn service_get(s: &Server, path: &str) -> Value {
+    as_service(s.get(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn new_p1_image(s: &Server, name: &str) -> String {
     s.create_as(
         "p1",
@@ -492,7 +503,7 @@ async fn new_p1_image(s: &Server, name: &str) -> String {
         .to_string()
 }
 
-/// The image's location_import task, once it ended.
+/// The image's newest location_import task, once all its tasks ended.
 async fn location_task(s: &Server, id: &str, limit: Duration) -> Value {
     let t0 = Instant::now();
     loop {
@@ -503,9 +514,11 @@ async fn location_task(s: &Server, id: &str, limit: Duration) -> Value {
         let code = r.status();
         let text = r.text().await.unwrap();
         let tasks: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{code}: {text}"));
-        let t = &tasks["tasks"][0];
-        if t["status"] == "success" || t["status"] == "failure" {
-            return t.clone();
+        let all = tasks["tasks"].as_array().cloned().unwrap_or_default();
+        let ended = |t: &Value| t["status"] == "success" || t["status"] == "failure";
+        // Listed oldest first, as Glance lists them.
+        if let Some(newest) = all.last().filter(|_| all.iter().all(ended)) {
+            return newest.clone();
         }
         assert!(t0.elapsed() < limit, "location task not finished: {tasks}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -558,19 +571,68 @@ async fn added_locations_are_hashed_in_the_background(b: Backend) {
     assert_eq!(img["checksum"], Value::Null);
     assert_eq!(img["os_hash_value"], Value::Null);
     assert_eq!(img["size"], Value::Null);
-    let locs = as_service(s.get(&format!("/v2/images/{bad}/locations")))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let locs = service_get(&s, &format!("/v2/images/{bad}/locations")).await;
     assert_eq!(locs, json!([]));
     assert!(img.get("os_glance_import_task").is_none());
 
+    // Refused before any work, as Glance's schema and checks refuse them; nothing changes.
+    let refused = new_p1_image(&s, "refused").await;
+    for (vd, words) in [
+        (
+            json!({"checksum": md5_hex(&data)}),
+            "Additional properties are not allowed ('checksum' was unexpected)",
+        ),
+        (
+            json!({"os_hash_value": sha}),
+            "'os_hash_algo' is a dependency of 'os_hash_value'",
+        ),
+        (
+            json!({"os_hash_algo": "crc32", "os_hash_value": "00"}),
+            "'crc32' is not one of ['sha1', 'sha256', 'sha512', 'md5']",
+        ),
+        (
+            json!({"os_hash_algo": "sha512", "os_hash_value": "zz"}),
+            "os_hash_value (zz) is not a valid hexadecimal value",
+        ),
+        (
+            json!({"os_hash_algo": "sha256", "os_hash_value": sha}),
+            "is not the correct size for (sha256) (should be (32) bytes)",
+        ),
+    ] {
+        let r = add_location(&s, &refused, json!({"url": url, "validation_data": vd})).await;
+        assert_eq!(r.status(), 400, "{vd}");
+        // Rendered as Glance renders it for a browser: quotes as HTML entities.
+        let text = r.text().await.unwrap().replace("&#x27;", "'");
+        assert!(text.contains(words), "{vd}: {text}");
+    }
+    let tasks = service_get(&s, &format!("/v2/images/{refused}/tasks")).await;
+    assert_eq!(tasks["tasks"], json!([]), "no task for a refused location");
+    assert_eq!(s.show(&refused).await["status"], "queued");
+
+    // A location no store serves (a file outside the store's directory, an unknown scheme) is
+    // accepted as Glance accepts it; its task fails, the image stays queued and unlocked, so
+    // a good location is accepted next.
+    for other in ["file:///etc/passwd", "ftp://127.0.0.1/x"] {
+        let r = add_location(&s, &refused, json!({"url": other})).await;
+        assert_eq!(r.status(), 202, "{other}");
+        let t = location_task(&s, &refused, Duration::from_secs(30)).await;
+        assert_eq!(t["status"], "failure", "{other}: {t}");
+        assert_eq!(t["message"], "Task failed due to Internal Error");
+        let img = s.show(&refused).await;
+        assert_eq!(img["status"], "queued", "{img}");
+        assert!(img.get("os_glance_import_task").is_none(), "{img}");
+        assert_eq!(img["size"], Value::Null);
+    }
+    let r = add_location(&s, &refused, json!({"url": url})).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        s.settled(&refused, "active").await["checksum"],
+        md5_hex(&data)
+    );
+
     // Matching validation data: active once verified.
     let good = new_p1_image(&s, "verified").await;
-    let vd = json!({"os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5_hex(&data)});
+    let vd = json!({"os_hash_algo": "sha512", "os_hash_value": sha});
     let r = add_location(&s, &good, json!({"url": url, "validation_data": vd})).await;
     assert_eq!(r.status(), 202);
     assert_eq!(

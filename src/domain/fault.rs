@@ -192,7 +192,11 @@ pub enum Fault {
     Rejected {
         why: String,
     },
-    /// Another operation holds the image's import lock.
+    /// A task at work on the image holds its import lock.
+    ActiveTask {
+        image: String,
+    },
+    /// Another operation took the image's import lock meanwhile.
     ImportLocked {
         image: String,
     },

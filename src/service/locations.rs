@@ -47,19 +47,17 @@ pub async fn add(app: &App, ctx: &Context, img: &Image, url: &str, val_data: Val
             return Err(Fault::LocationFiltered { url: url.into() }.into());
         }
     }
+    // The engine drops a lock with its task (or reclaims both): a lock held is a task at work.
+    if img.properties.contains_key(IMPORT_LOCK) {
+        return Err(Fault::ActiveTask {
+            image: img.id.clone(),
+        }
+        .into());
+    }
     let lock_taken = || Fault::ImportLocked {
         image: img.id.clone(),
     };
-    if img.properties.contains_key(IMPORT_LOCK) {
-        return Err(lock_taken().into());
-    }
-    let probe = Location {
-        url: url.to_string(),
-        metadata: json!({}),
-    };
-    if app.stores.for_location(&probe).is_none() {
-        return Err(Fault::NoStoreFor { url: url.into() }.into());
-    }
+    // A location no configured store serves is accepted, as Glance accepts it: its task fails.
     let input = json!({"image_id": img.id, "loc_url": url, "validation_data": val_data});
     // The lock with the task, in one transaction: never a lock without a task to drop it.
     let t = super::tasks::record(
@@ -234,7 +232,6 @@ async fn locate_and_hash(
             for (k, v) in val {
                 let v = v.as_str().map(str::to_string);
                 match k.as_str() {
-                    "checksum" => n.checksum = v,
                     "os_hash_algo" => n.os_hash_algo = v,
                     "os_hash_value" => n.os_hash_value = v,
                     _ => {}
@@ -293,13 +290,9 @@ async fn locate_and_hash(
     let expected = |k: &str| val.get(k).and_then(Value::as_str);
     let failure = match &hashed {
         Err(e) => Some(format!("Hash calculation failed for image {id} data: {e}")),
-        Ok((md5, h)) if expected("os_hash_value").is_some_and(|v| v != h) => Some(format!(
+        Ok((_, h)) if expected("os_hash_value").is_some_and(|v| v != h) => Some(format!(
             "os_hash_value: ({}) not matched with actual os_hash_value: ({h})",
             expected("os_hash_value").unwrap_or_default()
-        )),
-        Ok((md5, _)) if expected("checksum").is_some_and(|v| v != md5) => Some(format!(
-            "checksum: ({}) not matched with actual checksum: ({md5})",
-            expected("checksum").unwrap_or_default()
         )),
         Ok(_) => None,
     };
