@@ -466,6 +466,44 @@ async fn clients_create_list_and_show_tasks(b: Backend) {
     assert_eq!(sha512.len(), 128);
     assert!(shown.to_string().contains(sha512), "{shown}");
     assert_eq!(shown["status"], "active");
+
+    // `glance add-location` (the same API through python-glanceclient) with validation data:
+    // verified, then active; a hash too long for its algorithm is refused in Glance's words.
+    let data = common::random_bytes(2 << 20);
+    let src = Source::start(data.clone(), usize::MAX).await;
+    let sha = hex(&sha2::Sha512::digest(&data));
+    let add = |id: &str, vd: &str| {
+        Command::new(venv.join("bin/glance"))
+            .args(["--os-auth-token", "x", "--os-image-url", &s.url])
+            .args(["add-location", "--url", &src.url("/image")])
+            .args(["--validation-data", vd, id])
+            .output()
+            .unwrap()
+    };
+    let new =
+        || s.create(json!({"name": "cli-loc", "disk_format": "raw", "container_format": "bare"}));
+    let id = new().await["id"].as_str().unwrap().to_string();
+    let vd = json!({"os_hash_algo": "sha512", "os_hash_value": sha}).to_string();
+    let out = add(&id, &vd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = s.settled(&id, "active").await;
+    assert_eq!(v["os_hash_value"], sha);
+    assert_eq!(v["checksum"], md5_hex(&data));
+    let id = new().await["id"].as_str().unwrap().to_string();
+    let out = add(
+        &id,
+        &json!({"os_hash_algo": "sha256", "os_hash_value": sha}).to_string(),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("is not the correct size for (sha256)"),
+        "{said}"
+    );
+    assert_eq!(s.show(&id).await["status"], "queued");
 }
 
 /// As a service (Nova, Cinder) of project p1 registers data: the Locations API's caller.
