@@ -9,6 +9,7 @@ text/html and none (webob renders errors in JSON, HTML or plain text from it).
     scripts/compare-responses.py --keystone AUTH_URL GLANCE_URL GLANCE_RS_URL
     scripts/compare-responses.py --keystone AUTH_URL --protections GLANCE_URL GLANCE_RS_URL
     scripts/compare-responses.py --keystone AUTH_URL --locations GLANCE_URL GLANCE_RS_URL
+    scripts/compare-responses.py --keystone AUTH_URL --metadefs GLANCE_URL GLANCE_RS_URL
 
 Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
 glance-rs serves noauth by default. With --multi, both have the file backends `fast` (the
@@ -17,7 +18,7 @@ too. With --keystone, both validate tokens with the Keystone at AUTH_URL (GLANCE
 glance.sh) and KEYSTONE_STEPS and PERSONA_STEPS (Glance's RBAC personas on every image and
 member route) are sent instead; with --protections too, PROTECTION_STEPS (both configured with
 the same property protections); with --locations, LOCATION_STEPS (both with the http store
-too). Exits 1 if an answer differs other than as listed in KNOWN.
+too); with --metadefs, METADEF_STEPS. Exits 1 if an answer differs other than as listed in KNOWN.
 """
 
 import hashlib
@@ -329,6 +330,7 @@ def normal(x):
         # Tags: Glance keeps them in a Python set, listed in the order of the process's hashes.
         return {k: x[k].rsplit("/", 1)[-1] if k == "data_dir"
                 else sorted(x[k]) if k == "tags" and isinstance(x[k], list)
+                and all(isinstance(t, str) for t in x[k])
                 else normal(x[k]) for k in x}
     if isinstance(x, list):
         return [normal(v) for v in x]
@@ -610,6 +612,137 @@ def location_steps():
 LOCATION_STEPS = location_steps()
 
 
+# --metadefs (both sides as for --keystone): the metadata definition catalog, as the admin
+# (who manages it), alice (a reader and member of p1) and bob (p2).
+def metadef_steps():
+    ns = "/v2/metadefs/namespaces"
+
+    def step(user, method, path, body=None):
+        return (user, method, path, body, JSON if body is not None else AS_JSON, None)
+
+    full = {"namespace": "N1", "display_name": "One", "description": "first",
+            "visibility": "public",
+            "resource_type_associations": [{"name": "OS::Glance::Image", "prefix": "hw_"}],
+            "properties": {"p1": {"type": "integer", "title": "P1", "default": 5, "minimum": 1}},
+            "objects": [{"name": "o1", "required": ["op"],
+                         "properties": {"op": {"type": "string", "title": "OP"}}}],
+            "tags": [{"name": "t1"}]}
+    prop = {"name": "p2", "title": "P2", "type": "string", "default": True,
+            "enum": ["a", "b"], "maxLength": 9, "minimum": 1.5}
+    return [
+        *(step("admin", "GET", f"/v2/schemas/metadefs/{n}") for n in (
+            "namespace", "namespaces", "object", "objects", "property", "properties", "tag",
+            "tags", "resource_type", "resource_types")),
+        step("admin", "POST", ns, full),
+        step("admin", "POST", ns, {"namespace": "N2", "protected": True}),
+        step("admin", "POST", ns, {"namespace": "N1"}),
+        step("admin", "POST", ns, {"namespace": "N3", "owner": "BOB", "visibility": "private"}),
+        step("admin", "GET", f"{ns}/N1"),
+        step("admin", "GET", f"{ns}/N1?resource_type=OS::Glance::Image"),
+        step("admin", "GET", f"{ns}/N1?resource_type=OS::Nova::Flavor"),
+        step("admin", "GET", f"{ns}/nope"),
+        *(step(u, "GET", f"{ns}{q}") for u in ("admin", "alice", "bob") for q in (
+            "", "?limit=1&sort_dir=asc", "?visibility=public", "?visibility=private",
+            "?resource_types=OS::Glance::Image,OS::Nova::Server", "?marker=N1",
+            "?sort_key=namespace&sort_dir=asc")),
+        *(step("admin", "GET", f"{ns}{q}") for q in (
+            "?sort_dir=up", "?limit=-1", "?visibility=shared", "?marker=nope")),
+        step("alice", "GET", f"{ns}?marker=N3"),
+        step("alice", "GET", f"{ns}/N1"),
+        step("alice", "GET", f"{ns}/N3"),
+        step("bob", "GET", f"{ns}/N3"),
+        step("alice", "POST", ns, {"namespace": "A1"}),
+        step("alice", "PUT", f"{ns}/N1", {"namespace": "N1"}),
+        step("alice", "DELETE", f"{ns}/N1"),
+        step("admin", "POST", ns, {"namespace": "x" * 81}),
+        step("admin", "POST", ns, {"namespace": "N4", "visibility": "shared"}),
+        step("admin", "POST", ns, {"namespace": "N4", "self": "x"}),
+        step("admin", "POST", ns, {"display_name": "no name"}),
+        # Objects.
+        step("admin", "GET", f"{ns}/N1/objects"),
+        step("admin", "POST", f"{ns}/N1/objects", {"name": "o2", "description": "two"}),
+        step("admin", "POST", f"{ns}/N1/objects", {"name": "o2"}),
+        step("admin", "POST", f"{ns}/N1/objects",
+             {"name": "o4", "properties": {"x": {"type": "string"}}}),
+        step("admin", "GET", f"{ns}/N1/objects/o2"),
+        step("admin", "PUT", f"{ns}/N1/objects/o2", {"name": "o3", "required": ["a"]}),
+        step("admin", "PUT", f"{ns}/N1/objects/o3", {"name": "o1"}),
+        step("admin", "GET", f"{ns}/N1/objects/o3"),
+        step("admin", "GET", f"{ns}/N1/objects/o2"),
+        step("alice", "GET", f"{ns}/N1/objects"),
+        step("alice", "GET", f"{ns}/N1/objects/o1"),
+        step("alice", "POST", f"{ns}/N1/objects", {"name": "o9"}),
+        step("alice", "GET", f"{ns}/N3/objects"),
+        step("admin", "GET", f"{ns}/nope/objects"),
+        step("admin", "GET", f"{ns}/N1/objects?limit=0"),
+        step("admin", "DELETE", f"{ns}/N1/objects/o3"),
+        step("admin", "DELETE", f"{ns}/N1/objects/o3"),
+        # Properties.
+        step("admin", "GET", f"{ns}/N1/properties"),
+        step("admin", "POST", f"{ns}/N1/properties", prop),
+        step("admin", "POST", f"{ns}/N1/properties", prop),
+        step("admin", "POST", f"{ns}/N1/properties", {"name": "p9", "title": "T"}),
+        step("admin", "GET", f"{ns}/N1/properties"),
+        step("admin", "GET", f"{ns}/N1/properties/p2"),
+        step("admin", "GET", f"{ns}/N1/properties/hw_p1?resource_type=OS::Glance::Image"),
+        step("admin", "GET", f"{ns}/N1/properties/p1?resource_type=OS::Glance::Image"),
+        step("admin", "GET", f"{ns}/N1/properties/p1?resource_type=OS::Nope"),
+        step("admin", "PUT", f"{ns}/N1/properties/p2", dict(prop, name="p3")),
+        step("admin", "GET", f"{ns}/N1/properties/p2"),
+        step("alice", "GET", f"{ns}/N1/properties/p3"),
+        step("alice", "DELETE", f"{ns}/N1/properties/p3"),
+        step("admin", "DELETE", f"{ns}/N1/properties/p3"),
+        # Tags.
+        step("admin", "POST", f"{ns}/N1/tags/t2"),
+        step("admin", "POST", f"{ns}/N1/tags/t2"),
+        step("admin", "GET", f"{ns}/N1/tags/t2"),
+        step("admin", "PUT", f"{ns}/N1/tags/t2", {"name": "t3"}),
+        step("admin", "GET", f"{ns}/N1/tags"),
+        ("admin", "POST", f"{ns}/N1/tags", {"tags": [{"name": "a"}, {"name": "b"}]},
+         dict(JSON, **{"X-Openstack-Append": "true"}), None),
+        step("admin", "GET", f"{ns}/N1/tags?sort_dir=asc"),
+        step("admin", "POST", f"{ns}/N1/tags", {"tags": [{"name": "c"}, {"name": "c"}]}),
+        step("admin", "POST", f"{ns}/N1/tags", {"tags": [{"name": "c"}, {"name": "d"}]}),
+        step("admin", "GET", f"{ns}/N1/tags"),
+        step("admin", "GET", f"{ns}/N1/tags?limit=1&sort_dir=asc"),
+        step("admin", "DELETE", f"{ns}/N1/tags/c"),
+        step("admin", "GET", f"{ns}/N1/tags/c"),
+        step("alice", "POST", f"{ns}/N1/tags/z"),
+        # Resource types.
+        step("admin", "GET", "/v2/metadefs/resource_types"),
+        step("admin", "GET", f"{ns}/N1/resource_types"),
+        step("admin", "POST", f"{ns}/N1/resource_types",
+             {"name": "OS::Cinder::Volume", "prefix": "vol_", "properties_target": "image"}),
+        step("admin", "POST", f"{ns}/N1/resource_types", {"name": "OS::Cinder::Volume"}),
+        step("admin", "GET", f"{ns}/N1/resource_types"),
+        step("alice", "GET", f"{ns}/N1/resource_types"),
+        step("admin", "DELETE", f"{ns}/N1/resource_types/OS::Cinder::Volume"),
+        step("admin", "DELETE", f"{ns}/N1/resource_types/OS::Cinder::Volume"),
+        step("admin", "POST", f"{ns}/N2/resource_types", {"name": "OS::Nova::Flavor"}),
+        step("admin", "DELETE", f"{ns}/N2/resource_types/OS::Nova::Flavor"),
+        # Protection and deletion.
+        step("admin", "POST", f"{ns}/N2/tags/k"),
+        step("admin", "DELETE", f"{ns}/N2/tags/k"),
+        step("admin", "DELETE", f"{ns}/N2/tags"),
+        step("admin", "DELETE", f"{ns}/N2"),
+        step("admin", "PUT", f"{ns}/N2", {"namespace": "N2b", "description": "renamed"}),
+        step("admin", "PUT", f"{ns}/N2b", {"namespace": "N1"}),
+        step("admin", "GET", f"{ns}/N2b"),
+        step("admin", "DELETE", f"{ns}/N2b"),
+        step("admin", "DELETE", f"{ns}/N1/objects"),
+        step("admin", "DELETE", f"{ns}/N1/properties"),
+        step("admin", "DELETE", f"{ns}/N1/tags"),
+        step("admin", "GET", f"{ns}/N1"),
+        step("admin", "DELETE", f"{ns}/N1"),
+        step("admin", "DELETE", f"{ns}/N3"),
+        step("admin", "GET", ns),
+        step("admin", "PATCH", f"{ns}/N1", {}),
+    ]
+
+
+METADEF_STEPS = metadef_steps()
+
+
 # Steps whose answers differ knowingly: the image a legacy import task makes has no owner in
 # Glance (it is created outside the request's context); glance-rs gives it the task's owner, so
 # that the project that asked for it sees and uses it.
@@ -618,6 +751,9 @@ KNOWN_STEPS = {("admin", "GET", "/v2/images?name=imported")}
 # (os_glance_import_task: the image refuses every import and location for an hour); glance-rs
 # drops the lock with the task, so the image shows no such property.
 KNOWN_STEPS |= {("glance", "GET", f"/v2/images/{{{img}}}") for img in ("L3", "L4", "L5")}
+# Renaming a metadef object to a name its namespace holds: Glance fails (500, its integrity
+# error unhandled); glance-rs answers the 409 Glance words for the same conflict elsewhere.
+KNOWN_STEPS |= {("admin", "PUT", "/v2/metadefs/namespaces/N1/objects/o3")}
 
 
 def serve_source():
@@ -876,6 +1012,8 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["--keystone"] and len(args) == 4:
         keystone(args[1].rstrip("/"), args[2:], KEYSTONE_STEPS + PERSONA_STEPS + TASK_STEPS)
+    if args[:1] == ["--keystone"] and args[2:3] == ["--metadefs"] and len(args) == 5:
+        keystone(args[1].rstrip("/"), args[3:], METADEF_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--locations"] and len(args) == 5:
         keystone(args[1].rstrip("/"), args[3:], LOCATION_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--protections"] and len(args) == 5:

@@ -86,6 +86,12 @@ impl Error {
     }
 }
 
+impl From<crate::domain::fault::Metadef> for Error {
+    fn from(m: crate::domain::fault::Metadef) -> Self {
+        Error::Fault(Fault::Metadef(m))
+    }
+}
+
 impl From<Fault> for Error {
     fn from(f: Fault) -> Self {
         Error::Fault(f)
@@ -269,6 +275,7 @@ pub fn refusal(f: &Fault) -> Error {
             msg: why.clone(),
             accept_patch: None,
         },
+        F::Metadef(m) => metadef_refusal(m),
         F::ActiveTask { .. } => Error::Conflict("Image has active task".into()),
         F::ImportLocked { image } => Error::Conflict(format!(
             "New operation on image '{image}' is not permitted as prior operation is still in progress"
@@ -561,6 +568,101 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#x27;")
+}
+
+/// Glance's words for the metadata definition refusals.
+fn metadef_refusal(m: &crate::domain::fault::Metadef) -> Error {
+    use crate::domain::fault::{Metadef as M, MetadefKind as K};
+    let what = |k: &K| match k {
+        K::Object => "object",
+        K::Property => "property",
+        K::Tag => "tag",
+    };
+    match m {
+        M::NamespaceMissing { name } => Error::NotFound(format!(
+            "Metadata definition namespace={name} was not found."
+        )),
+        M::NamespaceNotFound { name } => Error::NotFound(format!("Namespace {name} not found")),
+        M::NamespaceHidden => Error::NotFound(String::new()),
+        M::MarkerHidden { name } => Error::Forbidden(format!(
+            "Forbidding request, metadata definition namespace={name} is not visible."
+        )),
+        M::NamespaceExists { name } => Error::Conflict(format!(
+            "The metadata definition namespace={name} already exists."
+        )),
+        M::NamespaceRenameTaken { name } => Error::Conflict(format!(
+            "Invalid update. It would result in a duplicate metadata definition namespace with the same name of {name}"
+        )),
+        M::NamespaceProtected { name } => Error::Forbidden(format!(
+            "Metadata definition namespace {name} is protected and cannot be deleted."
+        )),
+        M::EntryNotFound { kind, name } => Error::NotFound(match kind {
+            K::Object => format!("Could not find metadata object {name}"),
+            K::Property => format!("Could not find property {name}"),
+            K::Tag => format!("Could not find metadata tag {name}"),
+        }),
+        M::EntryExists {
+            kind: K::Tag,
+            name,
+            namespace,
+        } => Error::Conflict(format!(
+            "A metadata tag with name={name} already exists in namespace={namespace}. (Please note that metadata tag names are case insensitive)."
+        )),
+        M::EntryExists {
+            kind,
+            name,
+            namespace,
+        } => Error::Conflict(format!(
+            "A metadata definition {} with name={name} already exists in namespace={namespace}.",
+            what(kind)
+        )),
+        M::EntryRenameTaken {
+            kind: K::Tag,
+            name,
+            namespace,
+        } => metadef_refusal(&M::EntryExists {
+            kind: K::Tag,
+            name: name.clone(),
+            namespace: namespace.clone(),
+        }),
+        M::EntryRenameTaken {
+            kind,
+            name,
+            namespace,
+        } => Error::Conflict(format!(
+            "Invalid update. It would result in a duplicate metadata definition {} with the same name={name} in namespace={namespace}.",
+            what(kind)
+        )),
+        M::EntryProtected { kind, name } => Error::Forbidden(format!(
+            "Metadata definition {} {name} is protected and cannot be deleted.",
+            what(kind)
+        )),
+        M::ResourceTypeNotFound { name } => Error::NotFound(format!(
+            "The metadata definition resource-type with name={name}, was not found."
+        )),
+        M::AssociationNotFound {
+            resource_type,
+            namespace,
+        } => Error::NotFound(format!(
+            "The metadata definition resource-type association of resource-type={resource_type} to namespace={namespace}, was not found."
+        )),
+        M::AssociationExists {
+            resource_type,
+            namespace,
+        } => Error::Conflict(format!(
+            "The metadata definition resource-type association of resource-type={resource_type} to namespace={namespace} already exists."
+        )),
+        M::AssociationProtected { resource_type } => Error::Forbidden(format!(
+            "Metadata definition resource-type-association {resource_type} is protected and cannot be deleted."
+        )),
+        M::AssociationToDeleteNotFound { resource_type } => Error::NotFound(format!(
+            "Failed to find resource type {resource_type} to delete"
+        )),
+        M::PrefixMismatch { property, prefix } => Error::NotFound(format!(
+            "Property {property} does not start with the expected resource type association prefix of '{}'.",
+            prefix.as_deref().unwrap_or("None")
+        )),
+    }
 }
 
 #[cfg(test)]

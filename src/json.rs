@@ -36,6 +36,104 @@ pub fn to_string<T: serde::Serialize + ?Sized>(v: &T) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Python's `repr` of a JSON value, as jsonschema's messages show instances.
+pub fn py_repr(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "None".into(),
+        serde_json::Value::Bool(true) => "True".into(),
+        serde_json::Value::Bool(false) => "False".into(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => {
+            let quote = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
+            let mut out = String::from(quote);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == quote => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        out.push_str(&format!("\\x{:02x}", c as u32));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(quote);
+            out
+        }
+        serde_json::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(py_repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        serde_json::Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}: {}",
+                        py_repr(&serde_json::Value::String(k.clone())),
+                        py_repr(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// A JSON schema refusal in the words of Python's jsonschema (which Glance's messages quote):
+/// instances as Python shows them; kinds it has no words for keep the crate's.
+pub fn python_words(e: &jsonschema::ValidationError) -> String {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    let inst = py_repr(e.instance());
+    match e.kind() {
+        K::Required { property } => format!("{} is a required property", py_repr(property)),
+        K::Type { kind } => {
+            let names: Vec<String> = match kind {
+                TypeKind::Single(t) => vec![format!("'{t}'")],
+                TypeKind::Multiple(set) => set.iter().map(|t| format!("'{t}'")).collect(),
+            };
+            format!("{inst} is not of type {}", names.join(", "))
+        }
+        K::Enum { options } => format!("{inst} is not one of {}", py_repr(options)),
+        K::MaxLength { .. } => format!("{inst} is too long"),
+        K::MinLength { .. } => format!("{inst} is too short"),
+        K::MaxItems { limit: 0 } => format!("{inst} is expected to be empty"),
+        K::MaxItems { .. } => format!("{inst} is too long"),
+        K::MinItems { limit: 1 } => format!("{inst} should be non-empty"),
+        K::MinItems { .. } => format!("{inst} is too short"),
+        K::UniqueItems => format!("{inst} has non-unique elements"),
+        K::Minimum { limit } => format!("{inst} is less than the minimum of {limit}"),
+        K::Maximum { limit } => format!("{inst} is greater than the maximum of {limit}"),
+        K::Pattern { pattern } => format!(
+            "{inst} does not match {}",
+            py_repr(&serde_json::Value::String(pattern.clone()))
+        ),
+        K::AdditionalProperties { unexpected } => {
+            let mut names = unexpected.clone();
+            names.sort();
+            let quoted: Vec<String> = names
+                .iter()
+                .map(|n| py_repr(&serde_json::Value::String(n.clone())))
+                .collect();
+            let verb = if names.len() == 1 { "was" } else { "were" };
+            format!(
+                "Additional properties are not allowed ({} {verb} unexpected)",
+                quoted.join(", ")
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -192,6 +192,18 @@ async fn locations_answer_as_glance(b: Backend) {
     }
 }
 
+/// The metadata definition catalog as the admin, a reader of p1 and a user of p2 meet it
+/// (compare-responses.py's METADEF_STEPS): every route, its refusals and its schemas.
+async fn metadefs_answer_as_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
+        return;
+    };
+    let glance = Glance::start(venv, false, Some(&auth));
+    run_compare(&glance, &s, &["--keystone", &auth, "--metadefs"]);
+}
+
 /// The property protections compare-responses.py's PROTECTION_STEPS expect, in the `roles`
 /// format, or in the `policies` format with the same roles behind the policy rules.
 const PROTECTIONS_ROLES: &str = "[^x_owner_.*]\ncreate = admin,member\nread = admin,member\n\
@@ -299,5 +311,6 @@ both_databases!(
     multi_store_answers_match_glance,
     keystone_answers_match_glance,
     locations_answer_as_glance,
+    metadefs_answer_as_glance,
     protections_answer_as_glance
 );

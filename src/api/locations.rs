@@ -13,6 +13,7 @@ use super::{AppState, json_response};
 use crate::domain::image::Status;
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
+use crate::json::py_repr;
 use crate::service;
 
 pub async fn list(
@@ -177,53 +178,6 @@ fn from_hex(s: &str) -> Option<usize> {
             return None;
         }
         n += 1;
-    }
-}
-
-/// Python's `repr` of a JSON value, as jsonschema's messages show instances.
-pub fn py_repr(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
-            let mut out = String::from(quote);
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c == quote => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.push_str(&format!("\\x{:02x}", c as u32));
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push(quote);
-            out
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr(&json!(k)), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
     }
 }
 

@@ -7,6 +7,8 @@ pub mod r#import;
 pub mod info;
 pub mod locations;
 pub mod members;
+pub mod metadef_schemas;
+pub mod metadefs;
 pub mod schemas;
 pub mod sendfile;
 pub mod tags;
@@ -70,6 +72,15 @@ pub fn page_links(
         first,
         next_marker.map(|m| format!("{path}?{}", encode(Some(m)))),
     )
+}
+
+/// webob's view of a query parameter: the last value of a repeated one.
+pub fn last_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A method router whose other methods get Glance's 405 with this `Allow`. HEAD too: Glance's
@@ -240,6 +251,7 @@ pub fn router(state: AppState) -> Router {
                 axum::routing::delete(info::delete_from_store).layer(middleware::from_fn(no_body)),
             ),
         )
+        .merge(metadefs::routes())
         .fallback(|| async { Error::NotFound(String::new()) })
         .layer(middleware::from_fn_with_state(state.clone(), identify));
 

@@ -189,7 +189,8 @@ impl Schemas {
         match self.validator.iter_errors(body).next() {
             None => Ok(()),
             Some(e) => Err(Error::BadRequest(format!(
-                "Provided object does not match schema 'image': {e}"
+                "Provided object does not match schema 'image': {}",
+                crate::json::python_words(&e)
             ))),
         }
     }
@@ -201,7 +202,8 @@ impl Schemas {
         match self.task_validator.iter_errors(body).next() {
             None => Ok(()),
             Some(e) => Err(Error::BadRequest(format!(
-                "Provided object does not match schema 'task': {e}"
+                "Provided object does not match schema 'task': {}",
+                crate::json::python_words(&e)
             ))),
         }
     }

@@ -118,13 +118,7 @@ pub async fn list(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     // webob's params: the last value of a repeated parameter.
-    let param = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let param = |k: &str| super::last_param(&pairs, k);
     let sort_dir = param("sort_dir").unwrap_or("desc");
     if sort_dir != "asc" && sort_dir != "desc" {
         return Err(Error::BadRequest(format!(

@@ -224,6 +224,8 @@ pub enum Fault {
     Database,
     /// A deadlock or lock wait that did not clear after retries.
     DatabaseBusy,
+    /// A refusal about the metadata definition catalog.
+    Metadef(Metadef),
     Internal {
         what: String,
     },
@@ -288,4 +290,85 @@ fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
         db.code().as_deref(),
         Some("40001" | "1213" | "1205" | "HY000")
     ) && (db.message().contains("Deadlock") || db.message().contains("Lock wait timeout"))
+}
+
+/// What a namespace holds by name, as Glance's messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadefKind {
+    Object,
+    Property,
+    Tag,
+}
+
+/// Refusals about metadata definitions (namespaces and what they hold).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metadef {
+    /// No namespace of that name (as the namespace and object routes look it up).
+    NamespaceMissing {
+        name: String,
+    },
+    /// Missing or not visible, as most routes say it.
+    NamespaceNotFound {
+        name: String,
+    },
+    /// Not visible to the caller, where Glance answers a bare 404.
+    NamespaceHidden,
+    /// A listing's marker names a namespace the caller cannot see.
+    MarkerHidden {
+        name: String,
+    },
+    NamespaceExists {
+        name: String,
+    },
+    NamespaceRenameTaken {
+        name: String,
+    },
+    NamespaceProtected {
+        name: String,
+    },
+    EntryNotFound {
+        kind: MetadefKind,
+        name: String,
+    },
+    EntryExists {
+        kind: MetadefKind,
+        name: String,
+        namespace: String,
+    },
+    EntryRenameTaken {
+        kind: MetadefKind,
+        name: String,
+        namespace: String,
+    },
+    EntryProtected {
+        kind: MetadefKind,
+        name: String,
+    },
+    ResourceTypeNotFound {
+        name: String,
+    },
+    AssociationNotFound {
+        resource_type: String,
+        namespace: String,
+    },
+    AssociationExists {
+        resource_type: String,
+        namespace: String,
+    },
+    AssociationProtected {
+        resource_type: String,
+    },
+    AssociationToDeleteNotFound {
+        resource_type: String,
+    },
+    PrefixMismatch {
+        property: String,
+        prefix: Option<String>,
+    },
+}
+
+impl From<Metadef> for Fault {
+    fn from(m: Metadef) -> Self {
+        Fault::Metadef(m)
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod fault;
 pub mod image;
+pub mod metadef;
 pub mod patch;
 pub mod policy;
 pub mod query;

@@ -7,4 +7,5 @@ pub mod fetch;
 pub mod images;
 pub mod locations;
 pub mod members;
+pub mod metadefs;
 pub mod tasks;
