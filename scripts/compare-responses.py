@@ -10,6 +10,7 @@ text/html and none (webob renders errors in JSON, HTML or plain text from it).
     scripts/compare-responses.py --keystone AUTH_URL --protections GLANCE_URL GLANCE_RS_URL
     scripts/compare-responses.py --keystone AUTH_URL --locations GLANCE_URL GLANCE_RS_URL
     scripts/compare-responses.py --keystone AUTH_URL --metadefs GLANCE_URL GLANCE_RS_URL
+    scripts/compare-responses.py --keystone AUTH_URL --catalog GLANCE_URL GLANCE_RS_URL
 
 Both servers without authentication: scripts/glance.sh start DIR prints GLANCE_URL, and
 glance-rs serves noauth by default. With --multi, both have the file backends `fast` (the
@@ -18,7 +19,8 @@ too. With --keystone, both validate tokens with the Keystone at AUTH_URL (GLANCE
 glance.sh) and KEYSTONE_STEPS and PERSONA_STEPS (Glance's RBAC personas on every image and
 member route) are sent instead; with --protections too, PROTECTION_STEPS (both configured with
 the same property protections); with --locations, LOCATION_STEPS (both with the http store
-too); with --metadefs, METADEF_STEPS. Exits 1 if an answer differs other than as listed in KNOWN.
+too); with --metadefs, METADEF_STEPS;
+with --catalog, CATALOG_STEPS (both loaded Glance's definition files). Exits 1 if an answer differs other than as listed in KNOWN.
 """
 
 import hashlib
@@ -328,7 +330,10 @@ def normal(x):
     if isinstance(x, dict):
         # A store's data_dir: each server has its own directory; the last part is compared.
         # Tags: Glance keeps them in a Python set, listed in the order of the process's hashes.
+        # A namespace's resource type associations: Glance lists them in the database's order
+        # (SQLite: as added; MariaDB: by resource type), as glance-rs does; compared by name.
         return {k: x[k].rsplit("/", 1)[-1] if k == "data_dir"
+                else sorted(normal(x[k]), key=str) if k == "resource_type_associations"
                 else sorted(x[k]) if k == "tags" and isinstance(x[k], list)
                 and all(isinstance(t, str) for t in x[k])
                 else normal(x[k]) for k in x}
@@ -743,6 +748,35 @@ def metadef_steps():
 METADEF_STEPS = metadef_steps()
 
 
+# --catalog: both loaded the definition files Glance ships (glance-manage db load_metadefs and
+# glance-rs db load_metadefs, the same directory): the catalog as readers and admins see it.
+def catalog_steps():
+    ns = "/v2/metadefs/namespaces"
+    listing = f"{ns}?sort_key=namespace&sort_dir=asc&limit=100"
+    shown = ("OS::Compute::Libvirt", "OS::Compute::Quota", "OS::Glance::CommonImageProperties",
+             "OS::Software::DBMS", "CIM::ResourceAllocationSettingData", "OS::OperatingSystem")
+    return [
+        *((u, "GET", listing, None, AS_JSON, None) for u in ("admin", "alice")),
+        ("admin", "GET", f"{ns}?resource_types=OS::Cinder::Volume&sort_key=namespace"
+         "&sort_dir=asc", None, AS_JSON, None),
+        ("admin", "GET", "/v2/metadefs/resource_types", None, AS_JSON, None),
+        *((u, "GET", f"{ns}/{n}", None, AS_JSON, None) for u in ("admin", "alice")
+          for n in shown),
+        ("admin", "GET", f"{ns}/OS::Compute::Libvirt?resource_type=OS::Glance::Image", None,
+         AS_JSON, None),
+        ("admin", "GET", f"{ns}/OS::Software::DBMS/objects", None, AS_JSON, None),
+        ("admin", "GET", f"{ns}/OS::Software::DBMS/objects/MySQL", None, AS_JSON, None),
+        ("alice", "GET", f"{ns}/OS::Compute::LibvirtImage/properties", None, AS_JSON, None),
+        ("alice", "GET", f"{ns}/OS::Compute::Libvirt/properties/hw_boot_menu"
+         "?resource_type=OS::Glance::Image", None, AS_JSON, None),
+        ("alice", "GET", f"{ns}/OS::Compute::Libvirt/resource_types", None, AS_JSON, None),
+        ("admin", "DELETE", f"{ns}/OS::Compute::Libvirt", None, AS_JSON, None),
+    ]
+
+
+CATALOG_STEPS = catalog_steps()
+
+
 # Steps whose answers differ knowingly: the image a legacy import task makes has no owner in
 # Glance (it is created outside the request's context); glance-rs gives it the task's owner, so
 # that the project that asked for it sees and uses it.
@@ -1012,6 +1046,8 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["--keystone"] and len(args) == 4:
         keystone(args[1].rstrip("/"), args[2:], KEYSTONE_STEPS + PERSONA_STEPS + TASK_STEPS)
+    if args[:1] == ["--keystone"] and args[2:3] == ["--catalog"] and len(args) == 5:
+        keystone(args[1].rstrip("/"), args[3:], CATALOG_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--metadefs"] and len(args) == 5:
         keystone(args[1].rstrip("/"), args[3:], METADEF_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--locations"] and len(args) == 5:

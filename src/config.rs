@@ -81,6 +81,8 @@ pub struct Config {
     /// upload in progress) stays its own without renewal; a node that dies is noticed, and its
     /// work undone by another, within about this much.
     pub work_lease_seconds: u64,
+    /// `[DEFAULT] metadata_source_path`: where `db load_metadefs` reads definition files.
+    pub metadata_source_path: String,
     /// `[DEFAULT] do_secure_hash` (default true): locations added with the Locations API are
     /// read and hashed in the background.
     pub do_secure_hash: bool,
@@ -384,6 +386,7 @@ impl Config {
         let r = Reader { raw };
         let d = "DEFAULT";
 
+        let metadata_source_path = r.string(d, "metadata_source_path", "/etc/glance/metadefs/");
         let hashing_algorithm = r.string(d, "hashing_algorithm", "sha512");
         if !HASH_ALGORITHMS.contains(&hashing_algorithm.as_str()) {
             return Err(Reader::invalid(
@@ -502,6 +505,7 @@ impl Config {
             image_tag_quota: r.int(d, "image_tag_quota", 128i64, Some(-1), None)?,
             image_location_quota: r.int(d, "image_location_quota", 10i64, Some(-1), None)?,
             hashing_algorithm,
+            metadata_source_path,
             database_connection: connection,
             flavor,
             backends,

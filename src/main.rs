@@ -47,6 +47,33 @@ enum Command {
 enum DbAction {
     /// Apply the migrations that are not applied yet (idempotent).
     Sync,
+    /// Load metadata definition files (a directory's *.json, or one file), as glance-manage.
+    #[command(name = "load_metadefs")]
+    LoadMetadefs {
+        /// Default: [DEFAULT] metadata_source_path.
+        path: Option<PathBuf>,
+        #[arg(long = "path")]
+        path_opt: Option<PathBuf>,
+        /// Add to namespaces already loaded instead of skipping them.
+        #[arg(long)]
+        merge: bool,
+        /// With --merge: the files' values replace the database's.
+        #[arg(long = "prefer_new")]
+        prefer_new: bool,
+        /// With --merge: namespaces already loaded are deleted and loaded again.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Delete every metadata definition (and resource type).
+    #[command(name = "unload_metadefs")]
+    UnloadMetadefs,
+    /// Write each namespace to a definition file in PATH.
+    #[command(name = "export_metadefs")]
+    ExportMetadefs {
+        path: Option<PathBuf>,
+        #[arg(long = "path")]
+        path_opt: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,9 +109,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(cfg, &cli.config_file).await,
-            Command::Db {
-                action: DbAction::Sync,
-            } => db_sync(&cfg).await,
+            Command::Db { action } => db_command(&cfg, action).await,
         }
     });
     // Store calls still running get a moment to finish (a failed upload removing its bytes);
@@ -114,6 +139,53 @@ async fn db_sync(cfg: &Config) -> Result<(), String> {
         .map_err(|e| format!("db sync failed: {e}"))?;
     println!("database is at the latest schema");
     Ok(())
+}
+
+async fn db_command(cfg: &Config, action: DbAction) -> Result<(), String> {
+    use glance_rs::service::metadef_catalog::{self as catalog, Merge};
+    let source = |path: Option<PathBuf>, opt: Option<PathBuf>| {
+        opt.or(path)
+            .unwrap_or_else(|| PathBuf::from(&cfg.metadata_source_path))
+    };
+    match action {
+        DbAction::Sync => db_sync(cfg).await,
+        DbAction::LoadMetadefs {
+            path,
+            path_opt,
+            merge,
+            prefer_new,
+            overwrite,
+        } => {
+            let how = Merge {
+                merge,
+                prefer_new,
+                overwrite,
+            };
+            how.check()?;
+            let dir = source(path, path_opt);
+            let db = open_db(cfg).await?;
+            let done = catalog::load(&db, &dir, how).await?;
+            println!(
+                "metadata definitions from {}: {} namespaces loaded, {} skipped (already loaded), {} unreadable files",
+                dir.display(),
+                done.namespaces,
+                done.skipped,
+                done.unreadable
+            );
+            Ok(())
+        }
+        DbAction::UnloadMetadefs => {
+            catalog::unload(&open_db(cfg).await?).await?;
+            println!("metadata definitions unloaded");
+            Ok(())
+        }
+        DbAction::ExportMetadefs { path, path_opt } => {
+            let dir = source(path, path_opt);
+            let n = catalog::export(&open_db(cfg).await?, &dir).await?;
+            println!("{n} namespaces written to {}", dir.display());
+            Ok(())
+        }
+    }
 }
 
 /// A path from the configuration: absolute, or relative to the directory of the last config

@@ -204,6 +204,37 @@ async fn metadefs_answer_as_glance(b: Backend) {
     run_compare(&glance, &s, &["--keystone", &auth, "--metadefs"]);
 }
 
+/// The definition files Glance ships, loaded by `glance-manage db load_metadefs` into the real
+/// Glance and by `glance-rs db load_metadefs` into glance-rs: the same catalog, as readers and
+/// admins list and show it (compare-responses.py's CATALOG_STEPS).
+async fn loaded_catalog_answers_as_glance(b: Backend) {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
+        return;
+    };
+    let files = venv.join("etc/glance/metadefs");
+    let glance = Glance::start(venv.clone(), false, Some(&auth));
+    common::run_ok(
+        Command::new(venv.join("bin/glance-manage"))
+            .arg("--config-file")
+            .arg(glance.dir.path().join("etc/glance-api.conf"))
+            .args(["db", "load_metadefs"])
+            .arg(&files),
+    );
+    let out = common::run_ok(
+        Command::new(common::bin())
+            .arg("--config-file")
+            .arg(s.dir.path().join("glance-api.conf"))
+            .arg("--config-file")
+            .arg(s.dir.path().join("extra.conf"))
+            .args(["db", "load_metadefs"])
+            .arg(&files),
+    );
+    assert!(out.contains("32 namespaces loaded"), "{out}");
+    run_compare(&glance, &s, &["--keystone", &auth, "--catalog"]);
+}
+
 /// The property protections compare-responses.py's PROTECTION_STEPS expect, in the `roles`
 /// format, or in the `policies` format with the same roles behind the policy rules.
 const PROTECTIONS_ROLES: &str = "[^x_owner_.*]\ncreate = admin,member\nread = admin,member\n\
@@ -312,5 +343,6 @@ both_databases!(
     keystone_answers_match_glance,
     locations_answer_as_glance,
     metadefs_answer_as_glance,
+    loaded_catalog_answers_as_glance,
     protections_answer_as_glance
 );

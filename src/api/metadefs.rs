@@ -235,7 +235,7 @@ fn object_json(ns: &str, e: &Entry, prefix: &str) -> Value {
     let props: Map<String, Value> = service::definition(e)
         .into_iter()
         .map(|(k, v)| {
-            let def = v.as_object().map(metadef::ordered).unwrap_or_default();
+            let def = v.as_object().map(metadef::shown).unwrap_or_default();
             (format!("{prefix}{k}"), Value::Object(def))
         })
         .collect();
@@ -311,7 +311,7 @@ fn property_json(e: &Entry, with_name: bool) -> Value {
     if with_name {
         def.insert("name".into(), json!(e.name));
     }
-    Value::Object(metadef::ordered(&def))
+    Value::Object(metadef::shown(&def))
 }
 
 // ---- parsing ----
@@ -345,6 +345,7 @@ fn object_entry(v: &Value) -> Result<Entry> {
         description: text(v, "description"),
         required: required.filter(|r| !r.is_empty()),
         json_schema: Some(Value::Object(definitions(v.get("properties"))?).to_string()),
+        updated_at: Some(crate::db::images::now()),
         ..Entry::default()
     })
 }
@@ -354,6 +355,7 @@ fn property_entry(name: String, def: &Map<String, Value>) -> Result<Entry> {
     Ok(Entry {
         name,
         json_schema: Some(Value::Object(def).to_string()),
+        updated_at: Some(crate::db::images::now()),
         ..Entry::default()
     })
 }
@@ -361,6 +363,7 @@ fn property_entry(name: String, def: &Map<String, Value>) -> Result<Entry> {
 fn tag_entry(name: &str) -> Entry {
     Entry {
         name: name.into(),
+        updated_at: Some(crate::db::images::now()),
         ..Entry::default()
     }
 }
@@ -371,7 +374,7 @@ fn association(v: &Value) -> Association {
         prefix: text(v, "prefix"),
         properties_target: text(v, "properties_target"),
         created_at: crate::db::images::now(),
-        updated_at: None,
+        updated_at: Some(crate::db::images::now()),
     }
 }
 
@@ -959,10 +962,16 @@ async fn list_tags(
     let ns = namespace_for(&s, &ctx, &name, Lookup::Other, "get_metadef_tags").await?;
     let mut tags = s.db.metadef_entries(ns.id, Kind::Tag).await?;
     let param = |k: &str| super::last_param(&pairs, k);
-    // Newest first unless asked otherwise (by creation, then insertion).
-    if param("sort_key").is_some_and(|k| k == "name") {
-        tags.sort_by(|a, b| a.name.cmp(&b.name));
-    }
+    // Newest first unless asked otherwise: by the sort key, then creation, then insertion.
+    let key = |t: &Entry| {
+        let first = match param("sort_key") {
+            Some("name") => t.name.clone(),
+            Some("updated_at") => t.updated_at.map(|u| u.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        (first, t.created_at, t.id)
+    };
+    tags.sort_by_key(key);
     if param("sort_dir").unwrap_or("desc") == "desc" {
         tags.reverse();
     }

@@ -40,6 +40,7 @@ macro_rules! decode_namespace {
 macro_rules! decode_entry {
     ($r:expr, $kind:expr) => {{
         let mut e = Entry {
+            id: $r.try_get::<i64, _>("id")?,
             name: $r.try_get("name")?,
             created_at: $r.try_get("created_at")?,
             updated_at: $r.try_get("updated_at")?,
@@ -58,9 +59,9 @@ macro_rules! decode_entry {
 
 fn entry_columns(kind: Kind) -> &'static str {
     match kind {
-        Kind::Object => "name, description, required, json_schema, created_at, updated_at",
-        Kind::Property => "name, json_schema, created_at, updated_at",
-        Kind::Tag => "name, created_at, updated_at",
+        Kind::Object => "id, name, description, required, json_schema, created_at, updated_at",
+        Kind::Property => "id, name, json_schema, created_at, updated_at",
+        Kind::Tag => "id, name, created_at, updated_at",
     }
 }
 
@@ -70,6 +71,15 @@ fn is_duplicate(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
+    /// The order Glance's unordered queries return rows in on this database (the rows' on
+    /// SQLite, the clustered key's on InnoDB): `sqlite` or `mysql`, as an ORDER BY.
+    fn physical_order(&self, sqlite: &'static str, mysql: &'static str) -> &'static str {
+        match self {
+            Db::Sqlite(_) => sqlite,
+            Db::MySql(_) => mysql,
+        }
+    }
+
     /// Every namespace, by id (the catalog is small: filtering and paging happen above).
     pub async fn metadef_namespaces(&self) -> Result<Vec<Namespace>> {
         let sql = format!("SELECT {NS_COLUMNS} FROM metadef_namespaces ORDER BY id");
@@ -108,7 +118,7 @@ impl Db {
             .bind(ns.protected)
             .bind(&ns.owner)
             .bind(ts)
-            .bind(ts)
+            .bind(ns.updated_at)
             .execute(p)
             .await
             .map(|_| ())
@@ -170,12 +180,15 @@ impl Db {
         Ok(())
     }
 
-    /// A namespace's objects, properties or tags, in the order they were made.
+    /// A namespace's objects, properties or tags by name, byte by byte (the order Glance's
+    /// unordered query returns them in on SQLite: its unique key's; on MariaDB that key's
+    /// collation would ignore case).
     pub async fn metadef_entries(&self, ns: i64, kind: Kind) -> Result<Vec<Entry>> {
         let sql = format!(
-            "SELECT {} FROM {} WHERE namespace_id = ? ORDER BY id",
+            "SELECT {} FROM {} WHERE namespace_id = ? ORDER BY {}",
             entry_columns(kind),
-            table(kind)
+            table(kind),
+            self.physical_order("name", "BINARY name")
         );
         Ok(with_pool!(self, |p| {
             let rows = sqlx::query(&sql).bind(ns).fetch_all(p).await?;
@@ -254,7 +267,7 @@ impl Db {
                         if kind != Kind::Tag {
                             q = q.bind(e.json_schema.clone().unwrap_or_else(|| "{}".into()));
                         }
-                        match q.bind(ts).bind(ts).execute(&mut *tx).await {
+                        match q.bind(ts).bind(e.updated_at).execute(&mut *tx).await {
                             Err(err) if is_duplicate(&err) => return Ok(Err(e.name.clone())),
                             r => r?,
                         };
@@ -336,10 +349,10 @@ impl Db {
 
     pub async fn metadef_resource_types(&self) -> Result<Vec<ResourceType>> {
         Ok(with_pool!(self, |p| {
-            let rows = sqlx::query(
+            let rows = sqlx::query(&format!(
                 "SELECT id, name, protected, created_at, updated_at FROM metadef_resource_types \
                  ORDER BY id",
-            )
+            ))
             .fetch_all(p)
             .await?;
             let mut v = Vec::with_capacity(rows.len());
@@ -356,11 +369,13 @@ impl Db {
         }))
     }
 
-    /// The resource type `name`, made (unprotected) if it does not exist yet.
+    /// The resource type `name`, made if it does not exist yet (`updated_at` set when
+    /// `stamped`, as Glance's API makes them; its catalog loader leaves it empty).
     pub async fn ensure_metadef_resource_type(
         &self,
         name: &str,
         protected: bool,
+        stamped: bool,
     ) -> Result<ResourceType> {
         let find = |all: Vec<ResourceType>| all.into_iter().find(|t| t.name == name);
         if let Some(t) = find(self.metadef_resource_types().await?) {
@@ -375,7 +390,7 @@ impl Db {
             .bind(name)
             .bind(protected)
             .bind(ts)
-            .bind(ts)
+            .bind(stamped.then_some(ts))
             .execute(p)
             .await
             .map(|_| ())
@@ -392,12 +407,13 @@ impl Db {
     /// Every association, with its namespace's id.
     pub async fn metadef_associations(&self) -> Result<Vec<(i64, Association)>> {
         Ok(with_pool!(self, |p| {
-            let rows = sqlx::query(
+            let rows = sqlx::query(&format!(
                 "SELECT a.namespace_id, t.name, a.prefix, a.properties_target, a.created_at, \
                  a.updated_at FROM metadef_namespace_resource_types a \
                  JOIN metadef_resource_types t ON t.id = a.resource_type_id \
-                 ORDER BY a.created_at, t.id",
-            )
+                 ORDER BY {}",
+                self.physical_order("a.rowid", "a.resource_type_id")
+            ))
             .fetch_all(p)
             .await?;
             let mut v = Vec::with_capacity(rows.len());
@@ -430,7 +446,7 @@ impl Db {
             .bind(&a.properties_target)
             .bind(&a.prefix)
             .bind(ts)
-            .bind(ts)
+            .bind(a.updated_at)
             .execute(p)
             .await
             .map(|_| ())
@@ -456,5 +472,26 @@ impl Db {
             .rows_affected()
         });
         Ok(n > 0)
+    }
+
+    /// Empties the catalog, resource types included (`db unload_metadefs`).
+    pub async fn delete_all_metadefs(&self) -> Result<()> {
+        with_pool!(self, |p| {
+            let mut tx = super::begin_write(p).await?;
+            for table in [
+                "metadef_properties",
+                "metadef_objects",
+                "metadef_tags",
+                "metadef_namespace_resource_types",
+                "metadef_namespaces",
+                "metadef_resource_types",
+            ] {
+                sqlx::query(&format!("DELETE FROM {table}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }

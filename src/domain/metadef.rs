@@ -24,6 +24,8 @@ pub struct Namespace {
 /// only the name.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entry {
+    /// The row's id (0 until stored).
+    pub id: i64,
     pub name: String,
     pub description: Option<String>,
     pub required: Option<String>,
@@ -151,6 +153,12 @@ pub fn normalize_property(def: &Map<String, Value>) -> Result<Map<String, Value>
         out.insert(key.into(), v);
     }
     Ok(out)
+}
+
+/// A stored property definition as Glance shows it: through the same typed model (files a
+/// catalog load stored verbatim show their defaults as text too).
+pub fn shown(def: &Map<String, Value>) -> Map<String, Value> {
+    normalize_property(def).unwrap_or_else(|_| ordered(def))
 }
 
 /// A property definition read back, in Glance's key order.

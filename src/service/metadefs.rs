@@ -182,7 +182,10 @@ pub async fn add(
 
 /// Associates `ns` with a resource type, made on the way if it does not exist.
 pub async fn associate(app: &App, ns: &Namespace, a: &Association) -> Result<(), Fault> {
-    let rt = app.db.ensure_metadef_resource_type(&a.name, false).await?;
+    let rt = app
+        .db
+        .ensure_metadef_resource_type(&a.name, false, true)
+        .await?;
     if app.db.add_metadef_association(ns.id, rt.id, a).await? {
         Ok(())
     } else {

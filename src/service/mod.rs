@@ -7,5 +7,6 @@ pub mod fetch;
 pub mod images;
 pub mod locations;
 pub mod members;
+pub mod metadef_catalog;
 pub mod metadefs;
 pub mod tasks;
