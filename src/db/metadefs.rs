@@ -349,10 +349,10 @@ impl Db {
 
     pub async fn metadef_resource_types(&self) -> Result<Vec<ResourceType>> {
         Ok(with_pool!(self, |p| {
-            let rows = sqlx::query(&format!(
+            let rows = sqlx::query(
                 "SELECT id, name, protected, created_at, updated_at FROM metadef_resource_types \
                  ORDER BY id",
-            ))
+            )
             .fetch_all(p)
             .await?;
             let mut v = Vec::with_capacity(rows.len());
