@@ -511,6 +511,11 @@ impl Server {
             "image_locations",
             "image_members",
             "glance_rs_work",
+            "metadef_namespaces",
+            "metadef_objects",
+            "metadef_properties",
+            "metadef_tags",
+            "metadef_namespace_resource_types",
         ];
         let mut out = Vec::new();
         match self.backend {
