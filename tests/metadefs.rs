@@ -202,6 +202,34 @@ async fn clients_manage_the_catalog(b: Backend) {
     }
 }
 
+/// openstacksdk's metadef calls (tests/clients/sdk_metadefs.py): each part made, read,
+/// changed and removed; the ten schemas fetched.
+async fn sdk_manages_the_catalog(b: Backend) {
+    let Some(venv) = venv() else { return };
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sdk_metadefs.py");
+    let out = Command::new(venv.join("bin/python"))
+        .args([script, &s.url])
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(seen["listed"], serde_json::json!(["SDK::Test"]), "{seen}");
+    assert_eq!(seen["description"], "changed");
+    assert_eq!(seen["properties"], serde_json::json!(["speed"]));
+    assert_eq!(seen["objects"], serde_json::json!(["disk"]));
+    assert_eq!(seen["tags"], serde_json::json!(["fast"]));
+    assert_eq!(
+        seen["associations"],
+        serde_json::json!(["OS::Glance::Image"])
+    );
+    assert_eq!(seen["types"], serde_json::json!(["OS::Glance::Image"]));
+    assert_eq!(seen["schemas"].as_array().map(Vec::len), Some(10), "{seen}");
+    assert_eq!(seen["after"], serde_json::json!([]));
+}
+
 /// The definition files Glance ships (from the reference Glance's package): loaded, loaded
 /// again (skipped without --merge), exported, unloaded and loaded back from the export: the
 /// same catalog. glance-manage's option checks refuse what it refuses.
@@ -306,4 +334,8 @@ fn strip_times(v: &mut Value) {
     }
 }
 
-both_databases!(clients_manage_the_catalog, catalog_files_round_trip);
+both_databases!(
+    clients_manage_the_catalog,
+    sdk_manages_the_catalog,
+    catalog_files_round_trip
+);

@@ -404,18 +404,17 @@ impl Db {
         find(self.metadef_resource_types().await?).ok_or(Fault::Database)
     }
 
-    /// Every association, with its namespace's id.
-    pub async fn metadef_associations(&self) -> Result<Vec<(i64, Association)>> {
+    /// Every association (of namespace `ns` only, when given), with its namespace's id.
+    pub async fn metadef_associations(&self, ns: Option<i64>) -> Result<Vec<(i64, Association)>> {
+        let sql = format!(
+            "SELECT a.namespace_id, t.name, a.prefix, a.properties_target, a.created_at, \
+             a.updated_at FROM metadef_namespace_resource_types a \
+             JOIN metadef_resource_types t ON t.id = a.resource_type_id \
+             WHERE ? IS NULL OR a.namespace_id = ? ORDER BY {}",
+            self.physical_order("a.rowid", "a.resource_type_id")
+        );
         Ok(with_pool!(self, |p| {
-            let rows = sqlx::query(&format!(
-                "SELECT a.namespace_id, t.name, a.prefix, a.properties_target, a.created_at, \
-                 a.updated_at FROM metadef_namespace_resource_types a \
-                 JOIN metadef_resource_types t ON t.id = a.resource_type_id \
-                 ORDER BY {}",
-                self.physical_order("a.rowid", "a.resource_type_id")
-            ))
-            .fetch_all(p)
-            .await?;
+            let rows = sqlx::query(&sql).bind(ns).bind(ns).fetch_all(p).await?;
             let mut v = Vec::with_capacity(rows.len());
             for r in &rows {
                 v.push((

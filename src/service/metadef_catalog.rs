@@ -229,7 +229,7 @@ pub async fn unload(db: &Db) -> Result<(), String> {
 pub async fn export(db: &Db, dir: &Path) -> Result<usize, String> {
     let err = |e: Fault| e.to_string();
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let assocs = db.metadef_associations().await.map_err(err)?;
+    let assocs = db.metadef_associations(None).await.map_err(err)?;
     let namespaces = db.metadef_namespaces().await.map_err(err)?;
     for ns in &namespaces {
         let parse = |e: &Entry| {

@@ -70,7 +70,7 @@ pub async fn visible_namespaces(
 ) -> Result<Vec<(Namespace, Vec<Association>)>, Fault> {
     enforce_project(ctx, "get_metadef_namespaces")?;
     enforce_project(ctx, "list_metadef_resource_types")?;
-    let mut assocs = app.db.metadef_associations().await?;
+    let mut assocs = app.db.metadef_associations(None).await?;
     let mut out = Vec::new();
     for ns in app.db.metadef_namespaces().await? {
         if !metadef::visible(ctx, &ns)
@@ -89,7 +89,7 @@ pub async fn visible_namespaces(
 pub async fn associations(app: &App, ns: &Namespace) -> Result<Vec<Association>, Fault> {
     Ok(app
         .db
-        .metadef_associations()
+        .metadef_associations(Some(ns.id))
         .await?
         .into_iter()
         .filter(|(id, _)| *id == ns.id)
