@@ -23,15 +23,8 @@ features=(); [ -z "${CEPH_CONF:-}" ] || features=(--features rbd)
 cargo build --release -q "${features[@]}"
 bin=$PWD/target/release/glance-rs
 gib=$((1 << 30))
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # Keystone: the one named, or our own for this run.
-ks_dir=""
-if [ -z "${OS_AUTH_URL:-}" ]; then
-  ks_dir=$work/keystone
-  OS_AUTH_URL=$(scripts/keystone.sh start "$ks_dir" "$(free_port)" | sed -n 's/^OS_AUTH_URL=//p')
-fi
-auth=$OS_AUTH_URL; auth_base=${auth%/v3}
+keystone_in "$work"
 TOKEN=$(curl -sf -i -X POST "$auth/auth/tokens" -H 'Content-Type: application/json' -d '{"auth":
   {"identity": {"methods": ["password"], "password": {"user": {"name": "alice",
    "password": "secret", "domain": {"id": "default"}}}},

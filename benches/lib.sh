@@ -117,3 +117,17 @@ for q, label in (("", "default page (25)"), ("?limit=1000", "limit=1000"),
                                              1000 * times[int(len(times) * 0.9)]))
 PY
 }
+
+# free_port: a loopback port nobody holds.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# keystone_in WORK: the Keystone OS_AUTH_URL names, or one started in WORK/keystone (then
+# `ks_dir` names it, for scripts/keystone.sh stop). Sets `auth` and `auth_base`.
+keystone_in() {
+  ks_dir=""
+  if [ -z "${OS_AUTH_URL:-}" ]; then
+    ks_dir=$1/keystone
+    OS_AUTH_URL=$(scripts/keystone.sh start "$ks_dir" "$(free_port)" | sed -n 's/^OS_AUTH_URL=//p')
+  fi
+  auth=$OS_AUTH_URL; auth_base=${auth%/v3}
+}

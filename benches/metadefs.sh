@@ -12,13 +12,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 release_build_in metadefs "${1:-}"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-ks_dir=""
-if [ -z "${OS_AUTH_URL:-}" ]; then
-  ks_dir=$work/keystone
-  OS_AUTH_URL=$(scripts/keystone.sh start "$ks_dir" "$(free_port)" | sed -n 's/^OS_AUTH_URL=//p')
-fi
-auth=$OS_AUTH_URL; auth_base=${auth%/v3}
+# Keystone: the one named, or our own for this run.
+keystone_in "$work"
 g=$work/glance
 cleanup() {
   [ -d "$g" ] && scripts/glance.sh stop "$g" || true
