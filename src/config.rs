@@ -187,6 +187,11 @@ impl RawConfig {
             raw.merge_file(path)?;
         }
         raw.merge_env(std::env::vars());
+        // Nothing configured: the embedded default (noauth: everyone who reaches it is an
+        // admin) listens on loopback only, unless told otherwise.
+        if files.is_empty() && raw.get("DEFAULT", "bind_host").is_none() {
+            raw.set("DEFAULT", "bind_host", "127.0.0.1");
+        }
         Ok(raw)
     }
 
@@ -213,7 +218,7 @@ impl RawConfig {
             for (k, v) in props.iter() {
                 file.entry((section.clone(), k.trim().to_string()))
                     .or_default()
-                    .push(v.trim().to_string());
+                    .push(unquote(v.trim()).to_string());
             }
         }
         self.values.extend(file);
@@ -252,6 +257,72 @@ impl RawConfig {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
+}
+
+/// A value as oslo.config's parser reads it: one pair of matching quotes around it removed
+/// (kolla writes `default_backend = "file"`).
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// The configuration files to read, as oslo.config finds them: the `--config-file`s given,
+/// then the `*.conf` files of each `--config-dir` in name order; with neither, the first
+/// `glance.conf` and the first `glance-api.conf` of `search` (oslo.config's `~/.glance/`,
+/// `~/`, `/etc/glance/`, `/etc/`), then the files of the first `glance.conf.d` and
+/// `glance-api.conf.d` there.
+pub fn discover(files: &[PathBuf], dirs: &[PathBuf], search: &[PathBuf]) -> Vec<PathBuf> {
+    let conf_files = |dir: &Path| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        found.sort();
+        found
+    };
+    if !files.is_empty() || !dirs.is_empty() {
+        let mut out = files.to_vec();
+        for d in dirs {
+            out.extend(conf_files(d));
+        }
+        return out;
+    }
+    let first = |name: &str, want_dir: bool| {
+        search
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| if want_dir { p.is_dir() } else { p.is_file() })
+    };
+    let mut out: Vec<PathBuf> = ["glance.conf", "glance-api.conf"]
+        .iter()
+        .filter_map(|n| first(n, false))
+        .collect();
+    for d in ["glance.conf.d", "glance-api.conf.d"]
+        .iter()
+        .filter_map(|n| first(n, true))
+    {
+        out.extend(conf_files(&d));
+    }
+    out
+}
+
+/// oslo.config's search path for a project's files.
+pub fn search_path() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        dirs.push(home.join(".glance"));
+        dirs.push(home);
+    }
+    dirs.push(PathBuf::from("/etc/glance"));
+    dirs.push(PathBuf::from("/etc"));
+    dirs
 }
 
 fn normalize_section(s: &str) -> String {
@@ -854,6 +925,58 @@ pub fn normalize_connection(url: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_lose_one_pair_of_quotes_as_oslo_config_reads_them() {
+        assert_eq!(unquote("\"file\""), "file");
+        assert_eq!(unquote("'file'"), "file");
+        assert_eq!(unquote("\"a'"), "\"a'");
+        assert_eq!(unquote("\""), "\"");
+        assert_eq!(unquote("plain"), "plain");
+    }
+
+    #[test]
+    fn files_are_found_as_oslo_config_finds_them() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        for d in [&a, &b, &b.join("glance-api.conf.d"), &a.join("conf.d")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in [
+            a.join("glance-api.conf"),
+            b.join("glance-api.conf"),
+            b.join("glance.conf"),
+            b.join("glance-api.conf.d/20.conf"),
+            b.join("glance-api.conf.d/10.conf"),
+            b.join("glance-api.conf.d/notes.txt"),
+            a.join("conf.d/z.conf"),
+            a.join("conf.d/y.conf"),
+        ] {
+            std::fs::write(f, "").unwrap();
+        }
+        let search = [a.clone(), b.clone()];
+        // glance.conf first, then the first glance-api.conf, then the .conf.d files.
+        assert_eq!(
+            discover(&[], &[], &search),
+            vec![
+                b.join("glance.conf"),
+                a.join("glance-api.conf"),
+                b.join("glance-api.conf.d/10.conf"),
+                b.join("glance-api.conf.d/20.conf"),
+            ]
+        );
+        // Named files and directories replace the search.
+        let named = vec![b.join("glance.conf")];
+        assert_eq!(
+            discover(&named, &[a.join("conf.d")], &search),
+            vec![
+                b.join("glance.conf"),
+                a.join("conf.d/y.conf"),
+                a.join("conf.d/z.conf")
+            ]
+        );
+        assert!(discover(&[], &[], &[root.path().join("none")]).is_empty());
+    }
+
     use super::*;
 
     fn raw(pairs: &[(&str, &str, &str)]) -> RawConfig {

@@ -25,9 +25,14 @@ use glance_rs::store::{Store, StoreEntry, Stores};
     about = "OpenStack Image service (Glance API v2)"
 )]
 struct Cli {
-    /// An oslo.config style INI file; repeat it, later files win.
+    /// An oslo.config style INI file; repeat it, later files win. With neither this nor
+    /// --config-dir, glance.conf and glance-api.conf (and their .conf.d directories) are looked
+    /// for in ~/.glance/, ~/, /etc/glance/ and /etc/, as oslo.config looks for them.
     #[arg(long = "config-file", global = true)]
     config_file: Vec<PathBuf>,
+    /// A directory whose *.conf files are read (in name order) after the --config-files.
+    #[arg(long = "config-dir", global = true)]
+    config_dir: Vec<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -88,7 +93,21 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal: log files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.config_file = glance_rs::config::discover(
+        &cli.config_file,
+        &cli.config_dir,
+        &glance_rs::config::search_path(),
+    );
+    if cli.config_file.is_empty() {
+        tracing::warn!(
+            "no configuration file given or found (glance-api.conf in ~/.glance/, ~/, /etc/glance/, /etc/): \
+             serving the embedded default: SQLite under ./data, no authentication (every caller is an admin), \
+             on 127.0.0.1 unless [DEFAULT] bind_host says otherwise"
+        );
+    } else {
+        tracing::info!(files = ?cli.config_file, "configuration");
+    }
     let cfg = match Config::load(&cli.config_file) {
         Ok(c) => c,
         Err(e) => {

@@ -15,6 +15,17 @@ fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
+    let (child, addr) = spawn_at(cwd, args, env);
+    let port = addr.rsplit(':').next().unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// As `spawn`, returning the address the server says it listens on.
+fn spawn_at(
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .current_dir(cwd)
@@ -36,8 +47,82 @@ fn spawn(
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server started");
-    let port = addr.rsplit(':').next().unwrap();
-    (child, format!("http://127.0.0.1:{port}"))
+    (child, addr)
+}
+
+/// Configuration as oslo.config finds and reads it: `--config-dir` files in name order, quoted
+/// values unquoted, the search path (`~/.glance/glance-api.conf`) when no file is named, and with
+/// nothing found the embedded default, listening on loopback only.
+#[test]
+fn configuration_is_found_and_read_as_oslo_config_does() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap();
+    let port0 = ("OS_DEFAULT__BIND_PORT", "0");
+    // A kolla-style directory: values in quotes, the later file winning.
+    let confd = home.path().join("conf.d");
+    std::fs::create_dir_all(&confd).unwrap();
+    let db = |name: &str| home.path().join(name);
+    std::fs::write(
+        confd.join("10-base.conf"),
+        format!(
+            "[DEFAULT]\nbind_host = \"127.0.0.2\"\n[database]\nconnection = \"sqlite:///{}\"\n",
+            db("first.db").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        confd.join("20-site.conf"),
+        "[DEFAULT]\nbind_host = '127.0.0.1'\n",
+    )
+    .unwrap();
+    let (child, addr) = spawn_at(
+        cwd.path(),
+        &["--config-dir", confd.to_str().unwrap()],
+        &[port0, ("HOME", home_s)],
+    );
+    stop(child);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(db("first.db").exists(), "the quoted connection was used");
+
+    // No file named: ~/.glance/glance-api.conf is found.
+    std::fs::create_dir_all(home.path().join(".glance")).unwrap();
+    std::fs::write(
+        home.path().join(".glance/glance-api.conf"),
+        format!(
+            "[DEFAULT]\nbind_host = 127.0.0.1\n[database]\nconnection = sqlite:///{}\n",
+            db("found.db").display()
+        ),
+    )
+    .unwrap();
+    let (child, _) = spawn_at(cwd.path(), &[], &[port0, ("HOME", home_s)]);
+    stop(child);
+    assert!(
+        db("found.db").exists(),
+        "the file on the search path was used"
+    );
+
+    // Nothing anywhere: the embedded default on loopback (unless the machine has its own).
+    let system = [
+        "/etc/glance/glance-api.conf",
+        "/etc/glance/glance.conf",
+        "/etc/glance-api.conf",
+        "/etc/glance.conf",
+    ];
+    if system.iter().all(|f| !std::path::Path::new(f).exists()) {
+        let empty = tempfile::tempdir().unwrap();
+        let (child, addr) = spawn_at(
+            cwd.path(),
+            &[],
+            &[port0, ("HOME", empty.path().to_str().unwrap())],
+        );
+        stop(child);
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        assert!(
+            cwd.path().join("data").exists(),
+            "the embedded default's data directory"
+        );
+    }
 }
 
 fn stop(mut child: std::process::Child) {

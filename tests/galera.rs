@@ -65,10 +65,12 @@ impl Drop for Galera {
     }
 }
 
-/// A base port whose twelve ports (three nodes: client, replication, IST, SST) are free.
+/// A base port whose twelve ports (three nodes: client, replication, IST, SST) are free, all
+/// below the kernel's ephemeral range (32768 up): a node binds its IST port again when it
+/// rejoins, and a client connection's ephemeral port must not have taken it meanwhile.
 fn free_base() -> u16 {
     for i in 0..200u16 {
-        let base = 20_000 + (std::process::id() as u16 % 100) * 300 + i * 40;
+        let base = 20_000 + ((std::process::id() as u16 % 100) * 120 + i * 40) % 12_000;
         let free = (1..=3).all(|n| {
             (0..4).all(|k| std::net::TcpListener::bind(("127.0.0.1", base + 10 * n + k)).is_ok())
         });
