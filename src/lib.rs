@@ -17,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod json;
+pub mod manage;
 pub mod notify;
 pub mod service;
 pub mod store;

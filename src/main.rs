@@ -50,8 +50,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbAction {
-    /// Apply the migrations that are not applied yet (idempotent).
+    /// Apply the migrations that are not applied yet (idempotent); `upgrade` and `expand`
+    /// (glance-manage's) do the same.
+    #[command(alias = "upgrade", alias = "expand")]
     Sync,
+    /// Print the schema version.
+    Version,
+    /// Exit 0 when the schema is current, 3 when `db sync` (`db expand`) is needed, as
+    /// glance-manage's rolling-upgrade check.
+    Check,
+    /// glance-manage's data migration and contraction: nothing to do (glance-rs's migrations
+    /// only add), said so.
+    #[command(alias = "contract")]
+    Migrate,
     /// Load metadata definition files (a directory's *.json, or one file), as glance-manage.
     #[command(name = "load_metadefs")]
     LoadMetadefs {
@@ -93,7 +104,8 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal: log files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let mut cli = Cli::parse();
+    // glance-manage's command lines (the binary run as `glance-manage`, or `glance-rs manage`).
+    let mut cli = Cli::parse_from(glance_rs::manage::translate(std::env::args().collect()));
     cli.config_file = glance_rs::config::discover(
         &cli.config_file,
         &cli.config_dir,
@@ -168,6 +180,33 @@ async fn db_command(cfg: &Config, action: DbAction) -> Result<(), String> {
     };
     match action {
         DbAction::Sync => db_sync(cfg).await,
+        DbAction::Version => {
+            let (applied, known) = open_db(cfg)
+                .await?
+                .schema_version()
+                .await
+                .map_err(|e| format!("cannot read the schema version: {e}"))?;
+            println!("Current DB version: glance-rs {applied:04} (of {known:04})");
+            Ok(())
+        }
+        DbAction::Check => {
+            let current = open_db(cfg)
+                .await?
+                .is_current()
+                .await
+                .map_err(|e| format!("cannot read the schema version: {e}"))?;
+            if current {
+                println!("Database is up to date. No migrations needed.");
+                Ok(())
+            } else {
+                println!("Database expansion is required. Please run `glance-manage db expand`.");
+                std::process::exit(3);
+            }
+        }
+        DbAction::Migrate => {
+            println!("Database migration is up to date. No migration needed.");
+            Ok(())
+        }
         DbAction::LoadMetadefs {
             path,
             path_opt,

@@ -500,3 +500,94 @@ fn the_systemd_unit_verifies() {
         .unwrap_or_else(|| panic!("{security}"));
     assert!(level < 5.0, "exposure {level}: {security}");
 }
+
+/// glance-manage's command lines, as deployment tools run them, through a `glance-manage` link
+/// to the binary and through `glance-rs manage`: db_sync / db sync / upgrade / expand, version,
+/// check (exit 3 before the schema exists, 0 after), migrate and contract, and the metadef
+/// commands in their legacy and current forms.
+#[test]
+fn glance_manage_command_lines_run_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let manage = dir.path().join("glance-manage");
+    std::os::unix::fs::symlink(bin(), &manage).unwrap();
+    let conf = dir.path().join("glance-api.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[database]\nconnection = sqlite:///{}/glance.sqlite\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let run = |prog: &std::path::Path, args: &[&str]| {
+        Command::new(prog)
+            .args(["--config-file", c])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let check = run(&manage, &["db", "check"]);
+    assert_eq!(check.status.code(), Some(3), "{check:?}");
+    run_ok(Command::new(&manage).args(["--config-file", c, "db_sync"]));
+    let check = run(&manage, &["db", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("up to date"));
+    for args in [
+        &["db", "sync"][..],
+        &["db", "upgrade"],
+        &["db", "expand"],
+        &["db", "migrate"],
+        &["db", "contract"],
+    ] {
+        let out = run(&manage, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let version = run(&manage, &["db", "version"]);
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("Current DB version"),
+        "{version:?}"
+    );
+    let ours = run(std::path::Path::new(bin()), &["manage", "db", "check"]);
+    assert_eq!(ours.status.code(), Some(0), "{ours:?}");
+
+    // Metadefs: a definition file loaded by the legacy form, merged, exported.
+    let defs = dir.path().join("metadefs");
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::write(
+        defs.join("site.json"),
+        r#"{"namespace": "Site::Test", "display_name": "Site Test", "visibility": "public",
+            "properties": {"p": {"title": "P", "type": "string"}}}"#,
+    )
+    .unwrap();
+    let d = defs.to_str().unwrap();
+    let out = run_ok(Command::new(&manage).args(["--config-file", c, "db_load_metadefs", d]));
+    assert!(out.contains("1 namespaces loaded"), "{out}");
+    let out = run_ok(Command::new(&manage).args(["--config-file", c, "db_load_metadefs", d]));
+    assert!(out.contains("1 skipped"), "{out}");
+    let out = run_ok(Command::new(&manage).args([
+        "--config-file",
+        c,
+        "db_load_metadefs",
+        d,
+        "True",
+        "True",
+    ]));
+    assert!(out.contains("1 namespaces loaded"), "merged: {out}");
+    let out = run(
+        &manage,
+        &["db", "load_metadefs", "--path", d, "--prefer_new"],
+    );
+    assert!(!out.status.success(), "--prefer_new needs --merge");
+    let export = dir.path().join("export");
+    run_ok(Command::new(&manage).args([
+        "--config-file",
+        c,
+        "db",
+        "export_metadefs",
+        "--path",
+        export.to_str().unwrap(),
+    ]));
+    assert!(export.join("SiteTest.json").exists());
+    run_ok(Command::new(&manage).args(["--config-file", c, "db_unload_metadefs"]));
+}

@@ -162,6 +162,14 @@ impl Db {
         }
     }
 
+    /// How many migrations are applied, and how many this binary knows.
+    pub async fn schema_version(&self) -> Result<(i64, usize), sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(p) => (applied_count(p).await?, SQLITE_MIGRATIONS.iter().count()),
+            Db::MySql(p) => (applied_count(p).await?, MYSQL_MIGRATIONS.iter().count()),
+        })
+    }
+
     /// Whether every migration this binary knows has been applied.
     pub async fn is_current(&self) -> Result<bool, sqlx::Error> {
         let (applied, known): (i64, usize) = match self {

@@ -1,0 +1,143 @@
+//! `glance-manage` command lines, as deployment tools write them, turned into glance-rs's: the
+//! binary run as `glance-manage` (a link) or as `glance-rs manage ...`. The legacy one-word
+//! forms (`db_sync`, `db_load_metadefs PATH True`) become `db sync`, `db load_metadefs PATH
+//! --merge`; options such as `--config-file` pass through wherever they stand.
+
+/// `args` (with the program name first) as glance-rs's own command line: the tokens stay in
+/// their order (options where they were), the command words are rewritten.
+pub fn translate(args: Vec<String>) -> Vec<String> {
+    let Some(prog) = args.first() else {
+        return args;
+    };
+    let as_manage = std::path::Path::new(prog)
+        .file_name()
+        .is_some_and(|n| n == "glance-manage");
+    let mut out = args.clone();
+    let positions = |v: &[String]| {
+        let mut found = Vec::new();
+        let mut i = 1;
+        while i < v.len() {
+            if v[i].starts_with("--") {
+                if !v[i].contains('=') && takes_value(&v[i]) {
+                    i += 1;
+                }
+            } else {
+                found.push(i);
+            }
+            i += 1;
+        }
+        found
+    };
+    let mut pos = positions(&out);
+    match pos.first() {
+        Some(&i) if out[i] == "manage" => {
+            out.remove(i);
+            pos = positions(&out);
+        }
+        _ if as_manage => {}
+        _ => return args,
+    }
+    let Some(&first) = pos.first() else {
+        return out;
+    };
+    let Some(cmd) = out[first].strip_prefix("db_").map(str::to_string) else {
+        return out;
+    };
+    out.splice(first..=first, ["db".to_string(), cmd.clone()]);
+    if cmd == "load_metadefs" {
+        // db_load_metadefs [path] [merge] [prefer_new] [overwrite]: the three booleans as flags.
+        let after: Vec<usize> = positions(&out)
+            .into_iter()
+            .filter(|&i| i > first + 1)
+            .collect();
+        let mut flags = ["--merge", "--prefer_new", "--overwrite"].into_iter();
+        let bools: Vec<usize> = after.iter().skip(1).take(3).copied().collect();
+        let mut replaced = Vec::new();
+        for &i in &bools {
+            let flag = flags.next().unwrap_or_default();
+            let on = matches!(out[i].to_lowercase().as_str(), "true" | "1" | "yes");
+            replaced.push((i, on.then(|| flag.to_string())));
+        }
+        for (i, flag) in replaced.into_iter().rev() {
+            match flag {
+                Some(f) => out[i] = f,
+                None => {
+                    out.remove(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn takes_value(opt: &str) -> bool {
+    matches!(
+        opt,
+        "--config-file" | "--config-dir" | "--path" | "--age_in_days" | "--max_rows"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate;
+
+    fn t(args: &[&str]) -> Vec<String> {
+        translate(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn glance_manage_lines_become_ours() {
+        assert_eq!(
+            t(&[
+                "/usr/bin/glance-manage",
+                "--config-file",
+                "/etc/g.conf",
+                "db_sync"
+            ]),
+            [
+                "/usr/bin/glance-manage",
+                "--config-file",
+                "/etc/g.conf",
+                "db",
+                "sync"
+            ]
+        );
+        assert_eq!(
+            t(&["glance-rs", "manage", "db", "sync"]),
+            ["glance-rs", "db", "sync"]
+        );
+        assert_eq!(
+            t(&[
+                "glance-manage",
+                "db_load_metadefs",
+                "/etc/glance/metadefs",
+                "True",
+                "False",
+                "true"
+            ]),
+            [
+                "glance-manage",
+                "db",
+                "load_metadefs",
+                "/etc/glance/metadefs",
+                "--merge",
+                "--overwrite"
+            ]
+        );
+        // Current forms, and glance-rs's own lines (even with a value named `manage`), stay.
+        for line in [
+            &[
+                "glance-manage",
+                "db",
+                "load_metadefs",
+                "--path",
+                "/m",
+                "--merge",
+            ][..],
+            &["glance-rs", "--config-file", "manage", "db", "sync"],
+            &["glance-rs", "serve"],
+        ] {
+            assert_eq!(t(line), line);
+        }
+    }
+}
