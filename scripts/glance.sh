@@ -6,7 +6,7 @@
 # With GLANCE_AUTH_URL (a Keystone's v3 URL) at set-up it validates tokens there instead, with
 # Glance's default policies, or with GLANCE_POLICY_YAML those rules in its policy file.
 # GLANCE_EXTRA_CONF at set-up is appended to its glance-api.conf (e.g. a property protection
-# file). tests/parity.rs compares answers with it (scripts/compare-responses.py).
+# file). GLANCE_PROCESSES (2) sets uWSGI's worker count. tests/parity.rs compares answers with it (scripts/compare-responses.py).
 #
 #   scripts/glance.sh install            install into .test-env/glance/venv (or $GLANCE_VENV)
 #                                        if missing
@@ -99,7 +99,7 @@ case "$cmd" in
       # Clients stream uploads chunked: uWSGI must pass such bodies through. The clients reuse
       # connections, which uWSGI's http-socket may reset: close after each reply.
       OS_GLANCE_CONFIG_DIR=$dir/etc "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
-        --module glance.wsgi.api:application --master --processes 2 --threads 1 \
+        --module glance.wsgi.api:application --master --processes "${GLANCE_PROCESSES:-2}" --threads 1 \
         --enable-threads --lazy-apps --die-on-term --http-auto-chunked --http-raw-body \
         --add-header "Connection: close" \
         --buffer-size 65535 --pidfile "$dir/uwsgi.pid" --daemonize2 "$dir/uwsgi.log" \
