@@ -1005,7 +1005,7 @@ def keystone(auth, urls, steps):
     accounts = {name: token(auth, user, scope) for name, (user, scope) in ACCOUNTS.items()}
     bob = accounts["bob"][1]
     src = serve_source() if any("SRC" in str(s[3]) for s in steps) else ""
-    loc = location_file()
+    loc = location_file() if any("LOC" in str(s[3]) for s in steps) else {}
     sides = []
     for base in urls:
         ids, answers = {}, []

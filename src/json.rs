@@ -134,6 +134,13 @@ pub fn python_words(e: &jsonschema::ValidationError) -> String {
     }
 }
 
+/// The string at `key` of a JSON object, if it is one.
+pub fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

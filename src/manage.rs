@@ -50,20 +50,17 @@ pub fn translate(args: Vec<String>) -> Vec<String> {
             .into_iter()
             .filter(|&i| i > first + 1)
             .collect();
-        let mut flags = ["--merge", "--prefer_new", "--overwrite"].into_iter();
         let bools: Vec<usize> = after.iter().skip(1).take(3).copied().collect();
-        let mut replaced = Vec::new();
-        for &i in &bools {
-            let flag = flags.next().unwrap_or_default();
-            let on = matches!(out[i].to_lowercase().as_str(), "true" | "1" | "yes");
-            replaced.push((i, on.then(|| flag.to_string())));
-        }
-        for (i, flag) in replaced.into_iter().rev() {
-            match flag {
-                Some(f) => out[i] = f,
-                None => {
-                    out.remove(i);
-                }
+        // From the last, so that removing a false one leaves the others' indices as they were.
+        for (&i, flag) in bools
+            .iter()
+            .zip(["--merge", "--prefer_new", "--overwrite"])
+            .rev()
+        {
+            if matches!(out[i].to_lowercase().as_str(), "true" | "1" | "yes") {
+                out[i] = flag.to_string();
+            } else {
+                out.remove(i);
             }
         }
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{Backend, Server, venv};
@@ -234,23 +234,10 @@ async fn sdk_manages_the_catalog(b: Backend) {
 /// again (skipped without --merge), exported, unloaded and loaded back from the export: the
 /// same catalog. glance-manage's option checks refuse what it refuses.
 async fn catalog_files_round_trip(b: Backend) {
-    let Some(glance) = std::env::var("GLANCE_VENV")
-        .ok()
-        .map(PathBuf::from)
-        .or_else(|| Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-env/glance/venv")))
-        .filter(|v| v.join("etc/glance/metadefs").is_dir())
-        .map(|v| v.display().to_string())
-        .or_else(|| {
-            common::require(
-                "Glance's metadata definition files",
-                None,
-                "run scripts/glance.sh install",
-            )
-        })
-    else {
+    let Some(glance) = common::glance_venv() else {
         return;
     };
-    let files = PathBuf::from(glance).join("etc/glance/metadefs");
+    let files = glance.join("etc/glance/metadefs");
     let Some(s) = Server::start(b).await else {
         return;
     };

@@ -10,24 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Backend, Server, auth_url, keystone_conf, require};
+use common::{Backend, Server, auth_url, glance_venv, keystone_conf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The reference Glance's virtualenv (scripts/test installs it).
-fn glance_venv() -> Option<PathBuf> {
-    let dir = std::env::var("GLANCE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(ROOT).join(".test-env/glance/venv"));
-    require(
-        "the reference Glance",
-        dir.join("bin/uwsgi")
-            .exists()
-            .then(|| dir.display().to_string()),
-        "run scripts/test, or `scripts/glance.sh install` once",
-    )
-    .map(PathBuf::from)
-}
 
 /// A running reference Glance, stopped (by the pid in its directory) when dropped.
 struct Glance {

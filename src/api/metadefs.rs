@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use crate::domain::fault::MetadefKind as Kind;
 use crate::domain::metadef::{self, Association, Entry, Namespace};
 use crate::domain::policy::Context;
 use crate::error::{Error, Result};
+use crate::json::str_field;
 use crate::service::metadefs::{self as service, Contents, Lookup};
 
 const NS: &str = "/v2/metadefs/namespaces/{ns}";
@@ -129,21 +130,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn no_content() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
-    )
-        .into_response()
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn query_pairs(q: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(q.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 // ---- rendering ----
@@ -264,16 +257,10 @@ fn object_json(ns: &str, e: &Entry, prefix: &str) -> Value {
     Value::Object(m)
 }
 
-/// An object as Glance echoes a create or update: the fields sent (properties as stored).
-fn object_echo(
-    ns: &str,
-    v: &Value,
-    created: Option<chrono::NaiveDateTime>,
-    updated: Option<chrono::NaiveDateTime>,
-) -> Result<Value> {
-    let name = v["name"].as_str().unwrap_or_default();
+/// An object's fields as sent, in Glance's order (properties as stored).
+fn object_fields(v: &Value) -> Result<Map<String, Value>> {
     let mut m = Map::new();
-    m.insert("name".into(), json!(name));
+    put_opt(&mut m, "name", v.get("name").cloned());
     put_opt(&mut m, "required", v.get("required").cloned());
     put_opt(&mut m, "description", v.get("description").cloned());
     if v.get("properties").is_some() {
@@ -282,6 +269,18 @@ fn object_echo(
             Value::Object(definitions(v.get("properties"))?),
         );
     }
+    Ok(m)
+}
+
+/// An object as Glance echoes a create or update: the fields sent, its times and links.
+fn object_echo(
+    ns: &str,
+    v: &Value,
+    created: Option<chrono::NaiveDateTime>,
+    updated: Option<chrono::NaiveDateTime>,
+) -> Result<Value> {
+    let name = v["name"].as_str().unwrap_or_default();
+    let mut m = object_fields(v)?;
     put_opt(&mut m, "created_at", created.map(|t| json!(isotime(&t))));
     put_opt(&mut m, "updated_at", updated.map(|t| json!(isotime(&t))));
     m.insert(
@@ -341,8 +340,8 @@ fn object_entry(v: &Value) -> Result<Entry> {
             .join(",")
     });
     Ok(Entry {
-        name: text(v, "name").unwrap_or_default(),
-        description: text(v, "description"),
+        name: str_field(v, "name").unwrap_or_default(),
+        description: str_field(v, "description"),
         required: required.filter(|r| !r.is_empty()),
         json_schema: Some(Value::Object(definitions(v.get("properties"))?).to_string()),
         updated_at: Some(crate::db::images::now()),
@@ -352,12 +351,17 @@ fn object_entry(v: &Value) -> Result<Entry> {
 
 fn property_entry(name: String, def: &Map<String, Value>) -> Result<Entry> {
     let def = metadef::normalize_property(def).map_err(|k| bad_property(&k))?;
-    Ok(Entry {
+    Ok(stored_property(name, &Value::Object(def)))
+}
+
+/// A property whose definition is already in Glance's shape.
+fn stored_property(name: String, def: &Value) -> Entry {
+    Entry {
         name,
-        json_schema: Some(Value::Object(def).to_string()),
+        json_schema: Some(def.to_string()),
         updated_at: Some(crate::db::images::now()),
         ..Entry::default()
-    })
+    }
 }
 
 fn tag_entry(name: &str) -> Entry {
@@ -369,12 +373,13 @@ fn tag_entry(name: &str) -> Entry {
 }
 
 fn association(v: &Value) -> Association {
+    let now = crate::db::images::now();
     Association {
-        name: text(v, "name").unwrap_or_default(),
-        prefix: text(v, "prefix"),
-        properties_target: text(v, "properties_target"),
-        created_at: crate::db::images::now(),
-        updated_at: Some(crate::db::images::now()),
+        name: str_field(v, "name").unwrap_or_default(),
+        prefix: str_field(v, "prefix"),
+        properties_target: str_field(v, "properties_target"),
+        created_at: now,
+        updated_at: Some(now),
     }
 }
 
@@ -384,12 +389,12 @@ fn namespace_from(ctx: &Context, v: &Value, id: i64) -> Namespace {
     let now = crate::db::images::now();
     Namespace {
         id,
-        namespace: text(v, "namespace").unwrap_or_default(),
-        display_name: text(v, "display_name"),
-        description: text(v, "description"),
-        visibility: Some(text(v, "visibility").unwrap_or_else(|| "private".into())),
+        namespace: str_field(v, "namespace").unwrap_or_default(),
+        display_name: str_field(v, "display_name"),
+        description: str_field(v, "description"),
+        visibility: Some(str_field(v, "visibility").unwrap_or_else(|| "private".into())),
         protected: Some(v.get("protected").and_then(Value::as_bool).unwrap_or(false)),
-        owner: text(v, "owner")
+        owner: str_field(v, "owner")
             .or_else(|| ctx.project_id.clone())
             .unwrap_or_default(),
         created_at: now,
@@ -560,10 +565,7 @@ async fn create_namespace(
     }
     let props = definitions(v.get("properties"))?;
     for (name, def) in &props {
-        contents.properties.push(property_entry(
-            name.clone(),
-            def.as_object().unwrap_or(&Map::new()),
-        )?);
+        contents.properties.push(stored_property(name.clone(), def));
     }
     let ns = service::create(&s, &ctx, namespace_from(&ctx, &v, 0), &contents).await?;
     // Glance echoes what was asked for: the nested parts as sent, given keys only.
@@ -592,17 +594,7 @@ async fn create_namespace(
     if let Some(objs) = v.get("objects") {
         let mut list = Vec::new();
         for o in objs.as_array().into_iter().flatten() {
-            let mut m = Map::new();
-            put_opt(&mut m, "name", o.get("name").cloned());
-            put_opt(&mut m, "required", o.get("required").cloned());
-            put_opt(&mut m, "description", o.get("description").cloned());
-            if o.get("properties").is_some() {
-                m.insert(
-                    "properties".into(),
-                    Value::Object(definitions(o.get("properties"))?),
-                );
-            }
-            list.push(Value::Object(m));
+            list.push(Value::Object(object_fields(o)?));
         }
         extra.insert("objects".into(), Value::Array(list));
     }
@@ -867,7 +859,7 @@ async fn create_property(
     schemas::validate(Body::Property, &v)?;
     let ns = namespace_for(&s, &ctx, &name, Lookup::Other, "add_metadef_property").await?;
     let def = v.as_object().cloned().unwrap_or_default();
-    let e = property_entry(text(&v, "name").unwrap_or_default(), &def)?;
+    let e = property_entry(str_field(&v, "name").unwrap_or_default(), &def)?;
     service::add(&s, &ns, Kind::Property, std::slice::from_ref(&e), false).await?;
     Ok(json_response(StatusCode::CREATED, &property_json(&e, true)))
 }
@@ -936,7 +928,7 @@ async fn update_property(
     schemas::validate(Body::Property, &v)?;
     let ns = namespace_for(&s, &ctx, &name, Lookup::Other, "modify_metadef_property").await?;
     let def = v.as_object().cloned().unwrap_or_default();
-    let e = property_entry(text(&v, "name").unwrap_or_default(), &def)?;
+    let e = property_entry(str_field(&v, "name").unwrap_or_default(), &def)?;
     service::update(&s, &ns, Kind::Property, &property, &e).await?;
     Ok(json_response(StatusCode::OK, &property_json(&e, true)))
 }

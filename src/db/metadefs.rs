@@ -57,11 +57,17 @@ macro_rules! decode_entry {
     }};
 }
 
-fn entry_columns(kind: Kind) -> &'static str {
+fn entry_columns(kind: Kind) -> String {
+    format!("id, {}, created_at, updated_at", written_columns(kind))
+}
+
+/// The columns an entry of `kind` writes, in the order `add_metadef_entries` and
+/// `update_metadef_entry` bind them.
+fn written_columns(kind: Kind) -> &'static str {
     match kind {
-        Kind::Object => "id, name, description, required, json_schema, created_at, updated_at",
-        Kind::Property => "id, name, json_schema, created_at, updated_at",
-        Kind::Tag => "id, name, created_at, updated_at",
+        Kind::Object => "name, description, required, json_schema",
+        Kind::Property => "name, json_schema",
+        Kind::Tag => "name",
     }
 }
 
@@ -229,23 +235,12 @@ impl Db {
         replace: bool,
     ) -> Result<std::result::Result<(), String>> {
         let ts = now();
+        let cols = written_columns(kind);
         let sql = format!(
-            "INSERT INTO {} (namespace_id, {}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO {} (namespace_id, {cols}, created_at, updated_at) VALUES (?, {}?, ?)",
             table(kind),
-            "name, description, required, json_schema, created_at, updated_at"
+            "?, ".repeat(cols.split(", ").count()),
         );
-        let sql = match kind {
-            Kind::Object => sql,
-            Kind::Property => format!(
-                "INSERT INTO {} (namespace_id, name, json_schema, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-                table(kind)
-            ),
-            Kind::Tag => format!(
-                "INSERT INTO {} (namespace_id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                table(kind)
-            ),
-        };
         let outcome: std::result::Result<std::result::Result<(), String>, sqlx::Error> =
             with_pool!(self, |p| {
                 async {
@@ -288,11 +283,7 @@ impl Db {
         old: &str,
         e: &Entry,
     ) -> Result<std::result::Result<(), String>> {
-        let set = match kind {
-            Kind::Object => "name = ?, description = ?, required = ?, json_schema = ?",
-            Kind::Property => "name = ?, json_schema = ?",
-            Kind::Tag => "name = ?",
-        };
+        let set = written_columns(kind).replace(", ", " = ?, ") + " = ?";
         let sql = format!(
             "UPDATE {} SET {set}, updated_at = ? WHERE namespace_id = ? AND name = ?",
             table(kind)
@@ -326,23 +317,18 @@ impl Db {
         kind: Kind,
         name: Option<&str>,
     ) -> Result<bool> {
-        let table = table(kind);
+        let sql = format!(
+            "DELETE FROM {} WHERE namespace_id = ? AND (? IS NULL OR name = ?)",
+            table(kind)
+        );
         let n = with_pool!(self, |p| {
-            match name {
-                Some(n) => sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE namespace_id = ? AND name = ?"
-                ))
+            sqlx::query(&sql)
                 .bind(ns)
-                .bind(n)
+                .bind(name)
+                .bind(name)
                 .execute(p)
                 .await?
-                .rows_affected(),
-                None => sqlx::query(&format!("DELETE FROM {table} WHERE namespace_id = ?"))
-                    .bind(ns)
-                    .execute(p)
-                    .await?
-                    .rows_affected(),
-            }
+                .rows_affected()
         });
         Ok(n > 0)
     }

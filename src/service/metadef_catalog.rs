@@ -12,6 +12,7 @@ use crate::db::Db;
 use crate::db::metadefs::Kind;
 use crate::domain::fault::Fault;
 use crate::domain::metadef::{Association, Entry, Namespace};
+use crate::json::str_field;
 
 /// How a namespace already in the database is treated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,10 +56,6 @@ fn files(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
 /// What a load did, for the operator.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Loaded {
@@ -100,15 +97,15 @@ pub async fn load(db: &Db, path: &Path, how: Merge) -> Result<Loaded, String> {
 
 /// Loads one namespace document; false when it was skipped (it exists, no merge).
 async fn load_one(db: &Db, doc: &Value, how: Merge) -> Result<bool, Fault> {
-    let name = text(doc, "namespace").unwrap_or_default();
+    let name = str_field(doc, "namespace").unwrap_or_default();
     let fresh = Namespace {
         id: 0,
         namespace: name.clone(),
-        display_name: text(doc, "display_name"),
-        description: text(doc, "description"),
-        visibility: text(doc, "visibility"),
+        display_name: str_field(doc, "display_name"),
+        description: str_field(doc, "description"),
+        visibility: str_field(doc, "visibility"),
         protected: doc.get("protected").and_then(Value::as_bool),
-        owner: text(doc, "owner").unwrap_or_else(|| "admin".into()),
+        owner: str_field(doc, "owner").unwrap_or_else(|| "admin".into()),
         created_at: crate::db::images::now(),
         updated_at: None,
     };
@@ -134,14 +131,14 @@ async fn load_one(db: &Db, doc: &Value, how: Merge) -> Result<bool, Fault> {
         .into_iter()
         .flatten()
     {
-        let rt_name = text(a, "name").unwrap_or_default();
+        let rt_name = str_field(a, "name").unwrap_or_default();
         let rt = db
             .ensure_metadef_resource_type(&rt_name, true, false)
             .await?;
         let assoc = Association {
             name: rt_name,
-            prefix: text(a, "prefix"),
-            properties_target: text(a, "properties_target"),
+            prefix: str_field(a, "prefix"),
+            properties_target: str_field(a, "properties_target"),
             created_at: crate::db::images::now(),
             updated_at: None,
         };
@@ -168,7 +165,7 @@ async fn load_one(db: &Db, doc: &Value, how: Merge) -> Result<bool, Fault> {
         .into_iter()
         .flatten()
         .map(|o| Entry {
-            description: text(o, "description"),
+            description: str_field(o, "description"),
             json_schema: Some(
                 o.get("properties")
                     .cloned()

@@ -92,7 +92,6 @@ pub async fn associations(app: &App, ns: &Namespace) -> Result<Vec<Association>,
         .metadef_associations(Some(ns.id))
         .await?
         .into_iter()
-        .filter(|(id, _)| *id == ns.id)
         .map(|(_, a)| a)
         .collect())
 }

@@ -174,6 +174,24 @@ pub fn venv() -> Option<PathBuf> {
     .map(PathBuf::from)
 }
 
+/// The reference Glance's virtualenv (scripts/test installs it): the parity tests start it,
+/// the metadef tests load the definition files its package ships.
+pub fn glance_venv() -> Option<PathBuf> {
+    let dir = std::env::var("GLANCE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-env/glance/venv")
+        });
+    require(
+        "the reference Glance",
+        dir.join("bin/uwsgi")
+            .exists()
+            .then(|| dir.display().to_string()),
+        "run scripts/test, or `scripts/glance.sh install` once",
+    )
+    .map(PathBuf::from)
+}
+
 pub struct Server {
     pub url: String,
     pub port: u16,
