@@ -136,6 +136,49 @@ async fn racing_uploads_one_wins(b: Backend) {
     assert_eq!(s.store_files(), vec![id]);
 }
 
+/// A qcow2 header naming a backing file: refused by the safety check once all of it is read.
+fn qcow2_with_backing_file() -> Vec<u8> {
+    let mut d = vec![0u8; 4096];
+    d[..4].copy_from_slice(b"QFI\xfb");
+    d[4..8].copy_from_slice(&3u32.to_be_bytes());
+    d[8..16].copy_from_slice(&512u64.to_be_bytes());
+    d[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
+    d[100..104].copy_from_slice(&104u32.to_be_bytes());
+    d
+}
+
+/// Uploads refused by the safety check, racing each other on one image, leave it `queued`: a
+/// refused upload used to keep `saving` when a concurrent upload had recorded its start just
+/// before being refused itself (409), and the image stayed `saving` for good.
+async fn refused_uploads_racing_leave_the_image_queued(b: Backend) {
+    let Some(s) = Server::start(b).await else {
+        return;
+    };
+    let bad = qcow2_with_backing_file();
+    for round in 0..25 {
+        let v = s
+            .create(json!({"name": "q", "disk_format": "qcow2", "container_format": "bare"}))
+            .await;
+        let id = v["id"].as_str().unwrap().to_string();
+        let puts = (0..6).map(|_| s.upload(&id, bad.clone()));
+        let codes: Vec<u16> = futures_util::future::join_all(puts)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        assert!(
+            codes.iter().all(|c| *c == 415 || *c == 409) && codes.contains(&415),
+            "round {round}: {codes:?}"
+        );
+        assert_eq!(
+            s.show(&id).await["status"],
+            "queued",
+            "round {round}: {codes:?}"
+        );
+    }
+    assert!(s.store_files().is_empty());
+}
+
 /// A delete whose read of the image precedes an upload's activation, and whose write follows
 /// it, removes the data that activation recorded (it used to stay in the store with no image).
 /// The delete is sent at staggered moments around the upload's end to land in that window.
@@ -856,6 +899,7 @@ both_databases!(
     client_killed_mid_upload_leaves_nothing,
     oversized_body_is_refused_early,
     racing_uploads_one_wins,
+    refused_uploads_racing_leave_the_image_queued,
     delete_racing_an_upload_end_leaves_no_bytes,
     many_concurrent_uploads_all_land,
     delete_during_upload_is_gone,

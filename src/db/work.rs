@@ -63,11 +63,37 @@ macro_rules! insert_work {
 pub(super) use insert_work;
 
 impl Db {
-    /// Records work this node starts, leased until `until`.
-    pub async fn insert_work(&self, w: &Work) -> Result<()> {
+    /// Starts the upload `w`: the image goes from `queued` to `saving` and the work row that
+    /// undoes it if this node dies is written, in one transaction. False (nothing written) if
+    /// the image is not `queued`: a work row for an image always belongs to the upload that
+    /// made it `saving`, so that an upload refused for a concurrent one never blocks the
+    /// other's return to `queued`.
+    pub async fn begin_upload(&self, w: &Work) -> Result<bool> {
         let ts = now();
-        with_pool!(self, |p| insert_work!(p, w, ts));
-        Ok(())
+        let image_id = w.image_id.as_deref().unwrap_or_default();
+        let begun = with_pool!(self, |p| {
+            super::retry_deadlocks(|| async {
+                let mut tx = begin_write(p).await?;
+                let n = sqlx::query(
+                    "UPDATE images SET status = 'saving', updated_at = ? \
+                     WHERE id = ? AND status = 'queued' AND deleted = 0",
+                )
+                .bind(ts)
+                .bind(image_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_work!(&mut *tx, w, ts);
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?
+        });
+        Ok(begun)
     }
 
     /// Removes work `node` holds (done, or undone). False if it is not `node`'s any more.

@@ -85,14 +85,8 @@ pub async fn upload(
     }
     img.transition(Status::Saving)?;
     let id = img.id.clone();
-    // The work row first: from the moment the image is `saving`, a node's death is undone.
-    let work = app.engine.begin_upload(&id, &target.id).await?;
-    if !app
-        .db
-        .set_status(&id, Status::Queued, Status::Saving)
-        .await?
-    {
-        app.engine.forget(&work).await?;
+    // `saving` and the work row that undoes it if this node dies, together.
+    let Some(work) = app.engine.begin_upload(&id, &target.id).await? else {
         // Glance names the status it found (a deleted image's row says `deleted`).
         let from = match app.db.get_image(&id).await? {
             Some(i) => i.status,
@@ -103,7 +97,7 @@ pub async fn upload(
             to: Status::Saving,
         }
         .into());
-    }
+    };
     let guard = SavingGuard {
         engine: app.engine.clone(),
         id: id.clone(),

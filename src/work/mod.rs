@@ -137,8 +137,9 @@ impl Engine {
 
     /// Records an upload of `image_id` into the store `store` about to start: from now on, if
     /// this node dies, another returns the image to `queued` and removes the partial data.
-    /// Returns the work's id, which names the write (`Store::begin_write`).
-    pub async fn begin_upload(&self, image_id: &str, store: &str) -> Result<String> {
+    /// Returns the work's id, which names the write (`Store::begin_write`); None if the image
+    /// is not `queued`.
+    pub async fn begin_upload(&self, image_id: &str, store: &str) -> Result<Option<String>> {
         let w = Work {
             id: uuid::Uuid::new_v4().to_string(),
             kind: UPLOAD.into(),
@@ -148,14 +149,7 @@ impl Engine {
             attempts: 0,
             payload: serde_json::json!({ "store": store }),
         };
-        self.db.insert_work(&w).await?;
-        Ok(w.id)
-    }
-
-    /// Forgets an upload that never started (its image was not `queued`).
-    pub async fn forget(&self, work: &str) -> Result<()> {
-        self.db.delete_work(work, &self.node).await?;
-        Ok(())
+        Ok(self.db.begin_upload(&w).await?.then_some(w.id))
     }
 
     /// Stops renewing the lease of `work`, whose end this node could not record (the database
