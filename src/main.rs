@@ -80,6 +80,39 @@ enum DbAction {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Remove rows deleted more than --age_in_days ago from every table but `images`, at most
+    /// --max_rows per table (-1: all), as glance-manage.
+    Purge {
+        #[arg(
+            long = "age_in_days",
+            default_value_t = 30,
+            allow_negative_numbers = true
+        )]
+        age_in_days: i64,
+        #[arg(
+            long = "max_rows",
+            default_value_t = 100,
+            allow_negative_numbers = true
+        )]
+        max_rows: i64,
+    },
+    /// Remove the rows of images deleted more than --age_in_days ago, keeping their ids
+    /// reserved (OSSN-0075), as glance-manage.
+    #[command(name = "purge_images_table")]
+    PurgeImagesTable {
+        #[arg(
+            long = "age_in_days",
+            default_value_t = 180,
+            allow_negative_numbers = true
+        )]
+        age_in_days: i64,
+        #[arg(
+            long = "max_rows",
+            default_value_t = 100,
+            allow_negative_numbers = true
+        )]
+        max_rows: i64,
+    },
     /// Delete every metadata definition (and resource type).
     #[command(name = "unload_metadefs")]
     UnloadMetadefs,
@@ -232,6 +265,33 @@ async fn db_command(cfg: &Config, action: DbAction) -> Result<(), String> {
             );
             Ok(())
         }
+        DbAction::Purge {
+            age_in_days,
+            max_rows,
+        } => {
+            let (before, limit) =
+                glance_rs::manage::purge_limits(age_in_days, max_rows, chrono::Utc::now())?;
+            let db = open_db(cfg).await?;
+            for (table, n) in db
+                .purge_deleted(before, limit)
+                .await
+                .map_err(purge_failed)?
+            {
+                tracing::info!("Deleted {n} row(s) from table {table}");
+            }
+            Ok(())
+        }
+        DbAction::PurgeImagesTable {
+            age_in_days,
+            max_rows,
+        } => {
+            let (before, limit) =
+                glance_rs::manage::purge_limits(age_in_days, max_rows, chrono::Utc::now())?;
+            let db = open_db(cfg).await?;
+            let n = db.purge_images(before, limit).await.map_err(purge_failed)?;
+            tracing::info!("Deleted {n} row(s) from table images");
+            Ok(())
+        }
         DbAction::UnloadMetadefs => {
             catalog::unload(&open_db(cfg).await?).await?;
             println!("metadata definitions unloaded");
@@ -244,6 +304,10 @@ async fn db_command(cfg: &Config, action: DbAction) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn purge_failed(e: glance_rs::domain::fault::Fault) -> String {
+    format!("Purge command failed: {e:?}")
 }
 
 /// A path from the configuration: absolute, or relative to the directory of the last config

@@ -67,6 +67,33 @@ pub fn translate(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// glance-manage's checks of `db purge`'s arguments, in its order and words: the time before
+/// which deleted rows go, and how many per table (None: all, `-1`).
+pub fn purge_limits(
+    age_in_days: i64,
+    max_rows: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(chrono::NaiveDateTime, Option<u64>), String> {
+    if age_in_days < 0 {
+        return Err("Must supply a non-negative value for age.".into());
+    }
+    if age_in_days >= now.timestamp() / 86400 {
+        return Err("Maximal age is count of days since epoch.".into());
+    }
+    if max_rows < -1 {
+        return Err("Minimal rows limit is -1.".into());
+    }
+    // The database keeps counts in 4-byte integers.
+    if max_rows > i64::from(i32::MAX) {
+        return Err(format!(
+            "'max_rows' value out of range, must not exceed {}.",
+            i32::MAX
+        ));
+    }
+    let before = (now - chrono::Duration::days(age_in_days)).naive_utc();
+    Ok((before, u64::try_from(max_rows).ok()))
+}
+
 fn takes_value(opt: &str) -> bool {
     matches!(
         opt,

@@ -591,3 +591,117 @@ fn glance_manage_command_lines_run_unchanged() {
     assert!(export.join("SiteTest.json").exists());
     run_ok(Command::new(&manage).args(["--config-file", c, "db_unload_metadefs"]));
 }
+
+/// `db purge` removes old soft-deleted rows (properties, tags, locations) but keeps `images`;
+/// `db purge_images_table` removes the image rows, and their ids stay taken (OSSN-0075); both
+/// check their arguments in glance-manage's words.
+async fn purge_removes_old_deleted_rows_and_never_frees_an_id(b: common::Backend) {
+    use serde_json::json;
+    let Some(s) = common::Server::start(b).await else {
+        return;
+    };
+    let gone = s
+        .create(
+            json!({"name": "gone", "disk_format": "raw", "container_format": "bare",
+                       "tags": ["t1", "t2"], "site": "x"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.upload(&gone, b"data".to_vec()).await.status(), 204);
+    let kept = s
+        .create(
+            json!({"name": "kept", "disk_format": "raw", "container_format": "bare",
+                       "tags": ["k"], "site": "y"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.delete(&gone).await, 204);
+    let count = |c: &[(String, i64)], t: &str| c.iter().find(|(n, _)| n == t).unwrap().1;
+    let before = s.counts().await;
+    let conf = s.dir.path().join("glance-api.conf");
+    let c = conf.to_str().unwrap();
+    let manage = s.dir.path().join("glance-manage");
+    std::os::unix::fs::symlink(bin(), &manage).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&manage)
+            .args(["--config-file", c])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // Deleted just now: not older than a day.
+    let out = run(&["db", "purge", "--age_in_days", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.counts().await, before);
+
+    for (args, words) in [
+        (
+            &["db", "purge", "--age_in_days", "-1"][..],
+            "Must supply a non-negative value for age.",
+        ),
+        (
+            &["db", "purge", "--age_in_days", "100000"],
+            "Maximal age is count of days since epoch.",
+        ),
+        (
+            &["db", "purge", "--max_rows", "-2"],
+            "Minimal rows limit is -1.",
+        ),
+        (
+            &["db", "purge_images_table", "--max_rows", "2147483648"],
+            "'max_rows' value out of range, must not exceed 2147483647.",
+        ),
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{args:?}: {err}");
+        assert_eq!(s.counts().await, before, "{args:?} changed nothing");
+    }
+
+    let out = run(&["db", "purge", "--age_in_days=0", "--max_rows", "-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let after = s.counts().await;
+    assert_eq!(count(&after, "images"), count(&before, "images"));
+    // The deleted image's property, two tags and location went; the kept image's stayed.
+    assert_eq!(
+        count(&after, "image_properties"),
+        count(&before, "image_properties") - 1
+    );
+    assert_eq!(
+        count(&after, "image_tags"),
+        count(&before, "image_tags") - 2
+    );
+    assert_eq!(
+        count(&after, "image_locations"),
+        count(&before, "image_locations") - 1
+    );
+    let v = s.show(&kept).await;
+    assert_eq!(
+        (v["site"].as_str(), v["tags"].clone()),
+        (Some("y"), json!(["k"]))
+    );
+
+    let out = run(&["db", "purge_images_table", "--age_in_days", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        count(&s.counts().await, "images"),
+        count(&before, "images") - 1
+    );
+    // The purged image's id is never given again.
+    let r = s
+        .req(reqwest::Method::POST, "/v2/images")
+        .json(&json!({"id": gone, "name": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(s.show(&kept).await["status"], "queued");
+}
+
+both_databases!(purge_removes_old_deleted_rows_and_never_frees_an_id);

@@ -141,7 +141,7 @@ impl Db {
     }
 
     async fn create_image_once(&self, img: &Image) -> Result<()> {
-        let res: Result<(), sqlx::Error> = with_pool!(self, |p| {
+        let res: Result<bool, sqlx::Error> = with_pool!(self, |p| {
             async {
             let mut tx = super::begin_write(p).await?;
             sqlx::query(
@@ -165,6 +165,17 @@ impl Db {
             .bind(img.os_hidden)
             .execute(&mut *tx)
             .await?;
+            // After the insert: it waits for a purge holding the row, whose tombstone this
+            // read then sees.
+            let purged: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM glance_rs_purged_images WHERE id = ?")
+                    .bind(&img.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if purged > 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             for (k, v) in &img.properties {
                 sqlx::query(
                     "INSERT INTO image_properties (image_id, name, value, created_at, updated_at, deleted) \
@@ -189,12 +200,14 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            Ok(true)
         }
         .await
         });
         match res {
-            Ok(()) => Ok(()),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Fault::DuplicateImage { id: img.id.clone() }),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(Fault::DuplicateImage { id: img.id.clone() })
             }

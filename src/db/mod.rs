@@ -6,6 +6,7 @@
 pub mod images;
 pub mod members;
 pub mod metadefs;
+pub mod purge;
 pub mod tasks;
 pub mod work;
 
