@@ -44,6 +44,9 @@ pub struct Config {
     /// `[healthcheck] disable_by_file_path` (oslo.middleware): while this file exists,
     /// `/healthcheck` answers 503 (a node taken out for maintenance).
     pub healthcheck_disable_file: Option<String>,
+    /// `[healthcheck] detailed`: answers name each check's class and details, the time and
+    /// the platform.
+    pub healthcheck_detailed: bool,
     pub public_endpoint: Option<String>,
     /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
     /// `X-Forwarded-Host`/`-Prefix`, logs name the client the proxy forwards (`api::base_url`,
@@ -554,6 +557,7 @@ impl Config {
                 Some(3600),
             )?,
             healthcheck_disable_file: r.opt_string("healthcheck", "disable_by_file_path"),
+            healthcheck_detailed: r.bool("healthcheck", "detailed", false)?,
             public_endpoint,
             proxy_headers_parsing: r.bool(
                 "oslo_middleware",

@@ -1805,7 +1805,54 @@ async fn configured_hashing_algorithm(b: Backend) {
     assert_eq!(v["checksum"], hex::encode(md5::Md5::digest(&data)));
 }
 
+/// `/healthcheck` as oslo.middleware's: GET 200 / HEAD 204 with `OK`; a drain file makes both
+/// 503 (haproxy may check with either), `DISABLED BY FILE` in text or JSON; detailed JSON names
+/// each check's class.
+async fn healthcheck_as_oslo_middleware(b: Backend) {
+    let flag = tempfile::tempdir().unwrap();
+    let disable = flag.path().join("healthcheck_disable");
+    let conf = format!(
+        "[healthcheck]\ndisable_by_file_path = {}\ndetailed = true\n",
+        disable.display()
+    );
+    let Some(s) = Server::start_with(b, &conf).await else {
+        return;
+    };
+    let get = |accept: &'static str| s.get("/healthcheck").header("Accept", accept).send();
+    let r = get("text/plain").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=UTF-8");
+    assert_eq!(r.text().await.unwrap(), "OK");
+    let r = s.req(Method::HEAD, "/healthcheck").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let v: Value = get("application/json").await.unwrap().json().await.unwrap();
+    assert_eq!(v["detailed"], true);
+    assert_eq!(
+        v["reasons"],
+        json!([{"class": "DisableByFileHealthcheck", "details": "", "reason": "OK"}])
+    );
+
+    std::fs::write(&disable, b"").unwrap();
+    let r = get("*/*").await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "DISABLED BY FILE");
+    let r = s.req(Method::HEAD, "/healthcheck").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let r = get("text/html").await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<TD>DISABLED BY FILE</TD>")
+    );
+    // Back in the pool once the file is gone.
+    std::fs::remove_file(&disable).unwrap();
+    assert_eq!(status(s.req(Method::HEAD, "/healthcheck")).await, 204);
+}
+
 both_databases!(
+    healthcheck_as_oslo_middleware,
     import_is_not_offered,
     configured_hashing_algorithm,
     policy_file_overrides_defaults,

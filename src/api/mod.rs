@@ -1,6 +1,7 @@
 //! HTTP: the router, the middleware every request passes through (request id, version
 //! negotiation, identity, error rendering) and shared helpers for handlers.
 
+pub mod healthcheck;
 pub mod image_data;
 pub mod images;
 pub mod r#import;
@@ -256,10 +257,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), identify));
 
     let routes = Router::new()
-        .route(
-            "/healthcheck",
-            get(healthcheck).head(|| async { StatusCode::NO_CONTENT }),
-        )
+        .route("/healthcheck", get(healthcheck::healthcheck))
         .route("/", get(versions::multiple_choices))
         .merge(v2)
         .with_state(state.clone());
@@ -274,42 +272,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(catch_panics))
         .layer(middleware::from_fn(render_errors))
         .layer(middleware::from_fn_with_state(state, request_id))
-}
-
-async fn healthcheck(State(s): State<AppState>) -> Response {
-    let unavailable = |why: &'static str| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/plain")],
-            why,
-        )
-            .into_response()
-    };
-    if s.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return unavailable("stopping");
-    }
-    if let Some(f) = &s.cfg.healthcheck_disable_file
-        && std::path::Path::new(f).exists()
-    {
-        return unavailable("DISABLED BY FILE");
-    }
-    match s.db.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
-            "OK",
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "healthcheck: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "text/plain")],
-                "database unreachable",
-            )
-                .into_response()
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
