@@ -181,6 +181,8 @@ pub enum ConfigError {
 #[derive(Default, Debug)]
 pub struct RawConfig {
     values: HashMap<(String, String), Vec<String>>,
+    /// The options read so far: what is left was given but not used.
+    read: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl RawConfig {
@@ -190,6 +192,7 @@ impl RawConfig {
             raw.merge_file(path)?;
         }
         raw.merge_env(std::env::vars());
+        raw.interpolate();
         // Nothing configured: the embedded default (noauth: everyone who reaches it is an
         // admin) listens on loopback only, unless told otherwise.
         if files.is_empty() && raw.get("DEFAULT", "bind_host").is_none() {
@@ -255,10 +258,99 @@ impl RawConfig {
     }
 
     fn get_all(&self, section: &str, key: &str) -> &[String] {
+        self.read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((section.to_string(), key.to_string()));
         self.values
             .get(&(section.to_string(), key.to_string()))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+}
+
+impl RawConfig {
+    /// Replaces `$name`, `${name}` and `${section.name}` in every value with that option's
+    /// value (a bare name: from the value's own section, else `[DEFAULT]`), `$$` with `$`, as
+    /// oslo.config substitutes (`lock_path = $state_path/lock`). A name no file sets stays as
+    /// written, with a warning.
+    fn interpolate(&mut self) {
+        let keys: Vec<(String, String)> = self
+            .values
+            .iter()
+            .filter(|(_, v)| v.iter().any(|v| v.contains('$')))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let vals: Vec<String> = self.values[&key]
+                .iter()
+                .map(|v| self.substitute(&key, v, 0))
+                .collect();
+            self.values.insert(key, vals);
+        }
+    }
+
+    fn substitute(&self, at: &(String, String), v: &str, depth: u8) -> String {
+        let section = at.0.as_str();
+        let mut out = String::new();
+        let mut rest = v;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let (name, len) = if let Some(a) = after.strip_prefix('$') {
+                out.push('$');
+                rest = a;
+                continue;
+            } else if let Some(inner) = after.strip_prefix('{') {
+                match inner.find('}') {
+                    Some(end) => (&inner[..end], end + 2),
+                    None => ("", 0),
+                }
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            let (sec, opt) = match name.split_once('.') {
+                Some((sec, opt)) => (normalize_section(sec), opt),
+                None => (section.to_string(), name),
+            };
+            let found = [sec.as_str(), "DEFAULT"].iter().find_map(|s| {
+                self.values
+                    .get(&(s.to_string(), opt.to_string()))
+                    .and_then(|v| v.last())
+            });
+            match found.filter(|_| !name.is_empty() && depth < 8) {
+                Some(value) => out.push_str(&self.substitute(at, value, depth + 1)),
+                None => {
+                    // The name is not logged: the value may be a password with a `$` in it.
+                    tracing::warn!(
+                        "configuration: [{section}] {} has a `$` naming no option set (write `$$` \
+                         for a `$`): left as written",
+                        at.1
+                    );
+                    out.push('$');
+                    out.push_str(&after[..len]);
+                }
+            }
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The options given that nothing read, as `[section] key`, sorted.
+    pub fn unused(&self) -> Vec<String> {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| !read.contains(*k))
+            .map(|(s, k)| format!("[{s}] {k}"))
+            .collect();
+        out.sort();
+        out
     }
 }
 
@@ -453,7 +545,19 @@ pub const HASH_ALGORITHMS: &[&str] = &["sha512", "sha384", "sha256", "sha224", "
 impl Config {
     /// The embedded default: everything under `./data/`, noauth, port 9292.
     pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
-        Self::from_raw(&RawConfig::load(files)?)
+        let raw = RawConfig::load(files)?;
+        let cfg = Self::from_raw(&raw)?;
+        // Once, at start-up: what the deployment tool wrote that glance-rs leaves as it is
+        // (an option glance-rs has no use for, or a misspelt one).
+        let unused = raw.unused();
+        if !unused.is_empty() {
+            tracing::warn!(
+                "configuration: {} options not used by glance-rs (ignored): {}",
+                unused.len(),
+                unused.join(", ")
+            );
+        }
+        Ok(cfg)
     }
 
     pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
@@ -651,6 +755,12 @@ fn keystone(r: &Reader) -> Result<KeystoneConfig, ConfigError> {
         project_name: need("project_name")?,
         user_domain_name: r.string(s, "user_domain_name", "Default"),
         project_domain_name: r.string(s, "project_domain_name", "Default"),
+        // kolla and OpenStack-Ansible name the domains by id; an id wins over a name, as in
+        // keystoneauth.
+        user_domain_id: r.opt_string(s, "user_domain_id"),
+        project_domain_id: r.opt_string(s, "project_domain_id"),
+        cafile: r.opt_string(s, "cafile").map(PathBuf::from),
+        insecure: r.bool(s, "insecure", false)?,
         service_token_roles: r
             .list(s, "service_token_roles", &["service"])
             .into_iter()
@@ -716,11 +826,13 @@ fn backends(r: &Reader) -> Result<(Vec<Backend>, bool), ConfigError> {
                 )
             })?;
         if !supported_types().contains(&kind) {
-            return Err(Reader::invalid(
-                "DEFAULT",
-                "enabled_backends",
-                format!("store type {kind:?} of {id:?} is not supported by this build"),
-            ));
+            // kolla lists `cinder:cinder` whenever Cinder is deployed: serve the others.
+            tracing::warn!(
+                "configuration: store {id:?} of type {kind:?} is not implemented by this build \
+                 (supported: {}): left out",
+                supported_types().join(", ")
+            );
+            continue;
         }
         if list.iter().any(|b: &Backend| b.id == id) {
             return Err(Reader::invalid(
@@ -905,12 +1017,44 @@ pub fn normalize_connection(url: &str) -> Result<String, String> {
     let driver = scheme.split('+').next().unwrap_or(scheme);
     match driver {
         "mysql" | "mariadb" => {
-            // SQLAlchemy-only query options (charset, plugin, ...) mean nothing to sqlx.
-            let base = rest.split('?').next().unwrap_or(rest);
+            let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !base.contains('/') {
                 return Err(format!("{url:?} names no database"));
             }
-            Ok(format!("mysql://{base}"))
+            // PyMySQL's TLS and socket options in sqlx's words (OpenStack-Ansible writes
+            // `ssl_ca` for a Galera with TLS); the others (charset, plugin, ...) mean nothing
+            // to sqlx, which always speaks utf8mb4.
+            let mut params = Vec::new();
+            let (mut ca, mut verify, mut identity) = (false, true, false);
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let yes = matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+                match k {
+                    "ssl_ca" => {
+                        ca = true;
+                        params.push(format!("ssl-ca={v}"));
+                    }
+                    "ssl_cert" => params.push(format!("ssl-cert={v}")),
+                    "ssl_key" => params.push(format!("ssl-key={v}")),
+                    "ssl_verify_cert" => verify = yes,
+                    "ssl_verify_identity" => identity = yes,
+                    "unix_socket" => params.push(format!("socket={v}")),
+                    _ => {}
+                }
+            }
+            if params.iter().any(|p| p.starts_with("ssl-")) {
+                let mode = match (ca && verify, identity) {
+                    (true, true) => "VERIFY_IDENTITY",
+                    (true, false) => "VERIFY_CA",
+                    _ => "REQUIRED",
+                };
+                params.push(format!("ssl-mode={mode}"));
+            }
+            if params.is_empty() {
+                Ok(format!("mysql://{base}"))
+            } else {
+                Ok(format!("mysql://{base}?{}", params.join("&")))
+            }
         }
         "sqlite" => {
             let path = rest
@@ -1006,6 +1150,25 @@ mod tests {
             normalize_connection("sqlite:///data/g.sqlite").unwrap(),
             "sqlite://data/g.sqlite?mode=rwc"
         );
+        assert_eq!(
+            normalize_connection(
+                "mysql+pymysql://g:pw@db/glance?charset=utf8&ssl_ca=/etc/ssl/ca.pem&read_timeout=5"
+            )
+            .unwrap(),
+            "mysql://g:pw@db/glance?ssl-ca=/etc/ssl/ca.pem&ssl-mode=VERIFY_CA"
+        );
+        assert_eq!(
+            normalize_connection(
+                "mysql+pymysql://g:pw@db/glance?ssl_ca=/ca&ssl_verify_identity=true"
+            )
+            .unwrap(),
+            "mysql://g:pw@db/glance?ssl-ca=/ca&ssl-mode=VERIFY_IDENTITY"
+        );
+        assert_eq!(
+            normalize_connection("mysql://g@localhost/glance?unix_socket=/run/mysqld/mysqld.sock")
+                .unwrap(),
+            "mysql://g@localhost/glance?socket=/run/mysqld/mysqld.sock"
+        );
         assert!(normalize_connection("postgresql://x/y").is_err());
         assert!(normalize_connection("sqlite://").is_err());
     }
@@ -1094,7 +1257,7 @@ mod tests {
             (
                 "DEFAULT",
                 "enabled_backends",
-                "fast:file, web:http, slow:file",
+                "fast:file, web:http, cinder:cinder, slow:file",
             ),
             ("glance_store", "default_backend", "slow"),
             ("fast", "filesystem_store_datadir", "/f"),
@@ -1104,6 +1267,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(c.multi_store);
+        // A store type this build lacks (kolla's cinder) is left out, not refused.
         let ids: Vec<&str> = c.backends.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["slow", "fast", "web"]);
         assert_eq!(c.backends[1].weight, 100);
@@ -1118,6 +1282,65 @@ mod tests {
             err.to_string().contains("[glance_store] default_backend"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn values_interpolated_and_unused_options_found_as_oslo_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("glance-api.conf");
+        std::fs::write(
+            &f,
+            "[DEFAULT]\nstate_path = /var/lib/glance\nimage_cache_dir = $state_path/cache\n\
+             metadata_source_path = ${state_path}/metadefs\nnot_an_option = 1\n\
+             [glance_store]\nfilesystem_store_datadir = ${DEFAULT.state_path}/images/\n\
+             [database]\nconnection = mysql://glance:pa$$word@db/glance\n\
+             [keystone_authtoken]\npassword = se$cret\n\
+             [oslo_messaging_notifications]\ndriver = messagingv2\n",
+        )
+        .unwrap();
+        let raw = RawConfig::load(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(
+            raw.get("DEFAULT", "image_cache_dir"),
+            Some("/var/lib/glance/cache")
+        );
+        assert_eq!(
+            raw.get("DEFAULT", "metadata_source_path"),
+            Some("/var/lib/glance/metadefs")
+        );
+        assert_eq!(
+            raw.get("database", "connection"),
+            Some("mysql://glance:pa$word@db/glance")
+        );
+        // No option `cret`: left as written (oslo.config would refuse to start).
+        assert_eq!(raw.get("keystone_authtoken", "password"), Some("se$cret"));
+        let c = Config::from_raw(&raw).unwrap();
+        assert_eq!(
+            c.backends[0].kind,
+            Config::from_raw(&raw_of(&[(
+                "glance_store",
+                "filesystem_store_datadir",
+                "/var/lib/glance/images/"
+            )]))
+            .unwrap()
+            .backends[0]
+                .kind
+        );
+        let unused = raw.unused();
+        assert!(
+            unused.contains(&"[DEFAULT] not_an_option".to_string()),
+            "{unused:?}"
+        );
+        assert!(unused.contains(&"[oslo_messaging_notifications] driver".to_string()));
+        // Read: not reported.
+        assert!(
+            !unused
+                .iter()
+                .any(|u| u.contains("filesystem_store_datadir"))
+        );
+    }
+
+    fn raw_of(pairs: &[(&str, &str, &str)]) -> RawConfig {
+        raw(pairs)
     }
 
     #[test]
@@ -1169,6 +1392,12 @@ pub struct KeystoneConfig {
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
+    pub user_domain_id: Option<String>,
+    pub project_domain_id: Option<String>,
+    /// CA certificates (PEM) Keystone's TLS certificate is checked against.
+    pub cafile: Option<PathBuf>,
+    /// Keystone's TLS certificate is not checked.
+    pub insecure: bool,
     pub service_token_roles: Vec<String>,
     /// Refuse (401) a service token that lacks `service_token_roles`.
     pub service_token_roles_required: bool,

@@ -432,7 +432,159 @@ async fn password_login_through_the_catalog() {
     ok(&run(&["image", "delete", &id]));
 }
 
+/// glance-api.conf as kolla-ansible, devstack and OpenStack-Ansible write it
+/// (tests/fixtures/deploy), each started the way that tool starts the service (kolla: no flag,
+/// the file and its `.conf.d` found on the search path; devstack: `--config-dir`; OSA:
+/// `--config-file`), serving the real `openstack` client a whole image round trip; what
+/// glance-rs leaves out (kolla's cinder store) and ignores is said once in its log.
+async fn deployment_tool_configs_serve_the_clients(b: Backend) {
+    let (Some(auth), Some(venv)) = (auth_url(), venv()) else {
+        return;
+    };
+    // A database (migrated) and its cleanup; this node itself is not used.
+    let Some(mut base) = Server::start(b).await else {
+        return;
+    };
+    base.stop();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deploy");
+    let data = common::random_bytes(300_000);
+    for tool in ["kolla", "devstack", "openstack-ansible"] {
+        let state = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let fill = |text: &str| {
+            text.replace("@PORT@", "0")
+                .replace("@DB@", &base.db_url)
+                .replace("@AUTH@", auth.trim_end_matches("/v3"))
+                .replace("@STATE@", state.path().to_str().unwrap())
+        };
+        let read = |f: &str| fill(&std::fs::read_to_string(fixtures.join(tool).join(f)).unwrap());
+        let mut cmd = Command::new(common::bin());
+        match tool {
+            "kolla" => {
+                let etc = home.path().join(".glance");
+                std::fs::create_dir_all(etc.join("glance-api.conf.d")).unwrap();
+                std::fs::write(etc.join("glance-api.conf"), read("glance-api.conf")).unwrap();
+                std::fs::write(
+                    etc.join("glance-api.conf.d/99-overrides.conf"),
+                    read("glance-api.conf.d/99-overrides.conf"),
+                )
+                .unwrap();
+            }
+            "devstack" => {
+                let dir = state.path().join("etc");
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("glance-api.conf"), read("glance-api.conf")).unwrap();
+                cmd.arg("--config-dir").arg(&dir);
+            }
+            _ => {
+                let f = state.path().join("glance-api.conf");
+                std::fs::write(&f, read("glance-api.conf")).unwrap();
+                cmd.arg("--config-file").arg(&f);
+            }
+        }
+        let log = state.path().join("stderr.log");
+        cmd.env("HOME", home.path())
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = common::ChildGuard(Some(cmd.spawn().unwrap()));
+        let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{tool}: not serving: {}",
+                    std::fs::read_to_string(&log).unwrap()
+                )
+            });
+        let url = format!("http://{addr}");
+        let clouds = state.path().join("clouds.yaml");
+        std::fs::write(
+            &clouds,
+            format!(
+                "clouds:\n  alice:\n    auth:\n      auth_url: {auth}\n      username: alice\n      \
+                 password: secret\n      project_name: p1\n      user_domain_name: Default\n      \
+                 project_domain_name: Default\n    image_endpoint_override: {url}\n    \
+                 region_name: RegionOne\n"
+            ),
+        )
+        .unwrap();
+        let file = state.path().join("in.img");
+        std::fs::write(&file, &data).unwrap();
+        let name = format!("via-{tool}");
+        let id = ok(&cli(
+            &venv,
+            &clouds,
+            "alice",
+            &[
+                "image",
+                "create",
+                "--disk-format",
+                "raw",
+                "--container-format",
+                "bare",
+                "--file",
+                file.to_str().unwrap(),
+                "-f",
+                "value",
+                "-c",
+                "id",
+                &name,
+            ],
+        ));
+        let listed = ok(&cli(
+            &venv,
+            &clouds,
+            "alice",
+            &["image", "list", "-f", "value", "-c", "Name"],
+        ));
+        assert!(listed.lines().any(|l| l == name), "{tool}: {listed}");
+        let out = state.path().join("out.img");
+        ok(&cli(
+            &venv,
+            &clouds,
+            "alice",
+            &["image", "save", "--file", out.to_str().unwrap(), &id],
+        ));
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "{tool}: the bytes came back"
+        );
+        ok(&cli(&venv, &clouds, "alice", &["image", "delete", &id]));
+        if let Some(mut c) = child.0.take() {
+            common::terminate(&mut c);
+        }
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            logged.matches("not used by glance-rs").count(),
+            1,
+            "{tool}: ignored options said once: {logged}"
+        );
+        if tool == "kolla" {
+            assert!(logged.contains("\"cinder\" is not implemented"), "{logged}");
+            assert!(
+                logged.contains("[cinder] cinder_store_user_name"),
+                "{logged}"
+            );
+        }
+    }
+}
+
 both_databases!(
+    deployment_tool_configs_serve_the_clients,
     sharing_between_projects_with_the_cli,
     tokens_are_checked,
     keystone_outage_and_expiry

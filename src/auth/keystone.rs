@@ -74,14 +74,38 @@ fn identity(t: &Value) -> Identity {
     }
 }
 
+/// Every certificate of the PEM file `path`.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e.to_string())),
+        })
+        .collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
 impl Keystone {
     pub fn new(cfg: KeystoneConfig) -> Self {
+        let mut tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .disable_verification(cfg.insecure);
+        if let Some(path) = &cfg.cafile {
+            match ca_certificates(path) {
+                Ok(certs) => tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs)),
+                Err(e) => tracing::error!(
+                    cafile = %path.display(), error = %e,
+                    "[keystone_authtoken] cafile unreadable: Keystone's certificate is checked against the system's CAs"
+                ),
+            }
+        }
         let config = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .provider(ureq::tls::TlsProvider::NativeTls)
-                    .build(),
-            )
+            .tls_config(tls.build())
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
             .build();
@@ -116,12 +140,16 @@ impl Keystone {
         {
             return Ok(t.clone());
         }
+        let domain = |id: &Option<String>, name: &str| match id {
+            Some(id) => json!({ "id": id }),
+            None => json!({ "name": name }),
+        };
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": self.cfg.username, "password": self.cfg.password,
-                "domain": {"name": self.cfg.user_domain_name}}}},
+                "domain": domain(&self.cfg.user_domain_id, &self.cfg.user_domain_name)}}},
             "scope": {"project": {"name": self.cfg.project_name,
-                "domain": {"name": self.cfg.project_domain_name}}}}});
+                "domain": domain(&self.cfg.project_domain_id, &self.cfg.project_domain_name)}}}});
         let resp = self
             .agent
             .post(&self.url("/v3/auth/tokens"))
