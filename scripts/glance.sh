@@ -21,7 +21,7 @@ cmd=${1:?install|start|stop}
 if [ "$cmd" = install ]; then dir=; else dir=$(realpath -m "${2:?glance directory}"); fi
 port=${3:-9393}
 venv=${GLANCE_VENV:-$(realpath -m "$(dirname "$0")/../.test-env/glance/venv")}
-packages="glance==33.0.0 uWSGI==2.0.31"
+packages="glance==33.0.0 uWSGI==2.0.31 PyMySQL==1.1.2"
 
 say() { echo "glance.sh: $*" >&2; }
 

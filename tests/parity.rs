@@ -331,3 +331,98 @@ both_databases!(
     loaded_catalog_answers_as_glance,
     protections_answer_as_glance
 );
+
+/// Glance's columns (table, column, type, nullability, default) in database `name`, sorted.
+async fn glance_columns(
+    pool: &sqlx::MySqlPool,
+    name: &str,
+) -> Vec<(String, String, String, String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT \
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+         AND TABLE_NAME NOT LIKE 'glance\\_rs\\_%' AND TABLE_NAME <> '_sqlx_migrations' \
+         ORDER BY TABLE_NAME, COLUMN_NAME",
+    )
+    .bind(name)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The migration path: a MariaDB database made by Glance 33's own `glance-manage db_sync` and
+/// filled by the real Glance (images of every visibility, data, members, a deactivated, a
+/// deleted and a hidden image, a task's import, a metadef namespace) is taken over by
+/// glance-rs's `db sync` without a column of Glance's changing, then served by both at once
+/// (one database, one file store): glance-rs answers what Glance wrote as Glance does, then
+/// writes to it (creates, uploads, members, patches, tags, reactivation, deletes, metadefs),
+/// and Glance answers that as glance-rs does (compare-responses.py --shared); Glance's
+/// `glance-manage db check` still finds its schema current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_glance_database_is_served_both_ways() {
+    let Some(venv) = glance_venv() else { return };
+    let Some(auth) = auth_url() else { return };
+    let Some(admin) = common::mysql_url() else {
+        return;
+    };
+    let name = format!("glance_shared_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let url = format!(
+        "mysql+pymysql://{}/{name}?charset=utf8",
+        admin.trim_start_matches("mysql://").trim_end_matches('/')
+    );
+    let filter = "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
+    let database = format!("[database]\nconnection = {url}\n");
+    let glance = Glance::start_configured(
+        venv.clone(),
+        false,
+        Some(&auth),
+        &format!("{filter}{database}"),
+        "",
+    );
+    let before = glance_columns(&pool, &name).await;
+    assert!(
+        before.iter().any(|c| c.0 == "images"),
+        "Glance made its schema"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("glance-api.conf");
+    std::fs::write(&conf, &database).unwrap();
+    common::run_ok(
+        Command::new(common::bin())
+            .arg("--config-file")
+            .arg(&conf)
+            .args(["db", "sync"]),
+    );
+    assert_eq!(
+        glance_columns(&pool, &name).await,
+        before,
+        "db sync changed Glance's tables"
+    );
+    let extra = format!(
+        "{}[glance_store]\nstores = file\nfilesystem_store_datadir = {}\n{filter}{database}",
+        keystone_conf(&auth, 300),
+        glance.dir.path().join("images").display()
+    );
+    let Some(s) = Server::start_with(Backend::Sqlite, &extra).await else {
+        return;
+    };
+    run_compare(&glance, &s, &["--keystone", &auth, "--shared"]);
+    let check = Command::new(venv.join("bin/glance-manage"))
+        .arg("--config-file")
+        .arg(glance.dir.path().join("etc/glance-api.conf"))
+        .args(["db", "check"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    drop(s);
+    drop(glance);
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}

@@ -663,7 +663,9 @@ async fn show_namespace(
             .collect();
         extra.insert("objects".into(), Value::Array(list));
     }
-    let tags = s.db.metadef_entries(ns.id, Kind::Tag).await?;
+    let mut tags = s.db.metadef_entries(ns.id, Kind::Tag).await?;
+    // As Glance lists them by default: newest first (creation, then insertion).
+    tags.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
     if !tags.is_empty() {
         let list = tags.iter().map(|t| json!({"name": t.name})).collect();
         extra.insert("tags".into(), Value::Array(list));
