@@ -47,6 +47,8 @@ pub struct Config {
     /// `[healthcheck] detailed`: answers name each check's class and details, the time and
     /// the platform.
     pub healthcheck_detailed: bool,
+    /// `[DEFAULT]`'s oslo.log options.
+    pub log: LogSettings,
     pub public_endpoint: Option<String>,
     /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
     /// `X-Forwarded-Host`/`-Prefix`, logs name the client the proxy forwards (`api::base_url`,
@@ -662,6 +664,16 @@ impl Config {
             )?,
             healthcheck_disable_file: r.opt_string("healthcheck", "disable_by_file_path"),
             healthcheck_detailed: r.bool("healthcheck", "detailed", false)?,
+            log: LogSettings {
+                debug: r.bool(d, "debug", false)?,
+                file: LogSettings::file_path(
+                    r.opt_string(d, "log_file").as_deref(),
+                    r.opt_string(d, "log_dir").as_deref(),
+                ),
+                use_stderr: r.bool(d, "use_stderr", false)?,
+                use_journal: r.bool(d, "use_journal", false)?,
+                use_json: r.bool(d, "use_json", false)?,
+            },
             public_endpoint,
             proxy_headers_parsing: r.bool(
                 "oslo_middleware",
@@ -1380,6 +1392,29 @@ pub enum DirectIo {
     Auto,
     On,
     Off,
+}
+
+/// `[DEFAULT]`'s logging options, as oslo.log reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogSettings {
+    pub debug: bool,
+    /// `log_file`, joined to `log_dir` (with `log_dir` alone: `glance-api.log` there).
+    pub file: Option<PathBuf>,
+    pub use_stderr: bool,
+    pub use_journal: bool,
+    pub use_json: bool,
+}
+
+impl LogSettings {
+    /// oslo.log's `_get_log_file_path`, the binary named as the service it replaces.
+    pub fn file_path(log_file: Option<&str>, log_dir: Option<&str>) -> Option<PathBuf> {
+        match (log_file, log_dir) {
+            (Some(f), None) => Some(PathBuf::from(f)),
+            (Some(f), Some(d)) => Some(Path::new(d).join(f)),
+            (None, Some(d)) => Some(Path::new(d).join("glance-api.log")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// `[keystone_authtoken]`: how to validate tokens, as keystonemiddleware reads it.

@@ -4,7 +4,7 @@
 //! Layout: `api` (HTTP handlers, one file per resource), `domain` (image model, status machine,
 //! JSON-patch, list queries, policy; no I/O), `db` (sqlx repositories), `store` (image bytes),
 //! `ingest` (the upload pipeline), `digest` (its hashes), `auth` (who is calling), `work` (leased
-//! work that survives any node), `config`, `error`, `json` (Glance's JSON spacing).
+//! work that survives any node), `config`, `error`, `json` (Glance's JSON spacing), `logging` (oslo.log's lines).
 
 pub mod api;
 pub mod app;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod ingest;
 pub mod json;
+pub mod logging;
 pub mod manage;
 pub mod notify;
 pub mod service;

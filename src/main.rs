@@ -126,17 +126,8 @@ enum DbAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_target(false)
-        // stdout carries only the "listening on" line scripts wait for.
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: log files stay greppable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // oslo.log's lines on stderr until the configuration says where they go.
+    glance_rs::logging::bootstrap();
     // glance-manage's command lines (the binary run as `glance-manage`, or `glance-rs manage`).
     let mut cli = Cli::parse_from(glance_rs::manage::translate(std::env::args().collect()));
     cli.config_file = glance_rs::config::discover(
@@ -160,6 +151,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = glance_rs::logging::configure(&cfg.log) {
+        eprintln!("glance-rs: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -705,3 +705,104 @@ async fn purge_removes_old_deleted_rows_and_never_frees_an_id(b: common::Backend
 }
 
 both_databases!(purge_removes_old_deleted_rows_and_never_frees_an_id);
+
+/// Logs as oslo.log writes them: `[DEFAULT] log_file` in logging_context_format_string's
+/// default layout (the caller's request id as the global one, the token's ids), `[-]` outside
+/// a request, the file reopened after logrotate moves it; `use_json` one JSON object a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_as_oslo_log() {
+    let logs = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "[DEFAULT]\nlog_dir = {}\nlog_file = api.log\n",
+        logs.path().display()
+    );
+    let Some(s) = common::Server::start_with(common::Backend::Sqlite, &conf).await else {
+        return;
+    };
+    let file = logs.path().join("api.log");
+    let rid = "req-0b3f1e9a-6d2c-4c47-9a54-2f1d3c4b5a69";
+    let r = s
+        .get("/v2/images")
+        .header("X-OpenStack-Request-ID", rid)
+        .header("X-Project-Id", "p1")
+        .header("X-User-Id", "u1")
+        .header("X-Roles", "member,reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"GET /v2/images\" status: 200"))
+        .unwrap_or_else(|| panic!("no access line: {text}"));
+    let re = regex_lite(line);
+    assert!(re, "not oslo.log's layout: {line}");
+    assert!(
+        line.contains(&format!("[{rid} {rid} u1 p1 - - - -] 127.0.0.1")),
+        "{line}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" INFO ") && l.contains(" [-] ")),
+        "lines outside a request: {text}"
+    );
+    // The log lines went to the file, not to stderr.
+    assert!(!s.log().contains("status: 200"), "{}", s.log());
+
+    // logrotate moves the file: the next line starts a new one.
+    std::fs::rename(&file, logs.path().join("api.log.1")).unwrap();
+    assert_eq!(s.get("/versions").send().await.unwrap().status(), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"GET /versions\" status: 200"), "{text}");
+    assert!(!text.contains("/v2/images"), "{text}");
+    drop(s);
+
+    let json = format!("{conf}use_json = true\n");
+    let Some(s) = common::Server::start_with(common::Backend::Sqlite, &json).await else {
+        return;
+    };
+    let r = s
+        .get("/v2/images")
+        .header("X-OpenStack-Request-ID", rid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let access: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("status: 200"))
+        })
+        .unwrap_or_else(|| panic!("no JSON access line: {text}"));
+    assert_eq!(access["context"]["request_id"], rid);
+    assert_eq!(access["context"]["global_request_id"], rid);
+    assert_eq!(access["levelname"], "INFO");
+}
+
+/// `2026-12-04 02:30:00.123 4242 INFO glance_rs.api [`: oslo.log's default prefix.
+fn regex_lite(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let mut parts = line.splitn(5, ' ');
+    let (date, time, pid, level, rest) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    date.len() == 10
+        && digits(0..4)
+        && time.len() == 12
+        && time.as_bytes()[8] == b'.'
+        && pid.bytes().all(|c| c.is_ascii_digit())
+        && ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&level)
+        && rest.starts_with("glance_rs.")
+        && rest.contains(" [")
+}

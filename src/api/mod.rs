@@ -294,12 +294,36 @@ async fn request_id(State(s): State<AppState>, mut req: Request, next: Next) -> 
             }
         })
         .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()));
+    // An id the caller sent ties this request to its own logs: oslo.log's global request id.
+    let inbound = req.headers().contains_key("x-openstack-request-id");
     req.extensions_mut().insert(RequestId(id.clone()));
     let client = client_addr(&s.cfg, &req);
-    let span = tracing::info_span!("request", request_id = %id, %client, method = %req.method(), path = %req.uri().path());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let empty = tracing::field::Empty;
+    // The caller's ids are recorded once known (`identify`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        global_request_id = empty,
+        user_id = empty,
+        project_id = empty,
+        domain_id = empty,
+        system_scope = empty,
+        user_domain_id = empty,
+        project_domain_id = empty,
+    );
+    if inbound {
+        span.record("global_request_id", id.as_str());
+    }
+    let started = std::time::Instant::now();
     async move {
         let mut resp = next.run(req).await;
-        tracing::info!(status = resp.status().as_u16(), "done");
+        // As eventlet.wsgi.server's access line, which operators grep.
+        tracing::info!(
+            "{client} \"{method} {path}\" status: {} time: {:.4}",
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64()
+        );
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-openstack-request-id", v);
         }
@@ -504,6 +528,20 @@ pub async fn identify(State(s): State<AppState>, mut req: Request, next: Next) -
             }
         },
     };
+    let span = tracing::Span::current();
+    let c = &ctx.caller;
+    for (field, value) in [
+        ("user_id", &c.user_id),
+        ("project_id", &c.project_id),
+        ("domain_id", &c.domain_id),
+        ("system_scope", &c.system_scope),
+        ("user_domain_id", &c.user_domain_id),
+        ("project_domain_id", &c.project_domain_id),
+    ] {
+        if let Some(v) = value {
+            span.record(field, v.as_str());
+        }
+    }
     req.extensions_mut().insert(ctx);
     next.run(req).await
 }
