@@ -1020,8 +1020,13 @@ def report(title, answers):
     if isinstance(a, tuple) and isinstance(b, tuple) and isinstance(a[-1], dict) \
             and isinstance(b[-1], dict):
         for k in sorted(set(a[-1]) | set(b[-1])):
-            if a[-1].get(k) != b[-1].get(k):
-                print(f"  [{k!r}] glance {a[-1].get(k)!r:.300} / glance-rs {b[-1].get(k)!r:.300}")
+            x, y = a[-1].get(k), b[-1].get(k)
+            if x != y and isinstance(x, list) and isinstance(y, list):
+                i = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+                print(f"  [{k!r}][{i}] of {len(x)}/{len(y)}: glance {x[i:i + 1]!r:.400} / "
+                      f"glance-rs {y[i:i + 1]!r:.400}")
+            elif x != y:
+                print(f"  [{k!r}] glance {x!r:.300} / glance-rs {y!r:.300}")
 
 
 def client(base):

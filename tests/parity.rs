@@ -22,12 +22,8 @@ struct Glance {
 }
 
 impl Glance {
-    /// `auth`: the Keystone to validate tokens with, else none (noauth).
-    fn start(venv: PathBuf, multi: bool, auth: Option<&str>) -> Glance {
-        Self::start_configured(venv, multi, auth, "", "")
-    }
-
-    /// With `conf` appended to its glance-api.conf and `policy` as its policy file.
+    /// `auth`: the Keystone to validate tokens with, else none (noauth); `conf` appended to
+    /// its glance-api.conf, `policy` its policy file.
     fn start_configured(
         venv: PathBuf,
         multi: bool,
@@ -87,10 +83,31 @@ impl Drop for Glance {
     }
 }
 
+/// The reference Glance's database for a comparison with glance-rs on `b`: on MariaDB, a
+/// database of its own there (its `[database]` lines, and the guard that drops it), so that
+/// both answer from the same kind of database (orders of unsorted queries included); on
+/// SQLite, its own file (glance.sh's default).
+async fn reference_database(b: Backend) -> (String, Option<common::TestDatabase>) {
+    match b {
+        Backend::Sqlite => (String::new(), None),
+        Backend::MySql => {
+            let Some(admin) = common::mysql_url() else {
+                return (String::new(), None);
+            };
+            let db = common::TestDatabase::create(&admin).await;
+            (
+                format!("[database]\nconnection = {}\n", db.connection()),
+                Some(db),
+            )
+        }
+    }
+}
+
 /// Runs compare-responses.py against a fresh reference Glance and `s`: with `--multi` both
 /// have two stores, with `--keystone` both validate tokens with the Keystone at `auth`.
-fn compare(venv: PathBuf, s: &Server, multi: bool, auth: Option<&str>) {
-    let glance = Glance::start(venv, multi, auth);
+async fn compare(venv: PathBuf, s: &Server, multi: bool, auth: Option<&str>) {
+    let (db, _db) = reference_database(s.backend).await;
+    let glance = Glance::start_configured(venv, multi, auth, &db, "");
     let mut args = Vec::new();
     if multi {
         args.push("--multi");
@@ -119,7 +136,7 @@ async fn answers_match_glance(b: Backend) {
     let Some(s) = Server::start(b).await else {
         return;
     };
-    compare(venv, &s, false, None);
+    compare(venv, &s, false, None).await;
 }
 
 /// Both sides with the backends `fast` (default, described) and `slow`.
@@ -137,7 +154,7 @@ async fn multi_store_answers_match_glance(b: Backend) {
     let Some(s) = Server::start_with(b, &extra).await else {
         return;
     };
-    compare(venv, &s, true, None);
+    compare(venv, &s, true, None).await;
 }
 
 /// Both validating tokens with the test Keystone under default policies: three users create,
@@ -152,7 +169,8 @@ async fn keystone_answers_match_glance(b: Backend) {
     let Some(s) = Server::start_with(b, &conf).await else {
         return;
     };
-    let glance = Glance::start_configured(venv, false, Some(&auth), filter, "");
+    let (db, _db) = reference_database(b).await;
+    let glance = Glance::start_configured(venv, false, Some(&auth), &format!("{db}{filter}"), "");
     run_compare(&glance, &s, &["--keystone", &auth]);
 }
 
@@ -173,7 +191,9 @@ async fn locations_answer_as_glance(b: Backend) {
     // compare-responses.py waits for the reference's location tasks through GET
     // /v2/tasks/{id}: Glance's GET /v2/images/{id}/tasks writes, and on SQLite that write made
     // the task's own writes fail (it stayed pending or failed after hashing) under load.
-    let glance = Glance::start_with_workers(venv.clone(), false, Some(&auth), &extra, "", true);
+    let (db, _db) = reference_database(b).await;
+    let glance =
+        Glance::start_with_workers(venv.clone(), false, Some(&auth), &(db + &extra), "", true);
     run_compare(&glance, &s, &args);
 }
 
@@ -185,7 +205,8 @@ async fn metadefs_answer_as_glance(b: Backend) {
     let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
         return;
     };
-    let glance = Glance::start(venv, false, Some(&auth));
+    let (db, _db) = reference_database(b).await;
+    let glance = Glance::start_configured(venv, false, Some(&auth), &db, "");
     run_compare(&glance, &s, &["--keystone", &auth, "--metadefs"]);
 }
 
@@ -199,7 +220,8 @@ async fn loaded_catalog_answers_as_glance(b: Backend) {
         return;
     };
     let files = venv.join("etc/glance/metadefs");
-    let glance = Glance::start(venv.clone(), false, Some(&auth));
+    let (db, _db) = reference_database(b).await;
+    let glance = Glance::start_configured(venv.clone(), false, Some(&auth), &db, "");
     common::run_ok(
         Command::new(venv.join("bin/glance-manage"))
             .arg("--config-file")
@@ -252,7 +274,9 @@ async fn protections_answer_as_glance(b: Backend) {
             "[DEFAULT]\nproperty_protection_file = {}\nproperty_protection_rule_format = {format}\n",
             file.display()
         );
-        let glance = Glance::start_configured(venv.clone(), false, Some(&auth), &extra, policy);
+        let (db, _db) = reference_database(b).await;
+        let glance =
+            Glance::start_configured(venv.clone(), false, Some(&auth), &(db + &extra), policy);
         let policy_file = dir.path().join("policy.yaml");
         std::fs::write(&policy_file, policy).unwrap();
         let conf = format!(
@@ -277,7 +301,8 @@ async fn system_scope_is_refused_as_glance_refuses_it(b: Backend) {
     let Some(clients) = common::venv() else {
         return;
     };
-    let glance = Glance::start(glance_env, false, Some(&auth));
+    let (db, _db) = reference_database(b).await;
+    let glance = Glance::start_configured(glance_env, false, Some(&auth), &db, "");
     let Some(s) = Server::start_with(b, &keystone_conf(&auth, 300)).await else {
         return;
     };

@@ -498,6 +498,7 @@ async fn list_namespaces(
                 .as_ref()
                 .is_none_or(|t| assocs.iter().any(|a| t.contains(&a.name.as_str())))
     });
+    let fold = s.db.collation_folds_case();
     let sort_value = |ns: &Namespace| -> (String, chrono::NaiveDateTime, i64) {
         let v = match key {
             "namespace" => ns.namespace.clone(),
@@ -509,6 +510,8 @@ async fn list_namespaces(
             "updated_at" => ns.updated_at.map(|t| t.to_string()).unwrap_or_default(),
             _ => String::new(),
         };
+        // Sorted as Glance's query sorts them: on MariaDB, by its case-blind collation.
+        let v = if fold { v.to_lowercase() } else { v };
         (v, ns.created_at, ns.id)
     };
     all.sort_by(|(a, _), (b, _)| {

@@ -86,6 +86,12 @@ impl Db {
         }
     }
 
+    /// Whether the database compares text regardless of case (MariaDB's utf8mb4_general_ci,
+    /// which Glance's tables use), as its ORDER BY does.
+    pub fn collation_folds_case(&self) -> bool {
+        matches!(self, Db::MySql(_))
+    }
+
     /// Every namespace, by id (the catalog is small: filtering and paging happen above).
     pub async fn metadef_namespaces(&self) -> Result<Vec<Namespace>> {
         let sql = format!("SELECT {NS_COLUMNS} FROM metadef_namespaces ORDER BY id");
@@ -186,15 +192,15 @@ impl Db {
         Ok(())
     }
 
-    /// A namespace's objects, properties or tags by name, byte by byte (the order Glance's
-    /// unordered query returns them in on SQLite: its unique key's; on MariaDB that key's
-    /// collation would ignore case).
+    /// A namespace's objects, properties or tags in the order Glance's unordered query
+    /// returns them: on SQLite by name, byte by byte (its unique key's); on MariaDB as they
+    /// were written (InnoDB reads the namespace_id index, whose entries follow the id).
     pub async fn metadef_entries(&self, ns: i64, kind: Kind) -> Result<Vec<Entry>> {
         let sql = format!(
             "SELECT {} FROM {} WHERE namespace_id = ? ORDER BY {}",
             entry_columns(kind),
             table(kind),
-            self.physical_order("name", "BINARY name")
+            self.physical_order("name", "id")
         );
         Ok(with_pool!(self, |p| {
             let rows = sqlx::query(&sql).bind(ns).fetch_all(p).await?;

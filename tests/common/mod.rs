@@ -192,6 +192,67 @@ pub fn glance_venv() -> Option<PathBuf> {
     .map(PathBuf::from)
 }
 
+/// A MariaDB database of its own for a test (the reference Glance's, say), dropped with it.
+pub struct TestDatabase {
+    admin: String,
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(admin: &str) -> TestDatabase {
+        let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::MySqlPool::connect(admin)
+            .await
+            .expect("connect MariaDB");
+        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .execute(&pool)
+            .await
+            .expect("create database");
+        pool.close().await;
+        TestDatabase {
+            admin: admin.to_string(),
+            name,
+        }
+    }
+
+    /// Its URL as Glance's (and glance-rs's) `[database] connection` takes it.
+    pub fn connection(&self) -> String {
+        format!(
+            "mysql+pymysql://{}/{}?charset=utf8",
+            self.admin
+                .trim_start_matches("mysql://")
+                .trim_end_matches('/'),
+            self.name
+        )
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        drop_database(self.admin.clone(), self.name.clone());
+    }
+}
+
+/// Drops database `name` of the MariaDB at `admin`, on a private runtime: Drop cannot await.
+fn drop_database(admin: String, name: String) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::MySqlPool::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            });
+        }
+    })
+    .join();
+}
+
 pub struct Server {
     pub url: String,
     pub port: u16,
@@ -704,23 +765,7 @@ impl Drop for Server {
             panic!("the server panicked during this test: {line}");
         }
         if let Some((admin, name)) = self.mysql.take() {
-            // Drop the test database on a private runtime: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(async {
-                        if let Ok(pool) = sqlx::MySqlPool::connect(&admin).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                                .execute(&pool)
-                                .await;
-                            pool.close().await;
-                        }
-                    });
-                }
-            })
-            .join();
+            drop_database(admin, name);
         }
     }
 }
