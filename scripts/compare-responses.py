@@ -918,6 +918,27 @@ def shared(auth, glance, rs):
     sys.exit(1 if differ else 0)
 
 
+# --notifications: requests each side answers while it sends notifications to a broker;
+# tests/parity.rs then compares what each sent (event types, payload keys).
+NOTIFY_STEPS = [
+    ("alice", "POST", "/v2/images", dict(IMG, name="n", visibility="shared"), JSON, "N"),
+    ("alice", "PUT", "/v2/images/{N}/file", b"notify me" * 100, OCTET, None),
+    ("alice", "GET", "/v2/images/{N}/file", None, {}, None),
+    ("alice", "PATCH", "/v2/images/{N}", [{"op": "add", "path": "/x_site", "value": "a"}],
+     {"Content-Type": PATCH}, None),
+    ("alice", "PUT", "/v2/images/{N}/tags/t", None, {}, None),
+    ("alice", "POST", "/v2/images/{N}/members", {"member": "BOB"}, JSON, None),
+    ("bob", "PUT", "/v2/images/{N}/members/BOB", {"status": "accepted"}, JSON, None),
+    ("alice", "DELETE", "/v2/images/{N}/members/BOB", None, {}, None),
+    ("admin", "POST", "/v2/images/{N}/actions/deactivate", None, {}, None),
+    ("admin", "POST", "/v2/images/{N}/actions/reactivate", None, {}, None),
+    ("alice", "DELETE", "/v2/images/{N}", None, {}, None),
+    ("admin", "POST", "/v2/tasks", {"type": "import", "input": dict(IMPORT, import_from="SRC/img")},
+     JSON, "T"),
+    ("admin", "WAIT", "/v2/tasks/{T}", None, AS_JSON, None),
+]
+
+
 # Steps whose answers differ knowingly: the image a legacy import task makes has no owner in
 # Glance (it is created outside the request's context); glance-rs gives it the task's owner, so
 # that the project that asked for it sees and uses it.
@@ -1222,6 +1243,8 @@ def main():
         keystone(args[1].rstrip("/"), args[3:], METADEF_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--locations"] and len(args) == 5:
         keystone(args[1].rstrip("/"), args[3:], LOCATION_STEPS)
+    if args[:1] == ["--keystone"] and args[2:3] == ["--notifications"] and len(args) == 5:
+        keystone(args[1].rstrip("/"), args[3:], NOTIFY_STEPS)
     if args[:1] == ["--keystone"] and args[2:3] == ["--shared"] and len(args) == 5:
         shared(args[1].rstrip("/"), *args[3:])
     if args[:1] == ["--keystone"] and args[2:3] == ["--protections"] and len(args) == 5:

@@ -26,6 +26,8 @@ pub struct App {
     pub schemas: Arc<crate::api::schemas::Schemas>,
     /// Set on SIGTERM while the node drains (`shutdown_drain_timeout`): `/healthcheck` fails.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Glance's notifications (`[oslo_messaging_notifications]`).
+    pub notifier: Arc<crate::notifier::Notifier>,
 }
 
 impl App {

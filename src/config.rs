@@ -49,6 +49,7 @@ pub struct Config {
     pub healthcheck_detailed: bool,
     /// `[DEFAULT]`'s oslo.log options.
     pub log: LogSettings,
+    pub notifications: NotificationConfig,
     pub public_endpoint: Option<String>,
     /// `[oslo_middleware] enable_proxy_headers_parsing`: links follow `Forwarded` and
     /// `X-Forwarded-Host`/`-Prefix`, logs name the client the proxy forwards (`api::base_url`,
@@ -664,6 +665,23 @@ impl Config {
             )?,
             healthcheck_disable_file: r.opt_string("healthcheck", "disable_by_file_path"),
             healthcheck_detailed: r.bool("healthcheck", "detailed", false)?,
+            notifications: NotificationConfig {
+                // A multi-valued option: repeated, or a list.
+                driver: r
+                    .raw
+                    .get_all("oslo_messaging_notifications", "driver")
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect(),
+                topics: r.list("oslo_messaging_notifications", "topics", &["notifications"]),
+                transport_url: r
+                    .opt_string("oslo_messaging_notifications", "transport_url")
+                    .or_else(|| r.opt_string(d, "transport_url")),
+                publisher_id: r.string(d, "default_publisher_id", "image.localhost"),
+                disabled: r.list(d, "disabled_notifications", &[]),
+            },
             log: LogSettings {
                 debug: r.bool(d, "debug", false)?,
                 file: LogSettings::file_path(
@@ -1414,6 +1432,29 @@ impl LogSettings {
             (None, Some(d)) => Some(Path::new(d).join("glance-api.log")),
             (None, None) => None,
         }
+    }
+}
+
+/// oslo.messaging's notification options, and Glance's own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotificationConfig {
+    /// `[oslo_messaging_notifications] driver` (none: no notifications).
+    pub driver: Vec<String>,
+    pub topics: Vec<String>,
+    /// `[oslo_messaging_notifications] transport_url`, else `[DEFAULT] transport_url`.
+    pub transport_url: Option<String>,
+    /// `[DEFAULT] default_publisher_id`.
+    pub publisher_id: String,
+    /// `[DEFAULT] disabled_notifications`: events or groups (`image`) not sent.
+    pub disabled: Vec<String>,
+}
+
+impl NotificationConfig {
+    /// Whether a driver sends to a broker (`messagingv2`, or `messaging`, the v1 format).
+    pub fn messaging(&self) -> bool {
+        self.driver
+            .iter()
+            .any(|d| d == "messagingv2" || d == "messaging")
     }
 }
 

@@ -141,6 +141,21 @@ pub fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
+/// parsed at each call, and a page of images formats two dates each).
+pub fn isotime(t: &chrono::NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -454,6 +454,7 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
             .clone()
             .map(|k| Arc::new(glance_rs::auth::keystone::Keystone::new(k))),
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        notifier: glance_rs::notifier::Notifier::start(&cfg.notifications),
     };
     let draining = state.draining.clone();
     engine.set_runner(Arc::new(state.clone()));

@@ -16,20 +16,7 @@ use crate::domain::query::ListQuery;
 use crate::error::{Error, Result};
 use crate::service;
 
-/// Glance's `isotime`: seconds, UTC, `Z` (formatted by hand: chrono's format strings are
-/// parsed at each call, and a page of images formats two dates each).
-pub fn isotime(t: &chrono::NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
+pub use crate::json::isotime;
 
 /// The image as Glance's serializer shows it to this caller: the custom properties it may
 /// read, then the base attributes. Written straight to JSON (a page of images built as

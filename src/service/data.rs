@@ -85,6 +85,8 @@ pub async fn upload(
     }
     img.transition(Status::Saving)?;
     let id = img.id.clone();
+    let backend = app.stores.multi.then_some(target.id.as_str());
+    app.notifier.image_data("image.prepare", &img, backend);
     // `saving` and the work row that undoes it if this node dies, together.
     let Some(work) = app.engine.begin_upload(&id, &target.id).await? else {
         // Glance names the status it found (a deleted image's row says `deleted`).
@@ -139,6 +141,12 @@ pub async fn upload(
             let mut g = guard;
             g.armed = false;
             tracing::info!(image_id = %id, size, "upload complete");
+            if app.notifier.enabled()
+                && let Ok(Some(done)) = app.db.get_image(&id).await
+            {
+                app.notifier.image_data("image.upload", &done, None);
+                app.notifier.image("image.activate", &done);
+            }
             Ok(size)
         }
         Err(e) => {
@@ -317,6 +325,8 @@ pub async fn open_download(
         };
         match blocking(entry.store.timeout(), open).await {
             Ok(opened) => {
+                // Glance sends it once the last byte is sent; here, once the data opened.
+                app.notifier.image_sent(&img, len, true, ctx);
                 return Ok(Some(Download {
                     timeout: entry.store.timeout(),
                     image: img,

@@ -171,6 +171,7 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
     check_quotas(&app.cfg, &img)?;
     app.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, "image created");
+    app.notifier.image("image.create", &img);
     Ok(img)
 }
 
@@ -209,6 +210,7 @@ pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
         app.stores.delete_quietly(loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
+    app.notifier.image_deleted(&img);
     Ok(())
 }
 
@@ -268,6 +270,7 @@ pub async fn update(
             id: id.into(),
             lookup: Lookup::Image,
         })?;
+    app.notifier.image("image.update", &saved);
     Ok(saved)
 }
 
@@ -338,6 +341,7 @@ pub async fn add_tag(app: &App, ctx: &Context, id: &str, tag: &str) -> Result<()
         updated.tags.insert(tag.to_string());
         check_quotas(&app.cfg, &updated)?;
         app.db.save_image(&img, &updated).await?;
+        app.notifier.image("image.update", &updated);
     }
     Ok(())
 }
@@ -356,6 +360,7 @@ pub async fn remove_tag(app: &App, ctx: &Context, id: &str, tag: &str) -> Result
     let mut updated = img.clone();
     updated.tags.remove(tag);
     app.db.save_image(&img, &updated).await?;
+    app.notifier.image("image.update", &updated);
     Ok(())
 }
 
@@ -381,5 +386,8 @@ pub async fn set_active(app: &App, ctx: &Context, id: &str, active: bool) -> Res
         .into());
     }
     tracing::info!(image_id = %id, action, "image status changed");
+    let mut shown = img;
+    shown.status = to;
+    app.notifier.image("image.update", &shown);
     Ok(())
 }

@@ -113,6 +113,7 @@ pub async fn add(app: &App, ctx: &Context, id: &str, member: &str) -> Result<Mem
         .add_member(id, member, app.cfg.image_member_quota)
         .await?;
     tracing::info!(image_id = %id, member, "member added");
+    app.notifier.member("image.member.create", &m, false);
     Ok(m)
 }
 
@@ -134,16 +135,18 @@ pub async fn set_status(
         return Err(not_a_member(id, member).into());
     }
     tracing::info!(image_id = %id, member, status, "member status set");
+    app.notifier.member("image.member.update", &m, false);
     Ok(m)
 }
 
 pub async fn remove(app: &App, ctx: &Context, id: &str, member: &str) -> Result<()> {
     let img = image_for(app, ctx, id, MemberOp::Delete).await?;
-    find(app, ctx, &img, member).await?;
+    let m = find(app, ctx, &img, member).await?;
     ctx.on_image(&img).enforce_member("delete_member")?;
     if !app.db.delete_member(id, member).await? {
         return Err(not_a_member(id, member).into());
     }
     tracing::info!(image_id = %id, member, "member removed");
+    app.notifier.member("image.member.delete", &m, true);
     Ok(())
 }

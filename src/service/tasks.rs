@@ -94,6 +94,7 @@ pub async fn create(app: &App, ctx: &Context, kind: &str, input: Value) -> Resul
             what: "task not recorded".into(),
         })?;
     tracing::info!(task_id = %t.id, kind = %t.kind, node = %app.engine.node, "task created");
+    app.notifier.task("task.create", &t);
     Ok(t)
 }
 
@@ -204,6 +205,13 @@ async fn run_task(app: &App, w: &mut Work, task_id: &str) -> Result<()> {
         )
         .await?;
     tracing::info!(kind = %t.kind, attempt = w.attempts + 1, "task processing");
+    let shown = |status: &str| task::Task {
+        status: status.to_string(),
+        ..t.clone()
+    };
+    app.notifier.task("task.run", &shown(task::PROCESSING));
+    app.notifier
+        .task("task.processing", &shown(task::PROCESSING));
     let ctx = context_of(app, w, &t);
     let outcome = match t.kind.as_str() {
         task::IMPORT => import(app, &ctx, w, &t).await?,
@@ -228,6 +236,12 @@ async fn run_task(app: &App, w: &mut Work, task_id: &str) -> Result<()> {
         Ok(r) => tracing::info!(result = %r, "task succeeded"),
         Err(m) => tracing::warn!(message = %m, "task failed"),
     }
+    let event = if outcome.is_ok() {
+        "task.success"
+    } else {
+        "task.failure"
+    };
+    app.notifier.task(event, &shown(status));
     app.db.delete_work(&w.id, &node).await?;
     Ok(())
 }

@@ -811,3 +811,56 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     v.truncate(n);
     v
 }
+
+/// A private RabbitMQ broker (scripts/rabbitmq.sh, Debian's rabbitmq-server), stopped when
+/// dropped.
+pub struct Rabbit {
+    dir: tempfile::TempDir,
+    /// `rabbit://guest:guest@127.0.0.1:PORT//`
+    pub url: String,
+    pub port: u16,
+}
+
+impl Rabbit {
+    pub fn start() -> Option<Rabbit> {
+        Self::start_on(Self::free_port())
+    }
+
+    /// A port for a broker: below the ephemeral range, its distribution port (+20000) free too.
+    pub fn free_port() -> u16 {
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let seed = std::process::id() as u16;
+        (0..2000u16)
+            .map(|i| 21000 + (seed.wrapping_add(i.wrapping_mul(37)) % 9000))
+            .find(|p| free(*p) && free(*p + 20000))
+            .expect("a free port for RabbitMQ")
+    }
+
+    pub fn start_on(port: u16) -> Option<Rabbit> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq.sh"))
+            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .output()
+            .unwrap();
+        let url = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("TRANSPORT_URL=").map(str::to_string));
+        let url = require(
+            "RabbitMQ",
+            url.filter(|_| out.status.success()),
+            &format!(
+                "scripts/rabbitmq.sh installs and starts Debian's rabbitmq-server: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )?;
+        Some(Rabbit { dir, url, port })
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}

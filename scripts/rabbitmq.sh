@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A private RabbitMQ broker on 127.0.0.1 for the notification tests: Debian's rabbitmq-server
+# (installed if missing), its own node name, ports, data and cookie under DIR, no systemd;
+# the guest account (guest/guest) reachable from loopback.
+#
+#   scripts/rabbitmq.sh start DIR [PORT]   start it (PORT 5672+); prints
+#                                          TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:PORT//
+#   scripts/rabbitmq.sh stop DIR           stop the broker whose pid is in DIR/rabbit.pid
+set -euo pipefail
+
+cmd=${1:?start|stop}
+dir=$(realpath -m "${2:?broker directory}")
+port=${3:-5673}
+say() { echo "rabbitmq.sh: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+bin=/usr/lib/rabbitmq/bin
+
+env_for() {
+  export HOME=$dir RABBITMQ_HOME=/usr/lib/rabbitmq
+  export RABBITMQ_NODENAME=glance_test_$port@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000))
+  export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log
+  export RABBITMQ_PID_FILE=$dir/rabbit.pid RABBITMQ_CONFIG_FILE=$dir/rabbitmq
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1
+}
+
+case "$cmd" in
+  start)
+    if [ ! -x "$bin/rabbitmq-server" ]; then
+      say "installing rabbitmq-server"
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 as_root apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    mkdir -p "$dir/log" "$dir/mnesia"
+    env_for
+    [ -f "$dir/.erlang.cookie" ] || { head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/.erlang.cookie"; chmod 400 "$dir/.erlang.cookie"; }
+    printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users.guest = true\n' "$port" >"$dir/rabbitmq.conf"
+    echo '[].' >"$dir/enabled_plugins"
+    if ! { [ -s "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null; }; then
+      nohup "$bin/rabbitmq-server" >>"$dir/log/server.out" 2>&1 &
+      echo $! >"$dir/launcher.pid"
+    fi
+    for _ in $(seq 1 120); do
+      if timeout 10 "$bin/rabbitmq-diagnostics" -q check_port_connectivity >/dev/null 2>&1; then
+        echo "TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:$port//"
+        exit 0
+      fi
+      sleep 0.5
+    done
+    say "the broker did not start; see $dir/log"
+    exit 1
+    ;;
+  stop)
+    env_for
+    timeout 30 "$bin/rabbitmqctl" -q stop >/dev/null 2>&1 || true
+    for f in rabbit.pid launcher.pid; do
+      if [ -s "$dir/$f" ]; then kill "$(cat "$dir/$f")" 2>/dev/null || true; rm -f "$dir/$f"; fi
+    done
+    # Erlang's port mapper, started with the first broker: it refuses to stop while another
+    # broker (another test's) is registered with it.
+    epmd=$(command -v epmd || ls /usr/lib/erlang/erts-*/bin/epmd 2>/dev/null | head -1 || true)
+    [ -z "$epmd" ] || "$epmd" -kill >/dev/null 2>&1 || true
+    ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+esac
