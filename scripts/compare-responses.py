@@ -906,15 +906,20 @@ def shared(auth, glance, rs):
                                   dict(ids, bob=bob)))
         return answers
 
-    differ = 0
+    differ = known = 0
     for writer, steps in ((glance, SHARED_SEED), (rs, SHARED_WRITES)):
         run(writer, steps, True)
         for step, a, b in zip(SHARED_READS, run(glance, SHARED_READS, False),
                               run(rs, SHARED_READS, False)):
-            if a != b:
+            # Glance's RBD store reads only from the start (a Range is refused 400);
+            # glance-rs's serves the part asked for.
+            if a != b and a[0] == 400 and "randomly from this store" in str(a[-1]) \
+                    and b[0] == 206:
+                known += 1
+            elif a != b:
                 differ += 1
                 report(f"after the writes of {writer}: {step[:3]} {step[4]}", (a, b))
-    print(f"{differ} of {2 * len(SHARED_READS)} answers differ (0 more as known)")
+    print(f"{differ} of {2 * len(SHARED_READS)} answers differ ({known} more as known)")
     sys.exit(1 if differ else 0)
 
 
@@ -1046,6 +1051,11 @@ def report(title, answers):
                 i = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
                 print(f"  [{k!r}][{i}] of {len(x)}/{len(y)}: glance {x[i:i + 1]!r:.400} / "
                       f"glance-rs {y[i:i + 1]!r:.400}")
+                if i < min(len(x), len(y)) and isinstance(x[i], dict) and isinstance(y[i], dict):
+                    for kk in sorted(set(x[i]) | set(y[i])):
+                        if x[i].get(kk) != y[i].get(kk):
+                            print(f"    [{kk!r}] glance {x[i].get(kk)!r:.200} / "
+                                  f"glance-rs {y[i].get(kk)!r:.200}")
             elif x != y:
                 print(f"  [{k!r}] glance {x!r:.300} / glance-rs {y!r:.300}")
 

@@ -91,9 +91,21 @@ CONF
   touch "$dir/.setup"
 }
 
+# Ceph's Python bindings (Debian's python3-rados and python3-rbd, which scripts/ceph.sh installs)
+# made visible in the venv, for Glance's RBD store: they are not on PyPI.
+link_ceph() {
+  local site f
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')
+  for f in /usr/lib/python3/dist-packages/rados.cpython-*.so /usr/lib/python3/dist-packages/rbd.cpython-*.so; do
+    [ -e "$f" ] && ln -sf "$f" "$site/"
+  done
+  return 0
+}
+
 case "$cmd" in
   start)
     install
+    link_ceph
     [ -e "$dir/.setup" ] || setup
     if ! { [ -s "$dir/uwsgi.pid" ] && kill -0 "$(cat "$dir/uwsgi.pid")" 2>/dev/null; }; then
       # Clients stream uploads chunked: uWSGI must pass such bodies through. The clients reuse

@@ -105,10 +105,11 @@ async fn logged_client(s: &Server, forwarded: &str) -> String {
         .header("X-Forwarded-For", forwarded);
     assert_eq!(r.send().await.unwrap().status(), 404);
     let log = s.log();
+    // The access line: `... [ids] CLIENT "GET /v2/images/logged-for" status: 404 ...`.
     let line = log
         .lines()
-        .find(|l| l.contains("path=/v2/images/logged-for"));
-    let client = line.and_then(|l| l.split(" client=").nth(1)?.split(' ').next());
+        .find(|l| l.contains("\"GET /v2/images/logged-for\""));
+    let client = line.and_then(|l| l.split("] ").nth(1)?.split(' ').next());
     client.unwrap_or_default().to_string()
 }
 

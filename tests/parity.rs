@@ -384,37 +384,64 @@ async fn glance_columns(
 /// `glance-manage db check` still finds its schema current.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_glance_database_is_served_both_ways() {
+    // One file store: glance-rs's is Glance's directory.
+    shared_database("", |glance_dir| {
+        format!(
+            "[glance_store]\nstores = file\nfilesystem_store_datadir = {}\n",
+            glance_dir.join("images").display()
+        )
+    })
+    .await;
+}
+
+/// As above with Glance's RBD store (its own driver through Ceph's Python bindings) and
+/// glance-rs's on the same pool: each reads the RBD images the other wrote (their
+/// `rbd://fsid/pool/id/snap` locations, `direct_url` shown), as Nova and Cinder would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_glance_database_with_rbd_images_is_served_both_ways() {
+    let Some(conf) = common::require(
+        "a Ceph cluster",
+        std::env::var("CEPH_CONF")
+            .ok()
+            .filter(|c| std::path::Path::new(c).exists()),
+        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
+    ) else {
+        return;
+    };
+    let rbd = format!(
+        "[DEFAULT]\nshow_image_direct_url = true\n[glance_store]\nstores = rbd\n\
+         default_store = rbd\nrbd_store_pool = images\nrbd_store_user = admin\n\
+         rbd_store_ceph_conf = {conf}\n"
+    );
+    shared_database(&rbd, |_| rbd.clone()).await;
+}
+
+/// A database made and filled by Glance (with `glance_stores`), taken over by glance-rs's db
+/// sync, served by both at once (glance-rs with `rs_stores(Glance's directory)`).
+async fn shared_database(glance_stores: &str, rs_stores: impl Fn(&Path) -> String) {
     let Some(venv) = glance_venv() else { return };
     let Some(auth) = auth_url() else { return };
     let Some(admin) = common::mysql_url() else {
         return;
     };
-    let name = format!("glance_shared_{}", uuid::Uuid::new_v4().simple());
+    let db = common::TestDatabase::create(&admin).await;
     let pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let url = format!(
-        "mysql+pymysql://{}/{name}?charset=utf8",
-        admin.trim_start_matches("mysql://").trim_end_matches('/')
-    );
     let filter = "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
-    let database = format!("[database]\nconnection = {url}\n");
+    let database = format!("[database]\nconnection = {}\n", db.connection());
+    let dir = tempfile::tempdir().unwrap();
     let glance = Glance::start_configured(
         venv.clone(),
         false,
         Some(&auth),
-        &format!("{filter}{database}"),
+        &format!("{filter}{database}{glance_stores}"),
         "",
     );
-    let before = glance_columns(&pool, &name).await;
+    let before = glance_columns(&pool, &db.name).await;
     assert!(
         before.iter().any(|c| c.0 == "images"),
         "Glance made its schema"
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("glance-api.conf");
     std::fs::write(&conf, &database).unwrap();
     common::run_ok(
@@ -424,14 +451,14 @@ async fn an_existing_glance_database_is_served_both_ways() {
             .args(["db", "sync"]),
     );
     assert_eq!(
-        glance_columns(&pool, &name).await,
+        glance_columns(&pool, &db.name).await,
         before,
         "db sync changed Glance's tables"
     );
     let extra = format!(
-        "{}[glance_store]\nstores = file\nfilesystem_store_datadir = {}\n{filter}{database}",
+        "{}{}{filter}{database}",
         keystone_conf(&auth, 300),
-        glance.dir.path().join("images").display()
+        rs_stores(glance.dir.path())
     );
     let Some(s) = Server::start_with(Backend::Sqlite, &extra).await else {
         return;
@@ -446,10 +473,7 @@ async fn an_existing_glance_database_is_served_both_ways() {
     assert!(check.status.success(), "{check:?}");
     drop(s);
     drop(glance);
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    pool.close().await;
 }
 
 /// Every notification in `queue` of the broker at `port` (waiting up to 10 s for the first

@@ -32,13 +32,23 @@ pub struct ImageView<'a> {
 }
 
 impl ImageView<'_> {
+    /// The locations the caller may see: none of a deactivated image but to an admin (Glance's
+    /// database layer hides them), so neither `locations` nor `direct_url` nor `stores`.
+    fn locations(&self) -> &[crate::domain::image::Location] {
+        if self.img.status == crate::domain::image::Status::Deactivated && !self.ctx.is_admin {
+            &[]
+        } else {
+            &self.img.locations
+        }
+    }
+
     /// `stores` with multi-store: the stores holding the image's data, in location order.
     fn stores(&self) -> Option<String> {
         if !self.cfg.multi_store {
             return None;
         }
         let mut ids: Vec<&str> = Vec::new();
-        for l in &self.img.locations {
+        for l in self.locations() {
             if let Some(id) = l.metadata.get("store").and_then(Value::as_str)
                 && !ids.contains(&id)
             {
@@ -95,8 +105,8 @@ impl serde::Serialize for ImageView<'_> {
         m.serialize_entry("created_at", &isotime(&img.created_at))?;
         m.serialize_entry("updated_at", &isotime(&img.updated_at))?;
         if cfg.show_multiple_locations {
-            let locs: Vec<LocationView> = img
-                .locations
+            let locs: Vec<LocationView> = self
+                .locations()
                 .iter()
                 .map(|l| LocationView {
                     url: &l.url,
@@ -106,7 +116,7 @@ impl serde::Serialize for ImageView<'_> {
             m.serialize_entry("locations", &locs)?;
         }
         if cfg.show_image_direct_url
-            && let Some(l) = img.locations.first()
+            && let Some(l) = self.locations().first()
         {
             m.serialize_entry("direct_url", &l.url)?;
         }
