@@ -116,6 +116,14 @@ CASES = [
     ("HEAD", "/v2/schemas/image", None, {}),
     ("HEAD", "/versions", None, {}),
     ("HEAD", "/", None, {}),
+    # Text Glance's MySQL tables could not hold (four-byte UTF-8) is refused.
+    ("POST", "/v2/images", {"name": "caf\U0001F600"}, JSON),
+    ("POST", "/v2/images", {"name": "x", "site": "\U0001F600"}, JSON),
+    ("POST", "/v2/images", {"name": "x", "hw_\U0001F600": "v"}, JSON),
+    ("PATCH", "/v2/images/{i}", [{"op": "replace", "path": "/name", "value": "\U0001F600"}],
+     {"Content-Type": PATCH}),
+    ("PATCH", "/v2/images/{i}", [{"op": "add", "path": "/x_\U0001F600", "value": "v"}],
+     {"Content-Type": PATCH}),
     # oslo.middleware's healthcheck (disable_by_file): text, HTML or JSON as asked.
     ("GET", "/healthcheck", None, {}),
     ("GET", "/healthcheck", None, {"Accept": "application/json"}),
@@ -647,6 +655,14 @@ def metadef_steps():
         step("admin", "POST", ns, full),
         step("admin", "POST", ns, {"namespace": "N2", "protected": True}),
         step("admin", "POST", ns, {"namespace": "N1"}),
+        # Text Glance's MySQL tables could not hold (four-byte UTF-8) is refused.
+        step("admin", "POST", ns, {"namespace": "E\U0001F600"}),
+        step("admin", "POST", ns, {"namespace": "E1", "description": "d\U0001F600"}),
+        step("admin", "POST", f"{ns}/N1/objects", {"name": "o\U0001F600"}),
+        step("admin", "POST", f"{ns}/N1/objects", {"name": "o9", "properties": {
+            "op": {"type": "string", "title": "T", "description": "\U0001F600"}}}),
+        step("admin", "POST", f"{ns}/N1/properties", {"name": "p9", "title": "\U0001F600",
+                                                     "type": "string"}),
         step("admin", "POST", ns, {"namespace": "N3", "owner": "BOB", "visibility": "private"}),
         step("admin", "GET", f"{ns}/N1"),
         step("admin", "GET", f"{ns}/N1?resource_type=OS::Glance::Image"),

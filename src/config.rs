@@ -1325,7 +1325,7 @@ mod tests {
              [glance_store]\nfilesystem_store_datadir = ${DEFAULT.state_path}/images/\n\
              [database]\nconnection = mysql://glance:pa$$word@db/glance\n\
              [keystone_authtoken]\npassword = se$cret\n\
-             [oslo_messaging_notifications]\ndriver = messagingv2\n",
+             [profiler]\nenabled = false\n",
         )
         .unwrap();
         let raw = RawConfig::load(std::slice::from_ref(&f)).unwrap();
@@ -1360,7 +1360,7 @@ mod tests {
             unused.contains(&"[DEFAULT] not_an_option".to_string()),
             "{unused:?}"
         );
-        assert!(unused.contains(&"[oslo_messaging_notifications] driver".to_string()));
+        assert!(unused.contains(&"[profiler] enabled".to_string()));
         // Read: not reported.
         assert!(
             !unused

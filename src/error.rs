@@ -257,6 +257,10 @@ pub fn refusal(f: &Fault) -> Error {
         F::SizeExceeds { expected, got } => Error::BadRequest(format!(
             "Size exceeds: expected {expected} bytes, got {got} bytes"
         )),
+        F::FourByte { what, context } => Error::BadRequest(match context {
+            Some(c) => format!("{c}: {}", what.message()),
+            None => what.message(),
+        }),
         F::TooLarge => Error::TooLarge(
             "The incoming image is too large: The provided image is too large.".into(),
         ),

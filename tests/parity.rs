@@ -490,6 +490,18 @@ async fn drain_notifications(port: u16, queue: &str) -> Vec<(String, serde_json:
     .await
     .unwrap();
     let ch = conn.open_channel(None).await.unwrap();
+    // Declared as the senders declare them (a get from a queue not there yet closes the
+    // channel): the exchange, the queue, its binding.
+    use amqprs::channel::{ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments};
+    ch.exchange_declare(ExchangeDeclareArguments::new("glance", "topic"))
+        .await
+        .unwrap();
+    ch.queue_declare(QueueDeclareArguments::new(queue))
+        .await
+        .unwrap();
+    ch.queue_bind(QueueBindArguments::new(queue, "glance", queue))
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {

@@ -768,6 +768,14 @@ fn check_list_query(pairs: &[(String, String)], zero_is_bad: bool) -> Result<()>
     Ok(())
 }
 
+/// Glance's refusal of text it could not store, in the words of the route's handler.
+fn storable(e: &Entry, context: &'static str) -> Result<(), crate::domain::fault::Fault> {
+    service::storable_entry(e).map_err(|what| crate::domain::fault::Fault::FourByte {
+        what,
+        context: Some(context),
+    })
+}
+
 async fn create_object(
     State(s): State<AppState>,
     Extension(ctx): Extension<Context>,
@@ -786,6 +794,7 @@ async fn create_object(
     }
     let ns = namespace_for(&s, &ctx, &name, Lookup::Objects, "add_metadef_object").await?;
     let e = object_entry(&v)?;
+    storable(&e, "Couldn't create metadata object")?;
     service::add(&s, &ns, Kind::Object, std::slice::from_ref(&e), false).await?;
     let now = Some(crate::db::images::now());
     let m = object_echo(&ns.namespace, &v, now, now)?;
@@ -865,6 +874,7 @@ async fn create_property(
     let ns = namespace_for(&s, &ctx, &name, Lookup::Other, "add_metadef_property").await?;
     let def = v.as_object().cloned().unwrap_or_default();
     let e = property_entry(str_field(&v, "name").unwrap_or_default(), &def)?;
+    storable(&e, "Couldn't create metadata property")?;
     service::add(&s, &ns, Kind::Property, std::slice::from_ref(&e), false).await?;
     Ok(json_response(StatusCode::CREATED, &property_json(&e, true)))
 }
@@ -1045,6 +1055,7 @@ async fn create_tag(
     let ns = service::find(&s, &ctx, &name, Lookup::Other).await?;
     schemas::validate(Body::Tag, &json!({ "name": tag }))?;
     service::enforce(&ctx, "add_metadef_tag", &ns)?;
+    storable(&tag_entry(&tag), "Couldn't create metadata tag")?;
     service::add(&s, &ns, Kind::Tag, &[tag_entry(&tag)], false).await?;
     let e = service::entry(&s, &ns, Kind::Tag, &tag).await?;
     Ok(json_response(StatusCode::CREATED, &tag_json(&e)))

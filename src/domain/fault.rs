@@ -172,6 +172,12 @@ pub enum Fault {
     },
     /// `image_size_cap` exceeded.
     TooLarge,
+    /// Text Glance could not store (`no_4byte_params`); `context` prefixes the words as the
+    /// Glance handler does ("Could not update image: ...").
+    FourByte {
+        what: crate::domain::unicode::FourByte,
+        context: Option<&'static str>,
+    },
     /// The image went away (deleted) while its data was written.
     VanishedDuringUpload {
         image: String,

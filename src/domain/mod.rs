@@ -7,3 +7,4 @@ pub mod patch;
 pub mod policy;
 pub mod query;
 pub mod task;
+pub mod unicode;

@@ -169,10 +169,41 @@ pub async fn create(app: &App, ctx: &Context, body: Value) -> Result<Image> {
         locations: vec![],
     };
     check_quotas(&app.cfg, &img)?;
+    storable(&img, None)?;
     app.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, "image created");
     app.notifier.image("image.create", &img);
     Ok(img)
+}
+
+/// Glance's refusal of text it could not store (`no_4byte_params`), checked in the order its
+/// database layer writes: the image's fields, its properties, then each tag.
+fn storable(img: &Image, context: Option<&'static str>) -> Result<(), Fault> {
+    use crate::domain::unicode::{Field, check_fields, check_param};
+    let refused = |what| Fault::FourByte { what, context };
+    check_fields([
+        ("name", Field::Text(img.name.as_deref())),
+        ("owner", Field::Text(img.owner.as_deref())),
+        ("disk_format", Field::Text(img.disk_format.as_deref())),
+        (
+            "container_format",
+            Field::Text(img.container_format.as_deref()),
+        ),
+        (
+            "properties",
+            Field::Nested(
+                img.properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        ),
+    ])
+    .map_err(refused)?;
+    img.tags
+        .iter()
+        .try_for_each(|t| check_param(t))
+        .map_err(refused)
 }
 
 /// Deletes an image as Glance does: its data first (an image whose data cannot go, RBD clones
@@ -254,6 +285,7 @@ pub async fn update(
     };
     let mut updated = patch::apply(ctx, &img, changes, dialect, &opts)?;
     check_quotas(&app.cfg, &updated)?;
+    storable(&updated, None)?;
     let removed = accept_new_locations(app, &img, &mut updated).await?;
     if updated != img {
         app.db.save_image(&img, &updated).await?;
@@ -337,6 +369,10 @@ pub async fn add_tag(app: &App, ctx: &Context, id: &str, tag: &str) -> Result<()
     let img = app.parent_image(ctx, id).await?;
     ctx.on_image(&img).enforce_mutation("modify_image")?;
     if !img.tags.contains(tag) {
+        crate::domain::unicode::check_param(tag).map_err(|what| Fault::FourByte {
+            what,
+            context: Some("Could not update image"),
+        })?;
         let mut updated = img.clone();
         updated.tags.insert(tag.to_string());
         check_quotas(&app.cfg, &updated)?;

@@ -108,6 +108,14 @@ pub async fn show(app: &App, ctx: &Context, id: &str, member: &str) -> Result<Me
 pub async fn add(app: &App, ctx: &Context, id: &str, member: &str) -> Result<Member> {
     let img = image_for(app, ctx, id, MemberOp::Create).await?;
     ctx.on_image(&img).enforce_member("add_member")?;
+    crate::domain::unicode::check_fields([(
+        "member",
+        crate::domain::unicode::Field::Text(Some(member)),
+    )])
+    .map_err(|what| Fault::FourByte {
+        what,
+        context: None,
+    })?;
     let m = app
         .db
         .add_member(id, member, app.cfg.image_member_quota)

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::domain::fault::{Fault, Metadef as M, MetadefKind as Kind};
 use crate::domain::metadef::{self, Association, Entry, Namespace};
 use crate::domain::policy::{Context, project_target};
+use crate::domain::unicode::{Field, FourByte, check_fields};
 
 /// How a route words a namespace it cannot find (Glance's handlers differ).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,32 @@ pub struct Contents {
     pub tags: Vec<Entry>,
 }
 
+/// Glance's `no_4byte_params` on a namespace's fields.
+fn storable_namespace(ns: &Namespace) -> Result<(), FourByte> {
+    check_fields([
+        ("namespace", Field::Text(Some(&ns.namespace))),
+        ("display_name", Field::Text(ns.display_name.as_deref())),
+        ("description", Field::Text(ns.description.as_deref())),
+        ("visibility", Field::Text(ns.visibility.as_deref())),
+        ("owner", Field::Text(Some(&ns.owner))),
+    ])
+}
+
+/// Glance's `no_4byte_params` on an object, a property or a tag: its name, description and
+/// definition (checked within).
+pub fn storable_entry(e: &Entry) -> Result<(), FourByte> {
+    let schema: Option<Value> = e
+        .json_schema
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok());
+    let null = Value::Null;
+    check_fields([
+        ("name", Field::Text(Some(&e.name))),
+        ("description", Field::Text(e.description.as_deref())),
+        ("json_schema", Field::Json(schema.as_ref().unwrap_or(&null))),
+    ])
+}
+
 /// Creates a namespace with its contents. A refusal of any part removes what was made.
 pub async fn create(
     app: &App,
@@ -125,6 +152,19 @@ pub async fn create(
         if nonempty {
             enforce_project(ctx, action)?;
         }
+    }
+    let refused = |what| Fault::FourByte {
+        what,
+        context: Some("Couldn't create metadata namespace"),
+    };
+    storable_namespace(&ns).map_err(refused)?;
+    for e in contents
+        .objects
+        .iter()
+        .chain(&contents.tags)
+        .chain(&contents.properties)
+    {
+        storable_entry(e).map_err(refused)?;
     }
     let name = ns.namespace.clone();
     let made = app
