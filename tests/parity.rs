@@ -636,3 +636,56 @@ async fn a_broker_away_delays_no_request() {
         events.iter().map(|(t, _)| t).collect::<Vec<_>>()
     );
 }
+
+/// `image.send` as Glance sends it: once a download's last byte is given, with the bytes of
+/// the part asked for, and never for a download the client abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_send_follows_the_last_byte() {
+    let Some(rabbit) = common::Rabbit::start() else {
+        return;
+    };
+    let conf = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = sends\n\
+         transport_url = {}\n",
+        rabbit.url
+    );
+    let Some(s) = Server::start_with(Backend::Sqlite, &conf).await else {
+        return;
+    };
+    let id = s.create_raw("sent").await;
+    let size = 64 << 20;
+    let data = common::random_bytes(size);
+    assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
+    // Abandoned after its first bytes: far from the last of 64 MiB.
+    let mut r = s
+        .get(&format!("/v2/images/{id}/file"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.chunk().await.unwrap().unwrap().is_empty());
+    drop(r);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(s.download(&id).await == data, "the whole image");
+    let part = s
+        .get(&format!("/v2/images/{id}/file"))
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().len(), 100);
+    let events = drain_notifications(rabbit.port, "sends.info").await;
+    let sent: Vec<_> = events
+        .iter()
+        .filter(|(t, _)| t == "image.send")
+        .map(|(_, m)| m["payload"].clone())
+        .collect();
+    assert_eq!(
+        sent.iter()
+            .map(|p| p["bytes_sent"].as_u64())
+            .collect::<Vec<_>>(),
+        vec![Some(size as u64), Some(100)],
+        "{sent:?}"
+    );
+    assert_eq!(sent[0]["image_id"], id.as_str());
+}

@@ -278,7 +278,7 @@ pub async fn download(
         }
         (Opened::Stream(r), _) => stream_reader(r.take(len), id.clone(), d.timeout),
     };
-    let mut resp = Response::new(body);
+    let mut resp = Response::new(when_all_given(body, len, d.on_sent));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -307,6 +307,28 @@ pub async fn download(
         }
     }
     Ok(resp)
+}
+
+/// `body` calling `done` as it hands over its last byte (of `len`). hyper stops polling a body
+/// once its Content-Length is written, so the end of the stream is never seen: the count is.
+/// A download the client abandons earlier never calls it.
+fn when_all_given(body: Body, len: u64, done: Box<dyn FnOnce() + Send>) -> Body {
+    if len == 0 {
+        done();
+        return body;
+    }
+    let mut done = Some(done);
+    let mut given = 0u64;
+    Body::from_stream(body.into_data_stream().inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            given += c.len() as u64;
+            if given >= len
+                && let Some(f) = done.take()
+            {
+                f();
+            }
+        }
+    }))
 }
 
 /// Download buffer size: large reads and few, large socket writes.

@@ -283,6 +283,9 @@ pub struct Download {
     pub size: u64,
     /// A part was asked for (`range` gave one).
     pub partial: bool,
+    /// To call once the last byte is handed to the connection: `image.send`, which Glance
+    /// sends only after a download's last chunk (never for one the client abandoned).
+    pub on_sent: Box<dyn FnOnce() + Send>,
 }
 
 /// Finds the image, authorizes the download (from the stores `prefer` names, in that order,
@@ -325,9 +328,10 @@ pub async fn open_download(
         };
         match blocking(entry.store.timeout(), open).await {
             Ok(opened) => {
-                // Glance sends it once the last byte is sent; here, once the data opened.
-                app.notifier.image_sent(&img, len, true, ctx);
+                let (notifier, sent, ctx) = (app.notifier.clone(), img.clone(), ctx.clone());
+                let on_sent = Box::new(move || notifier.image_sent(&sent, len, &ctx));
                 return Ok(Some(Download {
+                    on_sent,
                     timeout: entry.store.timeout(),
                     image: img,
                     opened,
