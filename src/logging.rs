@@ -35,6 +35,19 @@ struct Handles {
 
 static HANDLES: OnceLock<Handles> = OnceLock::new();
 
+/// The journal as oslo.log's journal handler fills it: fields named plainly (`REQUEST_ID`,
+/// `PROJECT_ID`, `USER_ID`, for `journalctl REQUEST_ID=req-...`), syslog's priority for each
+/// Python level (INFO is 6, DEBUG 7), and the service's name as identifier.
+fn journal(j: tracing_journald::Layer) -> tracing_journald::Layer {
+    use tracing_journald::{Priority, PriorityMappings};
+    j.with_syslog_identifier("glance-api".into())
+        .with_field_prefix(None)
+        .with_priority_mappings(PriorityMappings {
+            info: Priority::Informational,
+            debug: Priority::Debug,
+            ..PriorityMappings::new()
+        })
+}
 fn filter(debug: bool) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         if debug {
@@ -95,7 +108,7 @@ pub fn configure(s: &LogSettings) -> Result<(), String> {
     };
     if s.use_journal {
         match tracing_journald::layer() {
-            Ok(j) => out = Box::new(out.and_then(j.with_syslog_identifier("glance-api".into()))),
+            Ok(j) => out = Box::new(out.and_then(journal(j))),
             Err(e) => {
                 eprintln!("glance-rs: [DEFAULT] use_journal: the journal is not reachable: {e}")
             }

@@ -806,3 +806,99 @@ fn regex_lite(line: &str) -> bool {
         && rest.starts_with("glance_rs.")
         && rest.contains(" [")
 }
+
+/// `[DEFAULT] use_journal`: lines reach systemd's journal as oslo.log's journal handler writes
+/// them (the request's ids as plain fields, syslog priorities, the service's identifier), so
+/// `journalctl REQUEST_ID=req-...` finds a request. A journald already running is used;
+/// otherwise the test runs Debian's systemd-journald (standalone, as root) and stops it.
+#[tokio::test]
+async fn logs_to_the_journal() {
+    const SOCKET: &str = "/run/systemd/journal/socket";
+    let listening = || {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.send_to(b"", SOCKET))
+            .is_ok()
+    };
+    /// The journald this test started, stopped however the test ends.
+    struct Ours(Option<std::process::Child>);
+    impl Drop for Ours {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                common::terminate(c);
+            }
+        }
+    }
+    let mut ours = Ours(None);
+    if !listening() {
+        let binary = "/lib/systemd/systemd-journald";
+        let Some(_) = require(
+            "systemd-journald",
+            std::path::Path::new(binary)
+                .exists()
+                .then(|| binary.to_string()),
+            "Debian's systemd package (scripts/install-deps installs it)",
+        ) else {
+            return;
+        };
+        let child = Command::new(binary)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        ours.0 = Some(child);
+        let t0 = Instant::now();
+        while !listening() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "journald not up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let conf = "[DEFAULT]\nuse_journal = true\n";
+    let Some(s) = common::Server::start_with(common::Backend::Sqlite, conf).await else {
+        return;
+    };
+    let rid = format!("req-{}", uuid::Uuid::new_v4());
+    let r = s
+        .get("/v2/images")
+        .header("X-OpenStack-Request-ID", &rid)
+        .header("X-Project-Id", "p1")
+        .header("X-User-Id", "u1")
+        .header("X-Roles", "member,reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut found = None;
+    let t0 = Instant::now();
+    while found.is_none() && t0.elapsed() < Duration::from_secs(10) {
+        let out = Command::new("journalctl")
+            .args(["--no-pager", "-o", "json", &format!("REQUEST_ID={rid}")])
+            .output()
+            .unwrap();
+        found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| {
+                e["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("status: 200"))
+            });
+        if found.is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(ours);
+    let entry = found.expect("the access line in the journal");
+    assert_eq!(entry["SYSLOG_IDENTIFIER"], "glance-api", "{entry}");
+    assert_eq!(entry["PRIORITY"], "6", "INFO is syslog's info: {entry}");
+    assert_eq!(entry["PROJECT_ID"], "p1", "{entry}");
+    assert_eq!(entry["USER_ID"], "u1", "{entry}");
+    assert_eq!(entry["GLOBAL_REQUEST_ID"], rid.as_str(), "{entry}");
+    assert!(
+        entry["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"GET /v2/images\" status: 200")),
+        "{entry}"
+    );
+    // The journal replaces stderr (oslo.log's use_stderr defaults to off).
+    assert!(!s.log().contains("status: 200"), "{}", s.log());
+}
