@@ -14,6 +14,12 @@ bin=$PWD/target/release/glance-rs
 . benches/lib.sh
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# threads PID: "tid name ticks" for each of its threads (user + system CPU).
+threads() {
+  for t in /proc/$1/task/*; do
+    echo "${t##*/} $(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat" 2>/dev/null)"
+  done
+}
 osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
 osd_ticks() { if [ -n "$osd_pid" ]; then ticks "$osd_pid"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
@@ -42,10 +48,12 @@ start_server "$srv" "$bin" "default_store = rbd" "rbd_store_pool = images" \
   "rbd_store_ceph_conf = $CEPH_CONF"
 pid=$SERVER_PID url=$SERVER_URL
 id=$(create_image "$url" b)
-o0=$(osd_ticks); s0=$(ticks "$pid")
-t0=$(now); curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
-up=$(mbps $bytes "$(secs "$t0" "$t1")")
+o0=$(osd_ticks); s0=$(ticks "$pid"); threads "$pid" >"$work/threads0"; m0=$(head -1 /proc/stat)
+t0=$(now); /usr/bin/time -f "%U %S" -o "$work/curl.cpu" curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
+m1=$(head -1 /proc/stat); threads "$pid" >"$work/threads1"
+up_secs=$(secs "$t0" "$t1"); up=$(mbps $bytes "$up_secs")
 osd_up=$(( $(osd_ticks) - o0 )); srv_up=$(( $(ticks "$pid") - s0 ))
+curl_cpu=$(awk '{ print $1 + $2 }' "$work/curl.cpu")
 t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
 down=$(mbps $bytes "$(secs "$t0" "$t1")")
 curl -sf -X DELETE "$url/v2/images/$id"
@@ -59,6 +67,24 @@ awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$
       rc, oi / hz, su / hz, hash, s, m, ou / hz
     ceil = mb / ((hash + rc + oi / hz) / 2)
     printf "CPU-bound ceiling for an upload that hashes (digests + rbd import'"'"'s own CPU, over 2 cores): %.0f MB/s = %.2f x rbd import\n", ceil, ceil / imp }'
+
+# Per thread, and how busy the machine was: a thread near 100% of the elapsed time, or a machine
+# without idle time, is the bound; idle time with no thread saturated is waiting (the OSD).
+echo "the upload's CPU seconds per server thread (over $up_secs s), then curl's and the OSD's:"
+awk -v hz="$hz" -v el="$up_secs" 'NR == FNR { b[$1] = $3; next }
+  { d = ($3 - b[$1]) / hz; if (d >= 0.05) printf "  %-8s %-16s %5.2f s  %3.0f%% of the time\n", $1, $2, d, 100 * d / el }' \
+  "$work/threads0" "$work/threads1" | sort -k3 -nr
+echo "  curl $curl_cpu s; OSD $(awk -v o="$osd_up" -v hz="$hz" 'BEGIN { printf "%.2f", o / hz }') s"
+awk -v a="$m0" -v b="$m1" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+  for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
+  printf "  the machine was idle %.0f%% of the upload (both cores)\n", 100 * idle / t }'
+# The target's arithmetic: at 0.8 x rbd import, 1 GiB must go in (1 / 0.8) x import's time, which
+# gives two cores that many CPU-seconds; the digests (at openssl speed), the OSD's share and
+# curl's must fit in them.
+awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v imp="$imp" -v ou="$osd_up" -v cc="$curl_cpu" 'BEGIN {
+  mb = b / 1e6; secs = mb / (0.8 * imp); hash = mb / s + mb / m
+  printf "at 0.8 x rbd import (%.0f MB/s) the machine has %.1f CPU-s for 1 GiB; digests %.1f + OSD %.1f + curl %.1f = %.1f s are needed before any HTTP or librados work\n",
+    0.8 * imp, 2 * secs, hash, ou / hz, cc, hash + ou / hz + cc }'
 
 # Memory with many transfers at once: each keeps object-sized (8 MiB) operations in flight,
 # beyond its first out of a budget they share.

@@ -1,7 +1,5 @@
 //! `/v2/images/{id}/file`: streaming upload and download of image data.
 
-use std::io::Read;
-
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -276,7 +274,11 @@ pub async fn download(
         (Opened::File(_), None) => {
             return Err(Error::Internal("sendfile without a connection".into()));
         }
-        (Opened::Stream(r), _) => stream_reader(r.take(len), id.clone(), d.timeout),
+        (Opened::Stream(inner), _) => stream_chunks(
+            crate::store::Limited { inner, left: len },
+            id.clone(),
+            d.timeout,
+        ),
     };
     let mut resp = Response::new(when_all_given(body, len, d.on_sent));
     let h = resp.headers_mut();
@@ -331,34 +333,28 @@ fn when_all_given(body: Body, len: u64, done: Box<dyn FnOnce() + Send>) -> Body 
     }))
 }
 
-/// Download buffer size: large reads and few, large socket writes.
-const READ_CHUNK: usize = 1 << 20;
-
-/// Streams a blocking reader as a response body: a blocking thread reads large buffers ahead of
-/// the socket, a few at a time. If the store stalls longer than `limit` between buffers, the
-/// body ends with an error.
-fn stream_reader(
-    mut reader: impl Read + Send + 'static,
+/// Streams a store's chunks as a response body: a blocking thread reads ahead of the socket,
+/// a couple of buffers (the stores read further ahead themselves). If the store stalls longer
+/// than `limit` between buffers, the body ends with an error.
+fn stream_chunks(
+    mut chunks: impl crate::store::Chunks + 'static,
     id: String,
     limit: Option<std::time::Duration>,
 ) -> Body {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         loop {
-            // Fill a whole buffer unless the data ends, so chunks stay large; read_to_end
-            // writes into spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(READ_CHUNK);
-            match (&mut reader).take(READ_CHUNK as u64).read_to_end(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => {}
+            let item = match chunks.next_chunk() {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => return,
                 Err(e) => {
                     tracing::error!(image_id = %id, error = %e, "read from store failed");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                    Err(e)
                 }
-            }
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // client went away
+            };
+            let stop = item.is_err();
+            if tx.blocking_send(item).is_err() || stop {
+                return; // client went away, or the error is sent
             }
         }
     });

@@ -85,6 +85,16 @@ pub trait Store: Send + Sync {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError>;
+    /// A location's data from `offset` as buffers the store filled itself, for stores whose
+    /// reads land in buffers of their own (downloads then send those, not copies); None for
+    /// the others, which `open_read` serves.
+    fn open_chunks(
+        &self,
+        _location: &Location,
+        _offset: u64,
+    ) -> Option<Result<Box<dyn Chunks>, StoreError>> {
+        None
+    }
     /// The file holding a location's data, for stores that have one (downloads then use
     /// sendfile); None for the others.
     fn open_file(&self, _location: &Location) -> Option<Result<std::fs::File, StoreError>> {
@@ -190,10 +200,85 @@ pub async fn within<F: std::future::Future>(
     }
 }
 
+/// Data handed out as the buffers it was read into.
+pub trait Chunks: Send {
+    /// The next buffer; None at the end.
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>>;
+}
+
+/// Any reader as chunks of `size` bytes (the last one shorter): each read into a new buffer.
+pub struct ReadChunks<R> {
+    pub reader: R,
+    pub size: usize,
+}
+
+impl<R: Read + Send> Chunks for ReadChunks<R> {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        // Fills a whole buffer unless the data ends, so chunks stay large; read_to_end writes
+        // into spare capacity without zeroing it first.
+        let mut buf = Vec::with_capacity(self.size);
+        (&mut self.reader)
+            .take(self.size as u64)
+            .read_to_end(&mut buf)?;
+        Ok((!buf.is_empty()).then(|| buf.into()))
+    }
+}
+
+/// The first `left` bytes of `inner`'s chunks.
+pub struct Limited {
+    pub inner: Box<dyn Chunks>,
+    pub left: u64,
+}
+
+impl Chunks for Limited {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let Some(mut c) = self.inner.next_chunk()? else {
+            return Ok(None);
+        };
+        c.truncate(self.left.min(c.len() as u64) as usize);
+        self.left -= c.len() as u64;
+        Ok(Some(c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// A part ending inside a chunk: the chunks are cut there, and nothing is read past it.
+    #[test]
+    fn limited_chunks_stop_at_the_part() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let inner = Box::new(ReadChunks {
+            reader: std::io::Cursor::new(data.clone()),
+            size: 4096,
+        });
+        let mut part = Limited { inner, left: 5000 };
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(c) = part.next_chunk().unwrap() {
+            sizes.push(c.len());
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(sizes, [4096, 904]);
+        assert_eq!(got, &data[..5000]);
+        let whole = Box::new(ReadChunks {
+            reader: std::io::Cursor::new(data.clone()),
+            size: 4096,
+        });
+        let mut all = Limited {
+            inner: whole,
+            left: u64::MAX,
+        };
+        let n: usize = std::iter::from_fn(|| all.next_chunk().unwrap())
+            .map(|c| c.len())
+            .sum();
+        assert_eq!(n, 10_000);
+    }
 
     #[tokio::test]
     async fn a_hung_call_times_out() {

@@ -322,6 +322,29 @@ impl RbdStore {
         Ok(Image { img, _conn: conn })
     }
 
+    /// A reader of a location's data from `offset`.
+    fn reader(&self, location: &Location, offset: u64) -> Result<RbdReader, StoreError> {
+        let (_, name, snap) = self.parse(location)?;
+        let image = self
+            .open(&name, snap.as_deref(), true)
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotFound(location.url.clone()),
+                other => other,
+            })?;
+        let mut size = 0u64;
+        // SAFETY: valid image handle and out pointer.
+        check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
+        Ok(RbdReader {
+            image,
+            next: offset.min(size),
+            size,
+            chunk: self.chunk,
+            ahead: std::collections::VecDeque::new(),
+            current: Vec::new(),
+            pos: 0,
+        })
+    }
+
     fn remove(&self, name: &str) -> Result<(), StoreError> {
         let c = cstr(name)?;
         let conn = self.conn()?;
@@ -692,23 +715,47 @@ impl RbdReader {
     }
 }
 
+impl RbdReader {
+    /// The next completed read's buffer (empty at the end), the following ones started.
+    fn next_read(&mut self) -> std::io::Result<Vec<u8>> {
+        let to_io = |e: StoreError| std::io::Error::other(e.to_string());
+        self.fill().map_err(to_io)?;
+        let Some(a) = self.ahead.pop_front() else {
+            return Ok(Vec::new());
+        };
+        let off = a.off;
+        let (n, mut buf) = a.wait().map_err(to_io)?;
+        if n == 0 && off < self.size {
+            return Err(std::io::Error::other("short read from RBD"));
+        }
+        buf.truncate(n);
+        self.fill().map_err(to_io)?;
+        Ok(buf)
+    }
+}
+
+/// Downloads send the buffers librbd read into, not copies of them.
+impl super::Chunks for RbdReader {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        let buf = if self.pos < self.current.len() {
+            let rest = std::mem::take(&mut self.current).split_off(self.pos);
+            self.pos = 0;
+            rest
+        } else {
+            self.next_read()?
+        };
+        Ok((!buf.is_empty()).then(|| buf.into()))
+    }
+}
+
 impl Read for RbdReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let to_io = |e: StoreError| std::io::Error::other(e.to_string());
         if self.pos == self.current.len() {
-            self.fill().map_err(to_io)?;
-            let Some(a) = self.ahead.pop_front() else {
-                return Ok(0);
-            };
-            let off = a.off;
-            let (n, mut buf) = a.wait().map_err(to_io)?;
-            if n == 0 && off < self.size {
-                return Err(std::io::Error::other("short read from RBD"));
-            }
-            buf.truncate(n);
-            self.current = buf;
+            self.current = self.next_read()?;
             self.pos = 0;
-            self.fill().map_err(to_io)?;
+            if self.current.is_empty() {
+                return Ok(0);
+            }
         }
         let n = out.len().min(self.current.len() - self.pos);
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
@@ -784,25 +831,18 @@ impl Store for RbdStore {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
-        let (_, name, snap) = self.parse(location)?;
-        let image = self
-            .open(&name, snap.as_deref(), true)
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::NotFound(location.url.clone()),
-                other => other,
-            })?;
-        let mut size = 0u64;
-        // SAFETY: valid image handle and out pointer.
-        check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
-        Ok(Box::new(RbdReader {
-            image,
-            next: offset.min(size),
-            size,
-            chunk: self.chunk,
-            ahead: std::collections::VecDeque::new(),
-            current: Vec::new(),
-            pos: 0,
-        }))
+        Ok(Box::new(self.reader(location, offset)?))
+    }
+
+    fn open_chunks(
+        &self,
+        location: &Location,
+        offset: u64,
+    ) -> Option<Result<Box<dyn super::Chunks>, StoreError>> {
+        Some(
+            self.reader(location, offset)
+                .map(|r| Box::new(r) as Box<dyn super::Chunks>),
+        )
     }
 
     fn size(&self, location: &Location) -> Result<u64, StoreError> {
