@@ -17,11 +17,13 @@ use amqprs::channel::{
     QueueDeclareArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::NotificationConfig;
+use crate::db::metadefs::Kind;
 use crate::domain::image::Image;
+use crate::domain::metadef::{Association, Entry, Namespace};
 use crate::domain::task::Task;
 use crate::json::isotime;
 
@@ -214,6 +216,134 @@ impl Notifier {
         });
         self.info("image.send", payload);
     }
+    /// `metadef_namespace.create`, `.update` (renamed from `old`), `.delete` (`deleted`), and
+    /// `.delete_objects`, `.delete_properties`, `.delete_tags`: the namespace as Glance's
+    /// `format_metadef_namespace_notification` shows it.
+    pub fn metadef_namespace(&self, event_type: &str, ns: &Namespace, old: &str, deleted: bool) {
+        if self.tx.is_none() {
+            return;
+        }
+        let mut p = json!({
+            "namespace": ns.namespace,
+            "namespace_old": old,
+            "display_name": ns.display_name,
+            "protected": ns.protected,
+            "visibility": ns.visibility,
+            "owner": ns.owner,
+            "description": ns.description,
+            "created_at": isotime(&ns.created_at),
+            "updated_at": when(ns.updated_at.as_ref()),
+        });
+        mark_deleted(&mut p, deleted);
+        self.info(event_type, p);
+    }
+
+    /// `metadef_object.*`, `metadef_property.*`, `metadef_tag.*` (`action`: create, update,
+    /// delete) for an entry of namespace `ns`, renamed from `old` on update.
+    pub fn metadef_entry(&self, action: &str, kind: Kind, ns: &str, e: &Entry, old: &str) {
+        if self.tx.is_none() {
+            return;
+        }
+        let deleted = action == "delete";
+        let mut p = json!({"namespace": ns, "name": e.name, "name_old": old});
+        let schema = || -> Map<String, Value> {
+            e.json_schema
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+        };
+        let group = match kind {
+            Kind::Object => {
+                // Glance lists the object's properties with these keys, unset ones null.
+                let props: Vec<Value> = schema()
+                    .into_iter()
+                    .map(|(name, def)| {
+                        let mut o = Map::new();
+                        o.insert("name".into(), json!(name));
+                        for k in notified_keys() {
+                            let v = def.get(k).cloned().filter(truthy).unwrap_or(Value::Null);
+                            o.insert(k.into(), v);
+                        }
+                        Value::Object(o)
+                    })
+                    .collect();
+                let required: Option<Vec<&str>> =
+                    e.required.as_deref().map(|r| r.split(',').collect());
+                p["properties"] = json!(props);
+                p["required"] = json!(required);
+                p["description"] = json!(e.description);
+                p["created_at"] = json!(when(e.created_at.as_ref()));
+                p["updated_at"] = json!(when(e.updated_at.as_ref()));
+                "metadef_object"
+            }
+            Kind::Property => {
+                let def = schema();
+                for k in notified_keys() {
+                    p[k] = def.get(k).cloned().unwrap_or(Value::Null);
+                }
+                "metadef_property"
+            }
+            Kind::Tag => {
+                p["created_at"] = json!(when(e.created_at.as_ref()));
+                p["updated_at"] = json!(when(e.updated_at.as_ref()));
+                "metadef_tag"
+            }
+        };
+        mark_deleted(&mut p, deleted);
+        self.info(&format!("{group}.{action}"), p);
+    }
+
+    /// `metadef_resource_type.create` / `.delete`: a namespace's association with a resource
+    /// type.
+    pub fn metadef_association(&self, ns: &str, a: &Association, deleted: bool) {
+        if self.tx.is_none() {
+            return;
+        }
+        let mut p = json!({
+            "namespace": ns,
+            "name": a.name,
+            "name_old": a.name,
+            "prefix": a.prefix,
+            "properties_target": a.properties_target,
+            "created_at": isotime(&a.created_at),
+            "updated_at": when(a.updated_at.as_ref()),
+        });
+        mark_deleted(&mut p, deleted);
+        let action = if deleted { "delete" } else { "create" };
+        self.info(&format!("metadef_resource_type.{action}"), p);
+    }
+}
+
+/// The keys of a property in a metadef object's or property's notification, in Glance's order:
+/// a definition's, without its name, `operators` and `readonly`.
+fn notified_keys() -> impl Iterator<Item = &'static str> {
+    crate::domain::metadef::PROPERTY_KEYS
+        .into_iter()
+        .filter(|k| !matches!(*k, "name" | "operators" | "readonly"))
+}
+
+/// Python's truth of a value: Glance writes `value or None`.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// A time as oslo's `isotime` writes it; none is now (as `isotime(None)`).
+fn when(t: Option<&chrono::NaiveDateTime>) -> String {
+    isotime(&t.copied().unwrap_or_else(|| chrono::Utc::now().naive_utc()))
+}
+
+/// `deleted` and `deleted_at` (now, when deleted).
+fn mark_deleted(p: &mut Value, deleted: bool) {
+    p["deleted"] = json!(deleted);
+    p["deleted_at"] = json!(deleted.then(|| isotime(&chrono::Utc::now().naive_utc())));
 }
 
 fn image_payload(img: &Image) -> Value {

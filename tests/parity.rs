@@ -546,7 +546,8 @@ fn notification_shapes(
 /// Notifications as Glance's messagingv2 driver sends them: both sides send to one RabbitMQ
 /// (each its own topic) while they answer compare-responses.py's NOTIFY_STEPS (an image made,
 /// uploaded, downloaded, patched, tagged, shared, deactivated, reactivated, deleted; a task's
-/// import); a consumer then finds the same event types with the same payload keys from both.
+/// import; a metadef namespace and each of its parts made, renamed, deleted); a consumer then
+/// finds the same event types with the same payload keys from both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_match_glance() {
     let Some(venv) = glance_venv() else { return };
@@ -584,6 +585,14 @@ async fn notifications_match_glance() {
         order(&ours)
     );
     assert!(theirs.len() > 10, "the reference sent {theirs:?}");
+    // The catalog's events come one per change, in the order Glance sends them.
+    let metadef = |e: &[(String, serde_json::Value)]| {
+        order(e)
+            .into_iter()
+            .filter(|t| t.starts_with("metadef_"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metadef(&ours), metadef(&theirs), "metadef events");
     let (a, b) = (notification_shapes(&theirs), notification_shapes(&ours));
     for (t, shape) in &a {
         assert_eq!(

@@ -686,7 +686,7 @@ async fn update_namespace(
     schemas::validate(Body::Namespace, &v)?;
     let ns = namespace_for(&s, &ctx, &name, Lookup::Other, "modify_metadef_namespace").await?;
     let new = namespace_from(&ctx, &v, ns.id);
-    let saved = service::replace(&s, &new).await?;
+    let saved = service::replace(&s, &ns.namespace, &new).await?;
     // Glance answers with the times read before the update.
     let shown = Namespace {
         created_at: ns.created_at,

@@ -177,26 +177,58 @@ pub async fn create(
         app.db.delete_metadef_namespace(made.id).await?;
         return Err(e);
     }
+    // Glance sends the namespace's, then each part's as its repositories add them.
+    app.notifier
+        .metadef_namespace("metadef_namespace.create", &made, &name, false);
+    for a in &contents.associations {
+        app.notifier.metadef_association(&name, a, false);
+    }
+    for (kind, entries) in [
+        (Kind::Object, &contents.objects),
+        (Kind::Tag, &contents.tags),
+        (Kind::Property, &contents.properties),
+    ] {
+        created(app, &name, kind, entries);
+    }
     tracing::info!(namespace = %name, owner = %made.owner, "metadef namespace created");
     Ok(made)
 }
 
 async fn fill(app: &App, ns: &Namespace, c: &Contents) -> Result<(), Fault> {
     for a in &c.associations {
-        associate(app, ns, a).await?;
+        store_association(app, ns, a).await?;
     }
     for (kind, entries) in [
         (Kind::Object, &c.objects),
         (Kind::Tag, &c.tags),
         (Kind::Property, &c.properties),
     ] {
-        add(app, ns, kind, entries, false).await?;
+        store_entries(app, ns, kind, entries, false).await?;
     }
     Ok(())
 }
 
+/// `metadef_{object,property,tag}.create` for each entry.
+fn created(app: &App, ns: &str, kind: Kind, entries: &[Entry]) {
+    for e in entries {
+        app.notifier.metadef_entry("create", kind, ns, e, &e.name);
+    }
+}
+
 /// Adds entries of one kind (replacing that kind's entries when `replace`), all or none.
 pub async fn add(
+    app: &App,
+    ns: &Namespace,
+    kind: Kind,
+    entries: &[Entry],
+    replace: bool,
+) -> Result<(), Fault> {
+    store_entries(app, ns, kind, entries, replace).await?;
+    created(app, &ns.namespace, kind, entries);
+    Ok(())
+}
+
+async fn store_entries(
     app: &App,
     ns: &Namespace,
     kind: Kind,
@@ -221,6 +253,12 @@ pub async fn add(
 
 /// Associates `ns` with a resource type, made on the way if it does not exist.
 pub async fn associate(app: &App, ns: &Namespace, a: &Association) -> Result<(), Fault> {
+    store_association(app, ns, a).await?;
+    app.notifier.metadef_association(&ns.namespace, a, false);
+    Ok(())
+}
+
+async fn store_association(app: &App, ns: &Namespace, a: &Association) -> Result<(), Fault> {
     let rt = app
         .db
         .ensure_metadef_resource_type(&a.name, false, true)
@@ -242,9 +280,9 @@ pub async fn dissociate(app: &App, ns: &Namespace, resource_type: &str) -> Resul
         resource_type: resource_type.into(),
     };
     let assocs = associations(app, ns).await?;
-    if !assocs.iter().any(|a| a.name == resource_type) {
+    let Some(assoc) = assocs.iter().find(|a| a.name == resource_type) else {
         return Err(gone().into());
-    }
+    };
     if ns.protected == Some(true) {
         return Err(M::AssociationProtected {
             resource_type: resource_type.into(),
@@ -257,6 +295,7 @@ pub async fn dissociate(app: &App, ns: &Namespace, resource_type: &str) -> Resul
         .find(|t| t.name == resource_type)
         .ok_or_else(gone)?;
     if app.db.delete_metadef_association(ns.id, rt.id).await? {
+        app.notifier.metadef_association(&ns.namespace, assoc, true);
         Ok(())
     } else {
         Err(gone().into())
@@ -285,23 +324,30 @@ pub async fn update(
     old: &str,
     new: &Entry,
 ) -> Result<(), Fault> {
-    entry(app, ns, kind, old).await?;
+    let before = entry(app, ns, kind, old).await?;
     app.db
         .update_metadef_entry(ns.id, kind, old, new)
         .await?
-        .map_err(|name| {
+        .map_err(|name| -> Fault {
             M::EntryRenameTaken {
                 kind,
                 name,
                 namespace: ns.namespace.clone(),
             }
             .into()
-        })
+        })?;
+    let shown = Entry {
+        created_at: before.created_at,
+        ..new.clone()
+    };
+    app.notifier
+        .metadef_entry("update", kind, &ns.namespace, &shown, old);
+    Ok(())
 }
 
 /// Deletes one entry, unless the namespace is protected.
 pub async fn remove(app: &App, ns: &Namespace, kind: Kind, name: &str) -> Result<(), Fault> {
-    entry(app, ns, kind, name).await?;
+    let gone = entry(app, ns, kind, name).await?;
     if ns.protected == Some(true) {
         return Err(M::EntryProtected {
             kind,
@@ -312,6 +358,8 @@ pub async fn remove(app: &App, ns: &Namespace, kind: Kind, name: &str) -> Result
     app.db
         .delete_metadef_entries(ns.id, kind, Some(name))
         .await?;
+    app.notifier
+        .metadef_entry("delete", kind, &ns.namespace, &gone, name);
     Ok(())
 }
 
@@ -324,6 +372,13 @@ pub async fn remove_all(app: &App, ns: &Namespace, kind: Kind) -> Result<(), Fau
         .into());
     }
     app.db.delete_metadef_entries(ns.id, kind, None).await?;
+    let event = match kind {
+        Kind::Object => "metadef_namespace.delete_objects",
+        Kind::Property => "metadef_namespace.delete_properties",
+        Kind::Tag => "metadef_namespace.delete_tags",
+    };
+    app.notifier
+        .metadef_namespace(event, ns, &ns.namespace, false);
     Ok(())
 }
 
@@ -336,18 +391,27 @@ pub async fn delete(app: &App, ns: &Namespace) -> Result<(), Fault> {
         .into());
     }
     app.db.delete_metadef_namespace(ns.id).await?;
+    app.notifier
+        .metadef_namespace("metadef_namespace.delete", ns, &ns.namespace, true);
     tracing::info!(namespace = %ns.namespace, "metadef namespace deleted");
     Ok(())
 }
 
-/// Rewrites a namespace (a full replacement, as Glance's PUT).
-pub async fn replace(app: &App, new: &Namespace) -> Result<Namespace, Fault> {
-    app.db.update_metadef_namespace(new).await?.ok_or_else(|| {
-        M::NamespaceRenameTaken {
-            name: new.namespace.clone(),
-        }
-        .into()
-    })
+/// Rewrites a namespace called `old` (a full replacement, as Glance's PUT).
+pub async fn replace(app: &App, old: &str, new: &Namespace) -> Result<Namespace, Fault> {
+    let saved = app
+        .db
+        .update_metadef_namespace(new)
+        .await?
+        .ok_or_else(|| -> Fault {
+            M::NamespaceRenameTaken {
+                name: new.namespace.clone(),
+            }
+            .into()
+        })?;
+    app.notifier
+        .metadef_namespace("metadef_namespace.update", &saved, old, false);
+    Ok(saved)
 }
 
 /// A property definition stored as JSON, read back as a map.
