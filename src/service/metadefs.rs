@@ -325,6 +325,14 @@ pub async fn update(
     new: &Entry,
 ) -> Result<(), Fault> {
     let before = entry(app, ns, kind, old).await?;
+    storable_entry(new).map_err(|what| Fault::FourByte {
+        what,
+        context: Some(match kind {
+            Kind::Object => "Couldn't update metadata object",
+            Kind::Property => "Couldn't update metadata property",
+            Kind::Tag => "Couldn't update metadata tag",
+        }),
+    })?;
     app.db
         .update_metadef_entry(ns.id, kind, old, new)
         .await?
@@ -399,6 +407,10 @@ pub async fn delete(app: &App, ns: &Namespace) -> Result<(), Fault> {
 
 /// Rewrites a namespace called `old` (a full replacement, as Glance's PUT).
 pub async fn replace(app: &App, old: &str, new: &Namespace) -> Result<Namespace, Fault> {
+    storable_namespace(new).map_err(|what| Fault::FourByte {
+        what,
+        context: Some("Couldn't update metadata namespace"),
+    })?;
     let saved = app
         .db
         .update_metadef_namespace(new)
