@@ -450,7 +450,9 @@ fn take_share(n: usize) -> Option<Share> {
 /// completes (the completion is waited for on drop).
 struct Aio {
     c: rbd_completion_t,
+    /// A write's bytes; a read's empty buffer, filled into its capacity.
     buf: Vec<u8>,
+    write: bool,
     off: u64,
     /// Its share of the in-flight budget, given back once it has completed (fields drop after
     /// `drop` has waited).
@@ -461,7 +463,9 @@ struct Aio {
 unsafe impl Send for Aio {}
 
 impl Aio {
-    /// Starts the operation, holding `share` (given back at once if it does not start).
+    /// Starts the operation, holding `share` (given back at once if it does not start). A
+    /// write sends `buf`; a read fills `buf`'s capacity (never zeroed first: an 8 MiB memset
+    /// per read when the allocator reuses memory).
     fn start(
         img: &Image,
         off: u64,
@@ -469,17 +473,20 @@ impl Aio {
         write: bool,
         share: Share,
     ) -> Result<Aio, StoreError> {
+        let read_len = if write { 0 } else { buf.capacity() - buf.len() };
         let mut c: rbd_completion_t = ptr::null_mut();
         // SAFETY: c receives a new completion; no callback.
         check("aio completion", unsafe {
             rbd_aio_create_completion(ptr::null_mut(), None, &mut c)
         })?;
-        // SAFETY: buf lives in the returned Aio until the operation completes (wait/drop).
+        // SAFETY: buf lives in the returned Aio until the operation completes (wait/drop); a
+        // read writes at most `capacity` bytes into its spare capacity.
         let rc = unsafe {
             if write {
                 rbd_aio_write(img.img, off, buf.len(), buf.as_ptr().cast(), c)
             } else {
-                rbd_aio_read(img.img, off, buf.len(), buf.as_mut_ptr().cast(), c)
+                let spare = &mut buf.spare_capacity_mut()[..read_len];
+                rbd_aio_read(img.img, off, read_len, spare.as_mut_ptr().cast(), c)
             }
         };
         if rc < 0 {
@@ -489,6 +496,7 @@ impl Aio {
         Ok(Aio {
             c,
             buf,
+            write,
             off,
             _share: share,
         })
@@ -501,11 +509,18 @@ impl Aio {
             rbd_aio_wait_for_complete(self.c);
             rbd_aio_get_return_value(self.c)
         };
-        let buf = std::mem::take(&mut self.buf);
+        let mut buf = std::mem::take(&mut self.buf);
         if n < 0 {
             return Err(errno("aio", -(n as c_int)));
         }
-        Ok((n as usize, buf))
+        let n = n as usize;
+        if !self.write {
+            let filled = n.min(buf.capacity());
+            // SAFETY: the completed read wrote its `n` bytes (at most the capacity asked for)
+            // at the start of the buffer.
+            unsafe { buf.set_len(filled) };
+        }
+        Ok((n, buf))
     }
 }
 
@@ -705,8 +720,7 @@ impl RbdReader {
             let Some(share) = share_for(self.ahead.len(), len) else {
                 break;
             };
-            // read_to_end-style callers never see this buffer before it is filled.
-            let buf = vec![0u8; len];
+            let buf = Vec::with_capacity(len);
             self.ahead
                 .push_back(Aio::start(&self.image, self.next, buf, false, share)?);
             self.next += len as u64;
