@@ -22,6 +22,8 @@ env_for() {
   export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log
   export RABBITMQ_PID_FILE=$dir/rabbit.pid RABBITMQ_CONFIG_FILE=$dir/rabbitmq
   export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1
+  # A broker that fails to start writes its crash dump here, not into the caller's directory.
+  export ERL_CRASH_DUMP=$dir/erl_crash.dump
 }
 
 case "$cmd" in
