@@ -706,6 +706,20 @@ async fn purge_removes_old_deleted_rows_and_never_frees_an_id(b: common::Backend
 
 both_databases!(purge_removes_old_deleted_rows_and_never_frees_an_id);
 
+/// `GET /v2/images` as user u1 of project p1 (noauth headers) with request id `rid`: 200.
+async fn list_as_u1(s: &common::Server, rid: &str) {
+    let r = s
+        .get("/v2/images")
+        .header("X-OpenStack-Request-ID", rid)
+        .header("X-Project-Id", "p1")
+        .header("X-User-Id", "u1")
+        .header("X-Roles", "member,reader")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// Logs as oslo.log writes them: `[DEFAULT] log_file` in logging_context_format_string's
 /// default layout (the caller's request id as the global one, the token's ids), `[-]` outside
 /// a request, the file reopened after logrotate moves it; `use_json` one JSON object a line.
@@ -721,16 +735,7 @@ async fn logs_as_oslo_log() {
     };
     let file = logs.path().join("api.log");
     let rid = "req-0b3f1e9a-6d2c-4c47-9a54-2f1d3c4b5a69";
-    let r = s
-        .get("/v2/images")
-        .header("X-OpenStack-Request-ID", rid)
-        .header("X-Project-Id", "p1")
-        .header("X-User-Id", "u1")
-        .header("X-Roles", "member,reader")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    list_as_u1(&s, rid).await;
     let text = std::fs::read_to_string(&file).unwrap();
     let line = text
         .lines()
@@ -857,16 +862,7 @@ async fn logs_to_the_journal() {
         return;
     };
     let rid = format!("req-{}", uuid::Uuid::new_v4());
-    let r = s
-        .get("/v2/images")
-        .header("X-OpenStack-Request-ID", &rid)
-        .header("X-Project-Id", "p1")
-        .header("X-User-Id", "u1")
-        .header("X-Roles", "member,reader")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    list_as_u1(&s, &rid).await;
     let mut found = None;
     let t0 = Instant::now();
     while found.is_none() && t0.elapsed() < Duration::from_secs(10) {

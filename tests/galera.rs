@@ -109,13 +109,7 @@ async fn three_nodes_on_galera_and_a_shared_file_store() {
 #[cfg(feature = "rbd")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_on_galera_and_ceph() {
-    let Some(conf) = require(
-        "a Ceph cluster",
-        std::env::var("CEPH_CONF")
-            .ok()
-            .filter(|c| std::path::Path::new(c).exists()),
-        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
-    ) else {
+    let Some(conf) = common::ceph_conf() else {
         return;
     };
     survive_database_faults(&format!(

@@ -360,11 +360,7 @@ async fn single_store_has_no_store_api(b: Backend) {
 
 #[cfg(feature = "rbd")]
 async fn file_and_rbd_side_by_side(b: Backend) {
-    let Some(conf) = common::require(
-        "a Ceph cluster",
-        std::env::var("CEPH_CONF").ok(),
-        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
-    ) else {
+    let Some(conf) = common::ceph_conf() else {
         return;
     };
     let base = tempfile::tempdir().unwrap();

@@ -399,13 +399,7 @@ async fn an_existing_glance_database_is_served_both_ways() {
 /// `rbd://fsid/pool/id/snap` locations, `direct_url` shown), as Nova and Cinder would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_glance_database_with_rbd_images_is_served_both_ways() {
-    let Some(conf) = common::require(
-        "a Ceph cluster",
-        std::env::var("CEPH_CONF")
-            .ok()
-            .filter(|c| std::path::Path::new(c).exists()),
-        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
-    ) else {
+    let Some(conf) = common::ceph_conf() else {
         return;
     };
     let rbd = format!(

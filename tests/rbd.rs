@@ -9,19 +9,9 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Server, random, random_bytes, require, run_ok, status, venv};
+use common::{Backend, Server, ceph_conf, random, random_bytes, run_ok, status, venv};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn ceph_conf() -> Option<String> {
-    require(
-        "a Ceph cluster",
-        std::env::var("CEPH_CONF")
-            .ok()
-            .filter(|c| std::path::Path::new(c).exists()),
-        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
-    )
-}
 
 /// `rbd` with our cluster's conf, never hanging (it blocks forever when the OSD is down).
 fn rbd(conf: &str, args: &[&str]) -> (bool, String) {

@@ -157,6 +157,17 @@ pub fn mysql_url() -> Option<String> {
     )
 }
 
+/// The test Ceph cluster's conf file (`scripts/ceph.sh`).
+pub fn ceph_conf() -> Option<String> {
+    require(
+        "a Ceph cluster",
+        std::env::var("CEPH_CONF")
+            .ok()
+            .filter(|c| std::path::Path::new(c).exists()),
+        "run scripts/test, or `scripts/ceph.sh start DIR` and set CEPH_CONF",
+    )
+}
+
 pub fn venv() -> Option<PathBuf> {
     let dir = std::env::var("GLANCE_TEST_VENV")
         .ok()
@@ -200,31 +211,36 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create(admin: &str) -> TestDatabase {
-        let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::MySqlPool::connect(admin)
-            .await
-            .expect("connect MariaDB");
-        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-            .execute(&pool)
-            .await
-            .expect("create database");
-        pool.close().await;
         TestDatabase {
             admin: admin.to_string(),
-            name,
+            name: create_database(admin).await,
         }
     }
 
     /// Its URL as Glance's (and glance-rs's) `[database] connection` takes it.
     pub fn connection(&self) -> String {
-        format!(
-            "mysql+pymysql://{}/{}?charset=utf8",
-            self.admin
-                .trim_start_matches("mysql://")
-                .trim_end_matches('/'),
-            self.name
-        )
+        connection_url(&self.admin, &self.name)
     }
+}
+
+/// A new, empty database at the MariaDB `admin` names; its name.
+async fn create_database(admin: &str) -> String {
+    let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::MySqlPool::connect(admin)
+        .await
+        .expect("connect MariaDB");
+    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    pool.close().await;
+    name
+}
+
+/// Database `name` at `admin` as Glance's (and glance-rs's) `[database] connection` takes it.
+fn connection_url(admin: &str, name: &str) -> String {
+    let base = admin.trim_start_matches("mysql://").trim_end_matches('/');
+    format!("mysql+pymysql://{base}/{name}?charset=utf8")
 }
 
 impl Drop for TestDatabase {
@@ -315,21 +331,9 @@ impl Server {
 
     /// A new database at `admin`: glance-rs's URL for it, and what drops it at the end.
     async fn new_database(admin: &str) -> (String, Option<(String, String)>) {
-        let name = format!("glance_t_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::MySqlPool::connect(admin)
-            .await
-            .expect("connect MariaDB");
-        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-            .execute(&pool)
-            .await
-            .expect("create database");
-        pool.close().await;
-        let base = admin.trim_end_matches('/');
+        let name = create_database(admin).await;
         (
-            format!(
-                "mysql+pymysql://{}/{name}?charset=utf8",
-                base.trim_start_matches("mysql://")
-            ),
+            connection_url(admin, &name),
             Some((admin.to_string(), name)),
         )
     }
