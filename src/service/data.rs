@@ -272,10 +272,6 @@ pub enum Opened {
     Stream(Box<dyn crate::store::Chunks>),
 }
 
-/// Download buffer size when a store's reader fills the caller's buffers: large reads and few,
-/// large socket writes.
-const READ_CHUNK: usize = 1 << 20;
-
 /// An image's data, opened: where it comes from, which bytes of how many.
 pub struct Download {
     pub image: Image,
@@ -329,16 +325,7 @@ pub async fn open_download(
         let l = loc.clone();
         let open = move || match store.open_file(&l).filter(|_| zero_copy) {
             Some(file) => file.map(Opened::File),
-            None => match store.open_chunks(&l, offset) {
-                Some(chunks) => chunks.map(Opened::Stream),
-                None => store.open_read(&l, offset).map(|reader| {
-                    let c: Box<dyn crate::store::Chunks> = Box::new(crate::store::ReadChunks {
-                        reader,
-                        size: READ_CHUNK,
-                    });
-                    Opened::Stream(c)
-                }),
-            },
+            None => store.open_chunks(&l, offset).map(Opened::Stream),
         };
         match blocking(entry.store.timeout(), open).await {
             Ok(opened) => {

@@ -85,15 +85,15 @@ pub trait Store: Send + Sync {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError>;
-    /// A location's data from `offset` as buffers the store filled itself, for stores whose
-    /// reads land in buffers of their own (downloads then send those, not copies); None for
-    /// the others, which `open_read` serves.
-    fn open_chunks(
-        &self,
-        _location: &Location,
-        _offset: u64,
-    ) -> Option<Result<Box<dyn Chunks>, StoreError>> {
-        None
+    /// A location's data from `offset` as buffers, for downloads: by default `open_read`'s,
+    /// read into large buffers; stores whose reads land in buffers of their own hand those out
+    /// instead of copies.
+    fn open_chunks(&self, location: &Location, offset: u64) -> Result<Box<dyn Chunks>, StoreError> {
+        let reader = self.open_read(location, offset)?;
+        Ok(Box::new(ReadChunks {
+            reader,
+            size: READ_CHUNK,
+        }))
     }
     /// The file holding a location's data, for stores that have one (downloads then use
     /// sendfile); None for the others.
@@ -199,6 +199,10 @@ pub async fn within<F: std::future::Future>(
         None => Ok(f.await),
     }
 }
+
+/// Download buffer size for readers that fill the caller's buffers: large reads and few, large
+/// socket writes.
+const READ_CHUNK: usize = 1 << 20;
 
 /// Data handed out as the buffers it was read into.
 pub trait Chunks: Send {

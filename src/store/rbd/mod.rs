@@ -852,11 +852,8 @@ impl Store for RbdStore {
         &self,
         location: &Location,
         offset: u64,
-    ) -> Option<Result<Box<dyn super::Chunks>, StoreError>> {
-        Some(
-            self.reader(location, offset)
-                .map(|r| Box::new(r) as Box<dyn super::Chunks>),
-        )
+    ) -> Result<Box<dyn super::Chunks>, StoreError> {
+        Ok(Box::new(self.reader(location, offset)?))
     }
 
     fn size(&self, location: &Location) -> Result<u64, StoreError> {
