@@ -1650,6 +1650,68 @@ async fn locations_on_the_file_store(b: Backend) {
     assert_eq!(r.status(), 400, "a non-empty list cannot be replaced");
 }
 
+/// A list shows each image as its show does: every property (whatever characters its value
+/// holds), tag and location, locations in their order, each on its own image.
+async fn listed_images_carry_what_show_shows(b: Backend) {
+    let Some(s) = Server::start_with(b, "[DEFAULT]\nshow_multiple_locations = true\n").await else {
+        return;
+    };
+    std::fs::create_dir_all(s.images_dir()).unwrap();
+    let dir = s.images_dir().canonicalize().unwrap();
+    let odd = "quote \" backslash \\ newline \n tab \t unicode ünï 漢字 </script> {\"a\": [1]}";
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let img = s
+            .create(json!({"name": format!("i{n}"), "disk_format": "raw", "container_format": "bare",
+                           "odd": odd, "empty": "", "n": n.to_string(), "tags": [format!("t{n}"), "\"q\" \\"]}))
+            .await;
+        let id = img["id"].as_str().unwrap().to_string();
+        let urls: Vec<String> = ["b", "a"]
+            .iter()
+            .map(|f| {
+                let path = dir.join(format!("{id}-{f}"));
+                std::fs::write(&path, b"same bytes").unwrap();
+                format!("file://{}", path.display())
+            })
+            .collect();
+        let value: Vec<Value> = urls
+            .iter()
+            .map(|u| json!({"url": u, "metadata": {"u": u}}))
+            .collect();
+        let r = s
+            .patch(
+                &id,
+                json!([{"op": "replace", "path": "/locations", "value": value}]),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        ids.push((id, urls));
+    }
+    let listed = list(&s, "").await;
+    for (id, urls) in &ids {
+        let shown = s.show(id).await;
+        let entry = listed["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(entry, &shown, "the list's entry and the show of {id}");
+        assert_eq!(entry["odd"], odd);
+        assert_eq!(entry["empty"], "");
+        let listed_urls: Vec<&str> = entry["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["url"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed_urls,
+            urls.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// An operator's policy file overrides Glance's defaults (oslo.policy syntax).
 async fn policy_file_overrides_defaults(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -1905,6 +1967,7 @@ async fn four_byte_text_is_refused_and_changes_nothing(b: Backend) {
 }
 
 both_databases!(
+    listed_images_carry_what_show_shows,
     four_byte_text_is_refused_and_changes_nothing,
     healthcheck_as_oslo_middleware,
     import_is_not_offered,

@@ -698,42 +698,65 @@ impl Db {
         let ids: Vec<Val> = images.iter().map(|i| Val::Str(i.id.clone())).collect();
         let ph = placeholders(ids.len());
         // kind p: a property (name, value); t: a tag; l: a location (url, metadata), in order.
-        let sql = format!(
+        let rows = format!(
             "SELECT 'p' AS kind, image_id, name AS a, value AS b, 0 AS ord FROM image_properties \
              WHERE +deleted = 0 AND image_id IN ({ph}) \
              UNION ALL SELECT 't', image_id, value, NULL, 0 FROM image_tags \
              WHERE +deleted = 0 AND image_id IN ({ph}) \
              UNION ALL SELECT 'l', image_id, value, meta_data, id FROM image_locations \
-             WHERE +deleted = 0 AND status = 'active' AND image_id IN ({ph}) \
-             ORDER BY ord"
+             WHERE +deleted = 0 AND status = 'active' AND image_id IN ({ph})"
         );
         let args: Vec<Val> = ids.iter().chain(&ids).chain(&ids).cloned().collect();
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for (i, img) in images.iter().enumerate() {
             by_id.insert(img.id.clone(), i);
         }
-        with_pool!(self, |p| {
-            for r in bind_all!(sqlx::query(&sql), &args).fetch_all(p).await? {
-                let id: String = r.try_get("image_id")?;
-                let Some(&i) = by_id.get(&id) else { continue };
-                let kind: String = r.try_get("kind")?;
-                let a: Option<String> = r.try_get("a")?;
-                let b: Option<String> = r.try_get("b")?;
-                let a = a.unwrap_or_default();
-                match kind.as_str() {
-                    "p" => {
-                        images[i].properties.insert(a, b.unwrap_or_default());
-                    }
-                    "t" => {
-                        images[i].tags.insert(a);
-                    }
-                    _ => images[i].locations.push(Location {
-                        url: a,
-                        metadata: parse_meta(b),
-                    }),
-                }
+        // (kind, image id, a, b)
+        let found: Vec<(String, String, Option<String>, Option<String>)> = match self {
+            Db::Sqlite(p) => {
+                // sqlx hands each SQLite row from its worker thread to the request's task, a
+                // wake-up per row: a page's rows cost more than the query. As one JSON row they
+                // cost one.
+                let sql = format!(
+                    "SELECT json_group_array(json_array(kind, image_id, a, b) ORDER BY ord) \
+                     AS page FROM ({rows})"
+                );
+                let page: String = bind_all!(sqlx::query(&sql), &args)
+                    .fetch_one(p)
+                    .await?
+                    .try_get("page")?;
+                serde_json::from_str(&page).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
             }
-        });
+            Db::MySql(p) => {
+                let sql = format!("{rows} ORDER BY ord");
+                let mut v = Vec::new();
+                for r in bind_all!(sqlx::query(&sql), &args).fetch_all(p).await? {
+                    v.push((
+                        r.try_get("kind")?,
+                        r.try_get("image_id")?,
+                        r.try_get("a")?,
+                        r.try_get("b")?,
+                    ));
+                }
+                v
+            }
+        };
+        for (kind, id, a, b) in found {
+            let Some(&i) = by_id.get(&id) else { continue };
+            let a = a.unwrap_or_default();
+            match kind.as_str() {
+                "p" => {
+                    images[i].properties.insert(a, b.unwrap_or_default());
+                }
+                "t" => {
+                    images[i].tags.insert(a);
+                }
+                _ => images[i].locations.push(Location {
+                    url: a,
+                    metadata: parse_meta(b),
+                }),
+            }
+        }
         Ok(images)
     }
 
