@@ -681,6 +681,12 @@ impl Config {
                     .or_else(|| r.opt_string(d, "transport_url")),
                 publisher_id: r.string(d, "default_publisher_id", "image.localhost"),
                 disabled: r.list(d, "disabled_notifications", &[]),
+                rabbit_tls: RabbitTls {
+                    ssl: r.bool("oslo_messaging_rabbit", "ssl", false)?,
+                    ca_file: r.opt_string("oslo_messaging_rabbit", "ssl_ca_file"),
+                    cert_file: r.opt_string("oslo_messaging_rabbit", "ssl_cert_file"),
+                    key_file: r.opt_string("oslo_messaging_rabbit", "ssl_key_file"),
+                },
             },
             log: LogSettings {
                 debug: r.bool(d, "debug", false)?,
@@ -1447,6 +1453,20 @@ pub struct NotificationConfig {
     pub publisher_id: String,
     /// `[DEFAULT] disabled_notifications`: events or groups (`image`) not sent.
     pub disabled: Vec<String>,
+    /// `[oslo_messaging_rabbit]`'s TLS options (the transport_url's query may override them).
+    pub rabbit_tls: RabbitTls,
+}
+
+/// TLS to RabbitMQ as oslo.messaging's rabbit driver does it: `ssl` on, then the broker's
+/// certificate checked against `ssl_ca_file` (and its name, with one broker) or, without one,
+/// against the system's CAs (name unchecked); `ssl_cert_file`/`ssl_key_file`: a client
+/// certificate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RabbitTls {
+    pub ssl: bool,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 impl NotificationConfig {

@@ -603,6 +603,62 @@ async fn notifications_match_glance() {
     );
 }
 
+/// Notifications over TLS as oslo.messaging sends them: `[oslo_messaging_rabbit] ssl` with
+/// `ssl_ca_file`, or the same options in the transport_url's query; a broker whose certificate
+/// the system's CAs do not vouch for (`ssl` without `ssl_ca_file`) gets nothing, and the log
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_over_tls() {
+    let Some(rabbit) = common::Rabbit::start_tls() else {
+        return;
+    };
+    let (tls_url, ca) = rabbit.tls.clone().unwrap();
+    let section = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = tls\n\
+         transport_url = {tls_url}\n[oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {ca}\n"
+    );
+    let query = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = tlsq\n\
+         transport_url = {tls_url}?ssl=1&ssl_ca_file={ca}\n"
+    );
+    let untrusted = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = untrusted\n\
+         transport_url = {tls_url}\n[oslo_messaging_rabbit]\nssl = true\n"
+    );
+    let mut servers = Vec::new();
+    for (conf, name) in [
+        (&section, "by-section"),
+        (&query, "by-query"),
+        (&untrusted, "untrusted"),
+    ] {
+        let Some(s) = Server::start_with(Backend::Sqlite, conf).await else {
+            return;
+        };
+        s.create_raw(name).await;
+        servers.push(s);
+    }
+    for (queue, name) in [("tls.info", "by-section"), ("tlsq.info", "by-query")] {
+        let events = drain_notifications(rabbit.port, queue).await;
+        let created: Vec<_> = events
+            .iter()
+            .filter(|(t, _)| t == "image.create")
+            .map(|(_, m)| m["payload"]["name"].clone())
+            .collect();
+        assert_eq!(created, vec![serde_json::json!(name)], "{queue}");
+    }
+    assert!(
+        drain_notifications(rabbit.port, "untrusted.info")
+            .await
+            .is_empty(),
+        "a broker the system's CAs do not vouch for"
+    );
+    let log = servers[2].log();
+    assert!(
+        log.contains("broker unreachable") && log.contains("certificate"),
+        "{log}"
+    );
+}
+
 /// A broker that is away slows no request: they are answered at once, the sender says in the
 /// log that it cannot reach the broker and tries again, and once the broker is there the
 /// events held meanwhile arrive.

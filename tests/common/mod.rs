@@ -823,6 +823,8 @@ pub struct Rabbit {
     /// `rabbit://guest:guest@127.0.0.1:PORT//`
     pub url: String,
     pub port: u16,
+    /// With a TLS listener: its `rabbit://` URL and the CA file its certificate comes from.
+    pub tls: Option<(String, String)>,
 }
 
 impl Rabbit {
@@ -841,14 +843,39 @@ impl Rabbit {
     }
 
     pub fn start_on(port: u16) -> Option<Rabbit> {
+        Self::start_with(port, None)
+    }
+
+    /// A broker with a TLS listener too (on the port after its own).
+    pub fn start_tls() -> Option<Rabbit> {
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let port = (0..50)
+            .map(|i| Self::free_port().wrapping_add(i * 2))
+            .find(|p| free(*p) && free(*p + 1) && free(*p + 20000))
+            .expect("two free ports for RabbitMQ");
+        Self::start_with(port, Some(port + 1))
+    }
+
+    fn start_with(port: u16, tls_port: Option<u16>) -> Option<Rabbit> {
         let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "start".to_string(),
+            dir.path().to_str().unwrap().to_string(),
+            port.to_string(),
+        ];
+        args.extend(tls_port.map(|p| p.to_string()));
         let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq.sh"))
-            .args(["start", dir.path().to_str().unwrap(), &port.to_string()])
+            .args(&args)
             .output()
             .unwrap();
-        let url = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("TRANSPORT_URL=").map(str::to_string));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key).map(str::to_string))
+        };
+        let tls = line("TLS_URL=").zip(line("TLS_CA="));
+        let url = line("TRANSPORT_URL=").filter(|_| tls_port.is_none() || tls.is_some());
         let url = require(
             "RabbitMQ",
             url.filter(|_| out.status.success()),
@@ -857,7 +884,12 @@ impl Rabbit {
                 String::from_utf8_lossy(&out.stderr)
             ),
         )?;
-        Some(Rabbit { dir, url, port })
+        Some(Rabbit {
+            dir,
+            url,
+            port,
+            tls,
+        })
     }
 }
 

@@ -7,6 +7,8 @@
 //! from, reconnecting with a growing pause while the broker is away; when the queue is full,
 //! events are dropped and counted in the log.
 
+mod tls;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -69,9 +71,17 @@ impl Notifier {
                 return Notifier::disabled();
             }
         };
+        let tls = match tls::settings(&cfg.rabbit_tls, &url).and_then(|t| tls::client(&t)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("[oslo_messaging_rabbit] {e}: notifications are not sent");
+                return Notifier::disabled();
+            }
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
         let sender = Sender {
             brokers,
+            tls,
             topics: cfg.topics.clone(),
             publisher_id: cfg.publisher_id.clone(),
             v2: cfg.driver.iter().any(|d| d == "messagingv2"),
@@ -447,6 +457,8 @@ fn percent_decode(s: &str) -> String {
 
 struct Sender {
     brokers: Vec<Broker>,
+    /// Set when the brokers are reached over TLS.
+    tls: Option<tls::Client>,
     topics: Vec<String>,
     publisher_id: String,
     v2: bool,
@@ -492,9 +504,11 @@ impl Sender {
     async fn connect(&self) -> Result<(Connection, Channel), String> {
         let mut last = String::new();
         for b in &self.brokers {
-            let args = OpenConnectionArguments::new(&b.host, b.port, &b.user, &b.password)
-                .virtual_host(&b.vhost)
-                .finish();
+            let mut args = OpenConnectionArguments::new(&b.host, b.port, &b.user, &b.password);
+            args.virtual_host(&b.vhost);
+            if let Some(tls) = &self.tls {
+                args.tls_adaptor(tls.adaptor(&b.host, self.brokers.len()));
+            }
             let opened = async {
                 let conn = Connection::open(&args).await.map_err(|e| e.to_string())?;
                 let ch = conn.open_channel(None).await.map_err(|e| e.to_string())?;
