@@ -1709,6 +1709,16 @@ async fn listed_images_carry_what_show_shows(b: Backend) {
             listed_urls,
             urls.iter().map(String::as_str).collect::<Vec<_>>()
         );
+        assert_eq!(entry["locations"][0]["metadata"], json!({"u": urls[0]}));
+        let mut tags: Vec<&str> = entry["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        tags.sort();
+        let own = entry["name"].as_str().unwrap().replace('i', "t");
+        assert_eq!(tags, vec!["\"q\" \\", own.as_str()]);
     }
 }
 
