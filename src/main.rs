@@ -425,6 +425,8 @@ async fn serve(cfg: Config, files: &[PathBuf]) -> Result<(), String> {
         });
     }
     let stores = Arc::new(open_stores(&cfg)?);
+    // Which MD5 is faster here, timed off the runtime before the first upload needs it.
+    tokio::task::spawn_blocking(glance_rs::digest::calibrate);
     let addr = format!("{}:{}", cfg.bind_host, cfg.bind_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
