@@ -461,15 +461,9 @@ impl Reader<'_> {
     fn bool(&self, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.raw.get(section, key) {
             None => Ok(default),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" | "1" => Ok(true),
-                "false" | "no" | "off" | "0" => Ok(false),
-                _ => Err(Self::invalid(
-                    section,
-                    key,
-                    format!("{v:?} is not a boolean (true/false)"),
-                )),
-            },
+            Some(v) => oslo_bool(v).ok_or_else(|| {
+                Self::invalid(section, key, format!("{v:?} is not a boolean (true/false)"))
+            }),
         }
     }
 
@@ -1455,6 +1449,15 @@ pub struct NotificationConfig {
     pub disabled: Vec<String>,
     /// `[oslo_messaging_rabbit]`'s TLS options (the transport_url's query may override them).
     pub rabbit_tls: RabbitTls,
+}
+
+/// A boolean as oslo.config reads one (also the transport_url's query options).
+pub fn oslo_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 /// TLS to RabbitMQ as oslo.messaging's rabbit driver does it: `ssl` on, then the broker's

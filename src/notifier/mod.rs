@@ -71,7 +71,9 @@ impl Notifier {
                 return Notifier::disabled();
             }
         };
-        let tls = match tls::settings(&cfg.rabbit_tls, &url).and_then(|t| tls::client(&t)) {
+        let tls = match tls::settings(&cfg.rabbit_tls, &url)
+            .and_then(|t| tls::client(&t, brokers.len()))
+        {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("[oslo_messaging_rabbit] {e}: notifications are not sent");
@@ -507,7 +509,7 @@ impl Sender {
             let mut args = OpenConnectionArguments::new(&b.host, b.port, &b.user, &b.password);
             args.virtual_host(&b.vhost);
             if let Some(tls) = &self.tls {
-                args.tls_adaptor(tls.adaptor(&b.host, self.brokers.len()));
+                args.tls_adaptor(tls.adaptor(&b.host));
             }
             let opened = async {
                 let conn = Connection::open(&args).await.map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::config::RabbitTls;
+use crate::config::{RabbitTls, oslo_bool};
 
 /// Where the system keeps its CA bundle (OpenSSL's default file, as Python's load_default_certs
 /// finds it), Debian's first.
@@ -37,11 +37,8 @@ pub fn settings(section: &RabbitTls, url: &str) -> Result<RabbitTls, String> {
         let file = || (!v.is_empty()).then(|| v.clone());
         match k {
             "ssl" => {
-                t.ssl = match v.to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" | "1" => true,
-                    "false" | "no" | "off" | "0" => false,
-                    _ => return Err(format!("transport_url: ssl={v} is not a boolean")),
-                }
+                t.ssl = oslo_bool(&v)
+                    .ok_or_else(|| format!("transport_url: ssl={v} is not a boolean"))?
             }
             "ssl_ca_file" => t.ca_file = file(),
             "ssl_cert_file" => t.cert_file = file(),
@@ -52,8 +49,10 @@ pub fn settings(section: &RabbitTls, url: &str) -> Result<RabbitTls, String> {
     Ok(t)
 }
 
-/// What connects to the brokers over TLS; None when `ssl` is off.
-pub fn client(t: &RabbitTls) -> Result<Option<Client>, String> {
+/// What connects to the URL's `brokers` over TLS; None when `ssl` is off. As oslo.messaging:
+/// the broker's name is checked only against `ssl_ca_file` and only when the URL names a
+/// single broker; otherwise the chain alone.
+pub fn client(t: &RabbitTls, brokers: usize) -> Result<Option<Client>, String> {
     if !t.ssl {
         return Ok(None);
     }
@@ -75,32 +74,30 @@ pub fn client(t: &RabbitTls) -> Result<Option<Client>, String> {
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("ssl_ca_file {ca}: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if t.ca_file.is_some() && brokers == 1 {
+        webpki
+    } else {
+        Arc::new(ChainOnly(webpki))
+    };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let config = |verifier: Arc<dyn ServerCertVerifier>| -> Result<Arc<ClientConfig>, String> {
-        let b = builder
-            .clone()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let c = match (&t.cert_file, &t.key_file) {
-            (Some(cert), key) => {
-                let key = key.as_deref().unwrap_or(cert);
-                let chain = read_certs(cert).map_err(|e| format!("ssl_cert_file {cert}: {e}"))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("ssl_key_file {key}: {e}"))?;
-                b.with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("ssl_cert_file {cert}: {e}"))?
-            }
-            (None, _) => b.with_no_client_auth(),
-        };
-        Ok(Arc::new(c))
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&t.cert_file, &t.key_file) {
+        (Some(cert), key) => {
+            // Without a key file, the key is in the certificate's file (Python's load_cert_chain).
+            let key = key.as_deref().unwrap_or(cert);
+            let chain = read_certs(cert).map_err(|e| format!("ssl_cert_file {cert}: {e}"))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("ssl_key_file {key}: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("ssl_cert_file {cert}: {e}"))?
+        }
+        (None, _) => builder.with_no_client_auth(),
     };
-    Ok(Some(Client {
-        named: config(webpki.clone())?,
-        chain_only: config(Arc::new(ChainOnly(webpki)))?,
-        check_names: t.ca_file.is_some(),
-    }))
+    Ok(Some(Client(Arc::new(config))))
 }
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -111,26 +108,13 @@ fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The TLS side of the connections to the brokers.
-pub struct Client {
-    /// Verifies the chain and the broker's name.
-    named: Arc<ClientConfig>,
-    /// Verifies the chain only.
-    chain_only: Arc<ClientConfig>,
-    /// Whether names are checked at all (only against `ssl_ca_file`, as oslo.messaging does).
-    check_names: bool,
-}
+pub struct Client(Arc<ClientConfig>);
 
 impl Client {
-    /// For a connection to `host`, one of `brokers` in the URL: oslo.messaging checks the name
-    /// only when the URL names a single broker.
-    pub fn adaptor(&self, host: &str, brokers: usize) -> TlsAdaptor {
-        let config = if self.check_names && brokers == 1 {
-            &self.named
-        } else {
-            &self.chain_only
-        };
+    /// For a connection to `host`.
+    pub fn adaptor(&self, host: &str) -> TlsAdaptor {
         TlsAdaptor::new(
-            tokio_rustls::TlsConnector::from(config.clone()),
+            tokio_rustls::TlsConnector::from(self.0.clone()),
             host.to_string(),
         )
     }
@@ -205,14 +189,14 @@ mod tests {
         assert_eq!(t, section);
         assert!(!settings(&section, "rabbit://h//?ssl=0").unwrap().ssl);
         assert!(settings(&section, "rabbit://h//?ssl=maybe").is_err());
-        assert!(client(&RabbitTls::default()).unwrap().is_none());
+        assert!(client(&RabbitTls::default(), 1).unwrap().is_none());
         let missing = RabbitTls {
             ssl: true,
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..RabbitTls::default()
         };
         assert!(
-            client(&missing)
+            client(&missing, 1)
                 .err()
                 .unwrap()
                 .contains("/nonexistent/ca.pem")
