@@ -7,8 +7,9 @@
 #                                          start it (PORT 5672+); prints
 #                                          TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:PORT//
 #                                          With TLS_PORT, also a TLS listener there, its
-#                                          certificate (localhost, 127.0.0.1) from a CA made in
-#                                          DIR/tls; prints TLS_URL=... and TLS_CA=DIR/tls/ca.pem
+#                                          certificate (for the name localhost only) from a CA
+#                                          made in DIR/tls; prints TLS_URL=rabbit://...@localhost:
+#                                          TLS_PORT// and TLS_CA=DIR/tls/ca.pem
 #   scripts/rabbitmq.sh stop DIR           stop the broker whose pid is in DIR/rabbit.pid
 set -euo pipefail
 
@@ -33,10 +34,11 @@ env_for() {
 
 case "$cmd" in
   start)
-    if [ ! -x "$bin/rabbitmq-server" ]; then
-      say "installing rabbitmq-server"
+    # openssl makes the TLS listener's certificates.
+    if [ ! -x "$bin/rabbitmq-server" ] || ! command -v openssl >/dev/null; then
+      say "installing rabbitmq-server openssl"
       as_root apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 as_root apt-get install -y -qq rabbitmq-server >/dev/null
+      DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 as_root apt-get install -y -qq rabbitmq-server openssl >/dev/null
     fi
     mkdir -p "$dir/log" "$dir/mnesia"
     env_for
@@ -50,7 +52,7 @@ case "$cmd" in
           -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$t/server.key" \
           -out "$t/server.csr" 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$t/ext"
+        printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$t/ext"
         openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
           -days 7 -extfile "$t/ext" -out "$t/server.pem" 2>/dev/null
       fi
@@ -67,7 +69,7 @@ case "$cmd" in
       if timeout 10 "$bin/rabbitmq-diagnostics" -q check_port_connectivity >/dev/null 2>&1; then
         echo "TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:$port//"
         if [ -n "$tls_port" ]; then
-          echo "TLS_URL=rabbit://guest:guest@127.0.0.1:$tls_port//"
+          echo "TLS_URL=rabbit://guest:guest@localhost:$tls_port//"
           echo "TLS_CA=$dir/tls/ca.pem"
         fi
         exit 0

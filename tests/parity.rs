@@ -604,9 +604,10 @@ async fn notifications_match_glance() {
 }
 
 /// Notifications over TLS as oslo.messaging sends them: `[oslo_messaging_rabbit] ssl` with
-/// `ssl_ca_file`, or the same options in the transport_url's query; a broker whose certificate
-/// the system's CAs do not vouch for (`ssl` without `ssl_ca_file`) gets nothing, and the log
-/// says why.
+/// `ssl_ca_file`, or the same options in the transport_url's query; the broker's name checked
+/// when the URL names one broker (its certificate is for `localhost`, so `127.0.0.1` fails) and
+/// not with two; a broker whose certificate the system's CAs do not vouch for (`ssl` without
+/// `ssl_ca_file`) gets nothing. The log says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_over_tls() {
     let Some(rabbit) = common::Rabbit::start_tls() else {
@@ -625,11 +626,27 @@ async fn notifications_over_tls() {
         "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = untrusted\n\
          transport_url = {tls_url}\n[oslo_messaging_rabbit]\nssl = true\n"
     );
+    let by_address = tls_url.replace("@localhost:", "@127.0.0.1:");
+    let misnamed = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = misnamed\n\
+         transport_url = {by_address}\n[oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {ca}\n"
+    );
+    // Two brokers (the same one twice): the chain is checked, not the name.
+    let hosts = by_address
+        .trim_start_matches("rabbit://")
+        .trim_end_matches('/');
+    let two = format!(
+        "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = two\n\
+         transport_url = rabbit://{hosts},{hosts}//\n\
+         [oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {ca}\n"
+    );
     let mut servers = Vec::new();
     for (conf, name) in [
         (&section, "by-section"),
         (&query, "by-query"),
         (&untrusted, "untrusted"),
+        (&misnamed, "misnamed"),
+        (&two, "two"),
     ] {
         let Some(s) = Server::start_with(Backend::Sqlite, conf).await else {
             return;
@@ -637,7 +654,11 @@ async fn notifications_over_tls() {
         s.create_raw(name).await;
         servers.push(s);
     }
-    for (queue, name) in [("tls.info", "by-section"), ("tlsq.info", "by-query")] {
+    for (queue, name) in [
+        ("tls.info", "by-section"),
+        ("tlsq.info", "by-query"),
+        ("two.info", "two"),
+    ] {
         let events = drain_notifications(rabbit.port, queue).await;
         let created: Vec<_> = events
             .iter()
@@ -652,11 +673,19 @@ async fn notifications_over_tls() {
             .is_empty(),
         "a broker the system's CAs do not vouch for"
     );
-    let log = servers[2].log();
     assert!(
-        log.contains("broker unreachable") && log.contains("certificate"),
-        "{log}"
+        drain_notifications(rabbit.port, "misnamed.info")
+            .await
+            .is_empty(),
+        "one broker by an address its certificate does not name"
     );
+    for (i, why) in [(2, "UnknownIssuer"), (3, "not valid for name")] {
+        let log = servers[i].log();
+        assert!(
+            log.contains("broker unreachable") && log.contains(why),
+            "{why}: {log}"
+        );
+    }
 }
 
 /// A broker that is away slows no request: they are answered at once, the sender says in the
