@@ -133,9 +133,10 @@ stored=$work/rs/images/${ID[glance-rs]}
 bare_port=$(mktemp "$work/bare.XXXXXX")
 python3 benches/sendfile-server.py "$stored" >"$bare_port" & bare_pid=$!
 for _ in $(seq 1 50); do [ -s "$bare_port" ] && break; sleep 0.1; done
+bare_url=http://127.0.0.1:$(cat "$bare_port")/
 for _ in 1 2 3 4 5; do
   keep cat "cold" "$(cold $gib read_all "$stored")"
-  keep bare "cold" "$(cold $gib curl -sf "http://127.0.0.1:$(cat "$bare_port")/" -o /dev/null)"
+  keep bare "cold" "$(cold $gib curl -sf "$bare_url" -o /dev/null)"
   for n in "${NAMES[@]}"; do
     keep "$n" "download, page cache dropped (cold), MB/s" "$(cold $gib fetch "${URL[$n]}/v2/images/${ID[$n]}/file")"
   done
