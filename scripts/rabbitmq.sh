@@ -24,7 +24,7 @@ bin=/usr/lib/rabbitmq/bin
 env_for() {
   export HOME=$dir RABBITMQ_HOME=/usr/lib/rabbitmq
   export RABBITMQ_NODENAME=glance_test_$port@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-  export RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000))
+  export RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 4000))
   export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log
   export RABBITMQ_PID_FILE=$dir/rabbit.pid RABBITMQ_CONFIG_FILE=$dir/rabbitmq
   export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1
@@ -74,9 +74,16 @@ case "$cmd" in
         fi
         exit 0
       fi
+      # A broker that died (a port taken, a bad config) will not come up: say why now.
+      if [ -s "$dir/launcher.pid" ] && ! kill -0 "$(cat "$dir/launcher.pid")" 2>/dev/null; then
+        say "the broker exited while starting; the end of its logs:"
+        tail -n 20 "$dir"/log/*.log "$dir/log/server.out" >&2 2>/dev/null || true
+        exit 1
+      fi
       sleep 0.5
     done
-    say "the broker did not start; see $dir/log"
+    say "the broker did not start; the end of its logs:"
+    tail -n 20 "$dir"/log/*.log "$dir/log/server.out" >&2 2>/dev/null || true
     exit 1
     ;;
   stop)

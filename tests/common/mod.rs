@@ -558,12 +558,14 @@ impl Server {
     }
 
     /// The image's data as an admin downloads it (the body, whatever the status).
+    /// The image's data; the download must answer 200 (an image without data answers 204).
     pub async fn download(&self, id: &str) -> Vec<u8> {
         let r = self
             .get(&format!("/v2/images/{id}/file"))
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), 200, "download of {id}");
         r.bytes().await.unwrap().to_vec()
     }
 
@@ -827,18 +829,23 @@ pub struct Rabbit {
     pub tls: Option<(String, String)>,
 }
 
+/// The broker's Erlang distribution port, this far above its AMQP port (scripts/rabbitmq.sh).
+const DIST_OFFSET: u16 = 4000;
+
 impl Rabbit {
     pub fn start() -> Option<Rabbit> {
         Self::start_on(Self::free_port())
     }
 
-    /// A port for a broker: below the ephemeral range, its distribution port (+20000) free too.
+    /// A port for a broker (12000-15899) whose distribution port (+4000) is free too: both
+    /// below the Galera tests' ports (20000 up) and the kernel's ephemeral range (32768 up), as
+    /// a broker whose distribution port is taken by the time it starts dies at once.
     pub fn free_port() -> u16 {
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         let seed = std::process::id() as u16;
         (0..2000u16)
-            .map(|i| 21000 + (seed.wrapping_add(i.wrapping_mul(37)) % 9000))
-            .find(|p| free(*p) && free(*p + 20000))
+            .map(|i| 12000 + (seed.wrapping_add(i.wrapping_mul(37)) % 3900))
+            .find(|p| free(*p) && free(*p + DIST_OFFSET))
             .expect("a free port for RabbitMQ")
     }
 
@@ -851,7 +858,7 @@ impl Rabbit {
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         let port = (0..50)
             .map(|i| Self::free_port().wrapping_add(i * 2))
-            .find(|p| free(*p) && free(*p + 1) && free(*p + 20000))
+            .find(|p| free(*p) && free(*p + 1) && free(*p + DIST_OFFSET))
             .expect("two free ports for RabbitMQ");
         Self::start_with(port, Some(port + 1))
     }
