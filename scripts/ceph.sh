@@ -5,6 +5,9 @@
 #   scripts/ceph.sh start DIR   install packages if missing, create the cluster if DIR is new,
 #                               start what is not running, wait until the pools take I/O;
 #                               prints CEPH_CONF=... and CEPH_FSID=... lines
+#   scripts/ceph.sh empty DIR   delete and recreate the pools `images` and `volumes` if they
+#                               hold any RBD image (tests drop their databases, not their
+#                               images: a few dozen runs would fill the 10 GiB OSD)
 #   scripts/ceph.sh stop DIR    stop the daemons whose pid files are in DIR
 #
 # Every ceph/rbd/rados call is wrapped in `timeout`: they hang forever when the OSD is down.
@@ -131,6 +134,15 @@ CONF
   touch "$dir/.created"
 }
 
+make_pools() { # the RBD pools, created where missing, once they take I/O
+  local pool
+  for pool in images volumes; do
+    cli osd pool ls | grep -qx "$pool" || cli osd pool create "$pool" 16 >/dev/null 2>&1
+    cli osd pool application get "$pool" 2>/dev/null | grep -q rbd || timeout 60 rbd -c "$conf" pool init "$pool"
+    until_ok "I/O on pool $pool" pool_takes_io "$pool"
+  done
+}
+
 pool_takes_io() {
   echo probe | timeout 30 rados -c "$conf" -p "$1" put probe - && timeout 30 rados -c "$conf" -p "$1" rm probe
 }
@@ -164,14 +176,24 @@ case "$cmd" in
     start_daemon mgr.x
     start_daemon osd.0
     until_ok "osd.0" sh -c "timeout 30 ceph -c '$conf' osd stat -f json | grep -q '\"num_up_osds\":1'"
-    for pool in images volumes; do
-      cli osd pool ls | grep -qx "$pool" || cli osd pool create "$pool" 16 >/dev/null 2>&1
-      cli osd pool application get "$pool" 2>/dev/null | grep -q rbd || timeout 60 rbd -c "$conf" pool init "$pool"
-      until_ok "I/O on pool $pool" pool_takes_io "$pool"
-    done
+    make_pools
     echo "CEPH_CONF=$conf"
     echo "CEPH_FSID=$(sed -n 's/^fsid = //p' "$conf")"
     ;;
+  empty)
+    deleted=0
+    for pool in images volumes; do
+      images=$(timeout 30 rbd -c "$conf" ls "$pool" 2>/dev/null | wc -l)
+      trashed=$(timeout 30 rbd -c "$conf" trash ls "$pool" 2>/dev/null | wc -l)
+      if [ $((images + trashed)) -gt 0 ]; then
+        say "pool $pool holds $images images and $trashed in its trash: recreating it"
+        cli osd pool delete "$pool" "$pool" --yes-i-really-really-mean-it >/dev/null ||
+          fail "could not delete pool $pool"
+        deleted=1
+      fi
+    done
+    [ $deleted = 0 ] || make_pools
+    ;;
   stop) stop ;;
-  *) echo "usage: $0 start DIR | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR | empty DIR | stop DIR" >&2; exit 2 ;;
 esac
