@@ -239,7 +239,7 @@ pub fn refusal(f: &Fault) -> Error {
             )
         }),
         F::ChangedMeanwhile { image } => Error::Conflict(format!(
-            "Image {image} changed status while it was being updated; retry."
+            "Image {image} was changed by another request while it was being updated; retry."
         )),
         F::Protected { image } => {
             Error::Forbidden(format!("Image {image} is protected and cannot be deleted."))
@@ -312,6 +312,9 @@ fn store_refusal(e: &StoreError) -> Error {
         )),
         StoreError::NotFound(_) => Error::NotFound(e.to_string()),
         StoreError::InUse(_) => Error::Conflict(e.to_string()),
+        StoreError::Duplicate(_) => {
+            Error::Conflict(format!("Unable to upload duplicate image data: {e}"))
+        }
         StoreError::ReadOnly => Error::BadRequest(e.to_string()),
         StoreError::Timeout(_) | StoreError::Unavailable(_) => Error::Unavailable(e.to_string()),
         _ => Error::Internal("Error in store configuration.".into()),

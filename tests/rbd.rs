@@ -470,6 +470,51 @@ async fn other_snapshots_send_it_to_the_trash(b: Backend) {
     assert!(rbd(&conf, &["rm", &format!("images/{id}")]).0);
 }
 
+/// The RBD image `pool/name@snap` as `rbd export` reads it (through a temporary file).
+fn rbd_export(conf: &str, spec: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.raw");
+    let (ok, out) = rbd(conf, &["export", spec, file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    std::fs::read(&file).unwrap()
+}
+
+/// More 4 MiB objects than the writer keeps in flight and the reader reads ahead, and a short
+/// last one: the upload's digests, two downloads at once, a range across an object boundary
+/// and what Ceph itself holds all agree byte for byte.
+async fn objects_beyond_the_in_flight_window_round_trip(b: Backend) {
+    use md5::Digest as _;
+    let Some((s, conf)) = start(b).await else {
+        return;
+    };
+    let data = random_bytes((21 << 22) + 123);
+    let id = s.create_raw("many-objects").await;
+    let r = s.upload(&id, data.clone()).await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let v = s.show(&id).await;
+    assert_eq!(v["size"], data.len());
+    assert_eq!(v["checksum"], hex::encode(md5::Md5::digest(&data)));
+    let (a, b2) = tokio::join!(s.download(&id), s.download(&id));
+    assert!(a == data && b2 == data, "concurrent downloads");
+    let (from, to) = ((5 << 22) - 7, (7 << 22) + 9);
+    let r = s
+        .get(&format!("/v2/images/{id}/file"))
+        .header("Range", format!("bytes={from}-{to}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(
+        r.bytes().await.unwrap() == data[from..=to],
+        "range across objects"
+    );
+    assert!(
+        rbd_export(&conf, &format!("images/{id}@snap")) == data,
+        "rbd export"
+    );
+    assert_eq!(s.delete(&id).await, 204);
+}
+
 /// A pool over its quota (what a full cluster looks like to a client): the upload fails at once
 /// with 413 instead of waiting for room, the image goes back to `queued` and nothing is left in
 /// the pool; images already there can still be deleted to make room.
@@ -675,6 +720,19 @@ async fn random_requests_leave_a_whole_pool(b: Backend) {
 /// dead client's watch on the RBD image (`rbd rm` refuses an image with watchers): the image
 /// is `queued`, no RBD image is left, and an upload through the other node succeeds.
 async fn killed_node_upload_leaves_no_rbd_image(b: Backend) {
+    killed_upload_is_undone(b, false).await;
+}
+
+/// A node killed while librbd was creating the image: the name is in the pool's directory but
+/// the image has no header yet (it cannot be opened, and creating it again fails with EEXIST).
+/// The undo still removes what there is, and the image can be uploaded again.
+async fn killed_mid_create_leaves_no_rbd_image(b: Backend) {
+    killed_upload_is_undone(b, true).await;
+}
+
+/// `half_made`: the killed node's RBD image is turned into one whose creation did not finish
+/// (its header object removed) before the other node undoes the upload.
+async fn killed_upload_is_undone(b: Backend, half_made: bool) {
     let Some((mut a, conf)) = start_configured(b, "images", "", "").await else {
         return;
     };
@@ -704,6 +762,30 @@ async fn killed_node_upload_leaves_no_rbd_image(b: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.kill9();
+    if half_made {
+        let (ok, info) = rbd(&conf, &["info", &format!("images/{id}")]);
+        assert!(ok, "{info}");
+        let rbd_id = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("id: "))
+            .expect("the RBD image's id")
+            .to_string();
+        run_ok(Command::new("timeout").args([
+            "60",
+            "rados",
+            "-c",
+            &conf,
+            "-p",
+            "images",
+            "rm",
+            &format!("rbd_header.{rbd_id}"),
+        ]));
+        let (ok, out) = rbd(&conf, &["info", &format!("images/{id}")]);
+        assert!(
+            !ok && rbd(&conf, &["ls", "images"]).1.contains(&id),
+            "{out}"
+        );
+    }
     let t = Instant::now();
     let deadline = t + Duration::from_secs(90);
     loop {
@@ -801,7 +883,7 @@ async fn killed_node_import_task_finishes_on_rbd(b: Backend) {
         peer.get_json(&format!("/v2/tasks/{task}")).await
     })
     .await;
-    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["status"], "success", "{done}\n{}", peer.log());
     assert_eq!(done["result"]["image_id"], id.as_str());
     let img = peer.show(&id).await;
     assert_eq!(img["status"], "active");
@@ -908,7 +990,9 @@ both_databases!(
     killed_node_hashing_an_rbd_location,
     killed_node_import_task_finishes_on_rbd,
     killed_node_upload_leaves_no_rbd_image,
+    killed_mid_create_leaves_no_rbd_image,
     random_requests_leave_a_whole_pool,
+    objects_beyond_the_in_flight_window_round_trip,
     thin_provisioning_skips_zero_objects,
     other_snapshots_send_it_to_the_trash,
     full_pool_gives_413,

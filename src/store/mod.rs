@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The data is in use (RBD clones of its snapshot): it cannot be deleted now.
     #[error("{0}")]
     InUse(String),
+    /// Data under the image's name is there already (glance_store's `Duplicate`).
+    #[error("{0}")]
+    Duplicate(String),
     #[error("The store is read-only.")]
     ReadOnly,
     #[error("The image store did not answer within {0:?}.")]

@@ -810,7 +810,7 @@ impl Store for RbdStore {
         // SAFETY: valid io context, name and order pointer.
         let rc = unsafe { rbd_create2(conn.io, name.as_ptr(), size, FEATURE_LAYERING, &mut order) };
         if rc == -17 {
-            return Err(StoreError::Other(format!(
+            return Err(StoreError::Duplicate(format!(
                 "RBD image {}/{image_id} already exists",
                 self.pool
             )));
@@ -886,12 +886,17 @@ impl Store for RbdStore {
 
     fn delete(&self, location: &Location) -> Result<(), StoreError> {
         let (_, name, snap) = self.parse(location)?;
-        if snap.is_some() {
-            let img = match self.open(&name, None, false) {
-                Ok(i) => i,
-                Err(StoreError::NotFound(_)) => return Ok(()),
+        // An image that cannot be opened may still be half there (its creator died between
+        // naming it and writing its header): the remove below clears what there is.
+        let img = match snap {
+            Some(_) => match self.open(&name, None, false) {
+                Ok(i) => Some(i),
+                Err(StoreError::NotFound(_)) => None,
                 Err(e) => return Err(e),
-            };
+            },
+            None => None,
+        };
+        if let Some(img) = img {
             match img.snap("snap unprotect", rbd_snap_unprotect) {
                 Ok(()) => {}
                 // EINVAL: not protected (a half-finished earlier delete); ENOENT: no snapshot.
