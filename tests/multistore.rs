@@ -254,19 +254,33 @@ async fn stores_choose_and_report(b: Backend) {
     assert!(got == data);
 }
 
+/// A server with the stores of `config`, and a web server on loopback serving `files` (each
+/// holding `data`) from a directory in `base`.
+async fn with_web_files(
+    b: Backend,
+    base: &std::path::Path,
+    files: &[&str],
+    data: &[u8],
+) -> Option<(Server, HttpServer)> {
+    // The web server is on loopback: allowed by address, as Glance needs it.
+    let conf = config(base, "", "")
+        + "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
+    let s = Server::start_with(b, &conf).await?;
+    let web = base.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    for name in files {
+        std::fs::write(web.join(name), data).unwrap();
+    }
+    Some((s, HttpServer::start(&web)))
+}
+
 async fn http_store_serves_registered_urls(b: Backend) {
     let base = tempfile::tempdir().unwrap();
-    // The web server below is on loopback: allowed by address, as Glance needs it.
-    let conf = config(base.path(), "", "")
-        + "[import_filtering_opts]\nallowed_hosts = [127.0.0.1]\nallowed_ports = []\n";
-    let Some(s) = Server::start_with(b, &conf).await else {
+    let web = base.path().join("web");
+    let data = random_bytes(300_000);
+    let Some((s, http)) = with_web_files(b, base.path(), &["disk.raw"], &data).await else {
         return;
     };
-    let web = base.path().join("web");
-    std::fs::create_dir_all(&web).unwrap();
-    let data = random_bytes(300_000);
-    std::fs::write(web.join("disk.raw"), &data).unwrap();
-    let http = HttpServer::start(&web);
     let url = format!("{}/disk.raw", http.url);
 
     let img = s
@@ -427,9 +441,43 @@ async fn file_and_rbd_side_by_side(b: Backend) {
 #[cfg(not(feature = "rbd"))]
 async fn file_and_rbd_side_by_side(_: Backend) {}
 
+/// Two PATCH requests at once, each removing a different one of an image's two locations: as
+/// if one came after the other, one succeeds and the other is refused (the last location
+/// stays), however their reads and writes interleave; the image keeps serving its data.
+async fn racing_removals_keep_the_last_location(b: Backend) {
+    let base = tempfile::tempdir().unwrap();
+    let data = random_bytes(4096);
+    let Some((s, http)) = with_web_files(b, base.path(), &["a.raw", "b.raw"], &data).await else {
+        return;
+    };
+    for round in 0..12 {
+        let id = s.create_raw(&format!("r{round}")).await;
+        for name in ["a.raw", "b.raw"] {
+            let url = format!("{}/{name}", http.url);
+            let add = json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}]);
+            let r = s.patch(&id, add).await;
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        let remove = |i: usize| json!([{"op": "remove", "path": format!("/locations/{i}")}]);
+        let (r0, r1) = tokio::join!(s.patch(&id, remove(0)), s.patch(&id, remove(1)));
+        let mut codes = [r0.status().as_u16(), r1.status().as_u16()];
+        codes.sort();
+        // The second, applied to one location: out of range (400) or the last one (403).
+        assert!(
+            codes[0] == 200 && (codes[1] == 400 || codes[1] == 403),
+            "round {round}: {codes:?}"
+        );
+        let v = s.show(&id).await;
+        assert_eq!(v["status"], "active", "{v}");
+        assert_eq!(v["locations"].as_array().map(Vec::len), Some(1), "{v}");
+        assert!(s.download(&id).await == data, "round {round}");
+    }
+}
+
 both_databases!(
     stores_choose_and_report,
     http_store_serves_registered_urls,
     single_store_has_no_store_api,
     file_and_rbd_side_by_side,
+    racing_removals_keep_the_last_location,
 );

@@ -248,6 +248,22 @@ impl Db {
             .filter(|l| !old.locations.iter().any(|o| o.url == l.url))
             .collect();
         let added_tags: Vec<&String> = new.tags.difference(&old.tags).collect();
+        // The locations are written as a difference from `old`'s: if another request changed
+        // them since `old` was read, that difference is wrong (two removals of different
+        // locations would leave none), so the locations read again must be `old`'s. The row
+        // lock the first UPDATE takes orders such saves; MySQL's plain SELECT would read this
+        // transaction's snapshot, hence FOR UPDATE (the latest committed rows).
+        let locs_change = !removed_locs.is_empty() || !added_locs.is_empty();
+        let read_locs = match self {
+            Db::MySql(_) => {
+                "SELECT value FROM image_locations WHERE image_id = ? AND deleted = 0 \
+                 AND status = 'active' FOR UPDATE"
+            }
+            Db::Sqlite(_) => {
+                "SELECT value FROM image_locations WHERE image_id = ? AND deleted = 0 \
+                 AND status = 'active'"
+            }
+        };
         let rows = with_pool!(self, |p| {
             let mut tx = super::begin_write(p).await?;
             let r = sqlx::query(
@@ -268,6 +284,20 @@ impl Db {
             .bind(&new.id)
             .execute(&mut *tx)
             .await?;
+            if locs_change && r.rows_affected() == 1 {
+                let now: Vec<String> = sqlx::query_scalar(read_locs)
+                    .bind(&new.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let same = now.len() == old.locations.len()
+                    && old.locations.iter().all(|l| now.contains(&l.url));
+                if !same {
+                    tx.rollback().await?;
+                    return Err(Fault::ChangedMeanwhile {
+                        image: new.id.clone(),
+                    });
+                }
+            }
             for k in &removed_props {
                 sqlx::query("DELETE FROM image_properties WHERE image_id = ? AND name = ?")
                     .bind(&new.id)

@@ -145,7 +145,7 @@ pub enum Fault {
     FormatsMissing {
         missing: Vec<&'static str>,
     },
-    /// The image changed status between reading and writing it.
+    /// The image changed (its status, or its locations) between reading and writing it.
     ChangedMeanwhile {
         image: String,
     },

@@ -278,18 +278,32 @@ pub async fn update(
     changes: &[Change],
     dialect: Dialect,
 ) -> Result<Image> {
-    let img = app.image(ctx, id).await?;
     let opts = patch::PatchOptions {
         show_multiple_locations: app.cfg.show_multiple_locations,
         image_location_quota: app.cfg.image_location_quota,
     };
-    let mut updated = patch::apply(ctx, &img, changes, dialect, &opts)?;
-    check_quotas(&app.cfg, &updated)?;
-    storable(&updated, None)?;
-    let removed = accept_new_locations(app, &img, &mut updated).await?;
-    if updated != img {
-        app.db.save_image(&img, &updated).await?;
-    }
+    // A concurrent request that changed the image in between makes the save refuse; the patch
+    // is then applied again to the image as it now is, as if the two had come one after the
+    // other (two removals of an image's last two locations: the second is refused).
+    let mut attempt = 0;
+    let removed = loop {
+        let img = app.image(ctx, id).await?;
+        let mut updated = patch::apply(ctx, &img, changes, dialect, &opts)?;
+        check_quotas(&app.cfg, &updated)?;
+        storable(&updated, None)?;
+        let removed = accept_new_locations(app, &img, &mut updated).await?;
+        if updated == img {
+            break removed;
+        }
+        match app.db.save_image(&img, &updated).await {
+            Ok(()) => break removed,
+            Err(Fault::ChangedMeanwhile { .. }) if attempt < 3 => {
+                attempt += 1;
+                tracing::info!(image_id = %id, attempt, "image changed meanwhile; patching again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     for loc in removed {
         app.stores.delete_quietly(loc).await;
     }
