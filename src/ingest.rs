@@ -45,37 +45,6 @@ struct Chunk {
 
 type Shared = Arc<Chunk>;
 
-/// Counts live pipelines; when the last one ends, the allocator is asked to give freed memory
-/// back to the system. glibc keeps what a burst of uploads freed in its per-thread arenas
-/// (140-150 MiB of RSS after 50 concurrent uploads), which an idle server should not hold.
-struct Live;
-
-static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-impl Live {
-    fn new() -> Live {
-        LIVE.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Live
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if LIVE.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            // Walks every arena: a few milliseconds, so off the async threads.
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            rt.spawn_blocking(|| {
-                // SAFETY: malloc_trim only returns free pages to the system.
-                unsafe { libc::malloc_trim(0) };
-            });
-            #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-            let _ = rt;
-        }
-    }
-}
-
 fn spawn_hasher(algo: &str) -> Result<(mpsc::Sender<Shared>, JoinHandle<String>), StoreError> {
     let (tx, mut rx) = mpsc::channel::<Shared>(DEPTH);
     let mut h = Hasher::new(algo)?;
@@ -166,7 +135,7 @@ pub struct Pipeline {
     limit: u64,
     inspector: Option<Inspector>,
     timeout: Option<std::time::Duration>,
-    _live: Live,
+    _live: crate::memory::Transfer,
 }
 
 impl Pipeline {
@@ -195,7 +164,7 @@ impl Pipeline {
             limit,
             inspector: inspect.then(Inspector::default),
             timeout,
-            _live: Live::new(),
+            _live: crate::memory::Transfer::begin(),
         })
     }
 

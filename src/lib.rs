@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod json;
 pub mod logging;
 pub mod manage;
+pub mod memory;
 pub mod notifier;
 pub mod notify;
 pub mod service;

@@ -342,7 +342,10 @@ fn stream_chunks(
     limit: Option<std::time::Duration>,
 ) -> Body {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
+    // Held while the store is read: the reader's buffers come from its thread's arena.
+    let transfer = crate::memory::Transfer::begin();
     tokio::task::spawn_blocking(move || {
+        let _transfer = transfer;
         loop {
             let item = match chunks.next_chunk() {
                 Ok(Some(c)) => Ok(c),
