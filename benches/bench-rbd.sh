@@ -40,7 +40,8 @@ rbd_cpu=$(awk '{ print $1 + $2 }' "$work/import.cpu")
 t0=$(now); rbd_ export --no-progress "images/$name" - >/dev/null; t1=$(now)
 exp=$(mbps $bytes "$(secs "$t0" "$t1")")
 rbd_ rm --no-progress "images/$name" >/dev/null
-echo "rbd import: $imp MB/s; rbd export: $exp MB/s"
+digests_imp=$(import_beside_digests "$CEPH_CONF" "$f")
+echo "rbd import: $imp MB/s; with openssl computing MD5 and sha512 beside it: $digests_imp MB/s; rbd export: $exp MB/s"
 
 srv="$work/server"; rm -rf "$srv"
 trap stop_servers EXIT
@@ -57,7 +58,7 @@ curl_cpu=$(awk '{ print $1 + $2 }' "$work/curl.cpu")
 t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
 down=$(mbps $bytes "$(secs "$t0" "$t1")")
 curl -sf -X DELETE "$url/v2/images/$id"
-echo "glance-rs on RBD: upload $up MB/s ($(ratio "$up" "$imp") x rbd import), download $down MB/s ($(ratio "$down" "$exp") x rbd export)"
+echo "glance-rs on RBD: upload $up MB/s ($(ratio "$up" "$imp") x rbd import, $(ratio "$up" "$digests_imp") x rbd import beside the digests), download $down MB/s ($(ratio "$down" "$exp") x rbd export)"
 # What bounds the upload on this machine's two cores: glance-rs must also compute MD5 and
 # sha512 (at openssl speed), which rbd import does not; the OSD runs on the same cores.
 awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$rbd_cpu" \
@@ -104,5 +105,7 @@ printf '%s\n' "${ids[@]}" | xargs -P $n -I{} curl -sf "$url/v2/images/{}/file" -
 t1=$(now)
 peak=$(awk '/VmHWM/ { printf "%.0f", $2/1024 }' "/proc/$pid/status")
 echo "$n concurrent 100 MiB downloads: $(secs "$t0" "$t1") s, peak RSS $peak MiB"
+sleep 1
+echo "RSS a second later: $(awk '/VmRSS/ { printf "%.0f", $2/1024 }' "/proc/$pid/status") MiB"
 for i in "${ids[@]}"; do curl -sf -X DELETE "$url/v2/images/$i"; done
 rm -f "$work/img-100m.bin"

@@ -54,6 +54,22 @@ openssl_mbps() {
   awk -v a="$1" '$1 == a { v = $NF; sub("k", "", v); printf "%.0f", v * 1000 / 1e6 }'
 }
 
+# import_beside_digests CEPH_CONF FILE: MB/s of `rbd import` of FILE (into images/, removed
+# after) while `openssl dgst` computes its MD5 and sha512 at the same time, until all three
+# end: what an upload that hashes could do with the rbd CLI's own client on this machine.
+import_beside_digests() {
+  local conf=$1 file=$2 name="bench-digests-$$" bytes t0 t1
+  bytes=$(stat -c %s "$file")
+  t0=$(now)
+  openssl dgst -md5 "$file" >/dev/null & local p1=$!
+  openssl dgst -sha512 "$file" >/dev/null & local p2=$!
+  timeout 300 rbd -c "$conf" import --no-progress "$file" "images/$name"
+  wait "$p1" "$p2"
+  t1=$(now)
+  timeout 300 rbd -c "$conf" rm --no-progress "images/$name" >/dev/null
+  mbps "$bytes" "$(secs "$t0" "$t1")"
+}
+
 # ratio A B: A / B to two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
