@@ -260,6 +260,23 @@ async fn failed_uploads_leave_no_rbd_image(b: Backend) {
     let (_, list) = rbd(&conf, &["ls", "images"]);
     assert!(!list.contains(&id2));
     assert_eq!(s.show(&id2).await["status"], "queued");
+
+    // The image's name already taken in the pool (by something else): 409 as glance_store's
+    // Duplicate, and what is there stays.
+    let id3 = s.create_raw("taken").await;
+    let (ok, out) = rbd(&conf, &["create", "--size", "1M", &format!("images/{id3}")]);
+    assert!(ok, "{out}");
+    let r = s.upload(&id3, random_bytes(1 << 20)).await;
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Unable to upload duplicate image data"),
+        "{body}"
+    );
+    assert_eq!(s.show(&id3).await["status"], "queued");
+    let (ok, info) = rbd(&conf, &["info", &format!("images/{id3}")]);
+    assert!(ok && info.contains("size 1 MiB"), "{info}");
+    assert!(rbd(&conf, &["rm", &format!("images/{id3}")]).0);
 }
 
 async fn openstack_client_on_rbd(b: Backend) {
