@@ -183,8 +183,9 @@ case "$cmd" in
   empty)
     deleted=0
     for pool in images volumes; do
-      images=$(timeout 30 rbd -c "$conf" ls "$pool" 2>/dev/null | wc -l)
-      trashed=$(timeout 30 rbd -c "$conf" trash ls "$pool" 2>/dev/null | wc -l)
+      # A pool rbd cannot list (missing, say) counts as empty: `start` makes it again.
+      images=$({ timeout 30 rbd -c "$conf" ls "$pool" 2>/dev/null || true; } | wc -l)
+      trashed=$({ timeout 30 rbd -c "$conf" trash ls "$pool" 2>/dev/null || true; } | wc -l)
       if [ $((images + trashed)) -gt 0 ]; then
         say "pool $pool holds $images images and $trashed in its trash: recreating it"
         cli osd pool delete "$pool" "$pool" --yes-i-really-really-mean-it >/dev/null ||
