@@ -18,6 +18,7 @@ dir=$(realpath -m "${2:?broker directory}")
 port=${3:-5673}
 tls_port=${4:-}
 say() { echo "rabbitmq.sh: $*" >&2; }
+log_tail() { tail -n 20 "$dir"/log/*.log "$dir/log/server.out" >&2 2>/dev/null || true; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 bin=/usr/lib/rabbitmq/bin
 
@@ -77,13 +78,13 @@ case "$cmd" in
       # A broker that died (a port taken, a bad config) will not come up: say why now.
       if [ -s "$dir/launcher.pid" ] && ! kill -0 "$(cat "$dir/launcher.pid")" 2>/dev/null; then
         say "the broker exited while starting; the end of its logs:"
-        tail -n 20 "$dir"/log/*.log "$dir/log/server.out" >&2 2>/dev/null || true
+        log_tail
         exit 1
       fi
       sleep 0.5
     done
     say "the broker did not start; the end of its logs:"
-    tail -n 20 "$dir"/log/*.log "$dir/log/server.out" >&2 2>/dev/null || true
+    log_tail
     exit 1
     ;;
   stop)

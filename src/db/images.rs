@@ -254,16 +254,15 @@ impl Db {
         // lock the first UPDATE takes orders such saves; MySQL's plain SELECT would read this
         // transaction's snapshot, hence FOR UPDATE (the latest committed rows).
         let locs_change = !removed_locs.is_empty() || !added_locs.is_empty();
-        let read_locs = match self {
-            Db::MySql(_) => {
-                "SELECT value FROM image_locations WHERE image_id = ? AND deleted = 0 \
-                 AND status = 'active' FOR UPDATE"
+        let read_locs = format!(
+            "SELECT value FROM image_locations WHERE image_id = ? AND deleted = 0 \
+             AND status = 'active'{}",
+            if matches!(self, Db::MySql(_)) {
+                " FOR UPDATE"
+            } else {
+                ""
             }
-            Db::Sqlite(_) => {
-                "SELECT value FROM image_locations WHERE image_id = ? AND deleted = 0 \
-                 AND status = 'active'"
-            }
-        };
+        );
         let rows = with_pool!(self, |p| {
             let mut tx = super::begin_write(p).await?;
             let r = sqlx::query(
@@ -285,7 +284,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             if locs_change && r.rows_affected() == 1 {
-                let now: Vec<String> = sqlx::query_scalar(read_locs)
+                let now: Vec<String> = sqlx::query_scalar(&read_locs)
                     .bind(&new.id)
                     .fetch_all(&mut *tx)
                     .await?;

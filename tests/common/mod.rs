@@ -557,8 +557,8 @@ impl Server {
             .unwrap()
     }
 
-    /// The image's data as an admin downloads it (the body, whatever the status).
-    /// The image's data; the download must answer 200 (an image without data answers 204).
+    /// The image's data as an admin downloads it; the download must answer 200 (an image
+    /// without data answers 204, whose empty body is not its data).
     pub async fn download(&self, id: &str) -> Vec<u8> {
         let r = self
             .get(&format!("/v2/images/{id}/file"))
