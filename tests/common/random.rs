@@ -670,7 +670,13 @@ pub async fn check_state(s: &Server, statuses: &Answers, stored: Vec<String>) {
         assert_ne!(status, "saving", "{id} left in saving:\n{}", history());
         assert_ne!(status, "importing", "{id} left importing:\n{}", history());
         if matches!(status, "active" | "deactivated") && img["checksum"].is_string() {
-            let d = s.download(id).await;
+            let r = s
+                .get(&format!("/v2/images/{id}/file"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{id} has data:\n{img}\n{}", history());
+            let d = r.bytes().await.unwrap().to_vec();
             assert_eq!(Some(d.len() as u64), img["size"].as_u64(), "{id} size");
             assert_eq!(
                 hex::encode(md5::Md5::digest(&d)),
