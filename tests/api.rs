@@ -1772,14 +1772,9 @@ async fn policy_file_overrides_defaults(b: Backend) {
         403
     );
     assert_eq!(status(s.get(&format!("/v2/images/{id}/file"))).await, 200);
-    let r = s
-        .req(Method::DELETE, &format!("/v2/images/{id}"))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("delete_image"));
+    let (code, body) = s.delete_answer(&id).await;
+    assert_eq!(code, 403);
+    assert!(body.contains("delete_image"));
     // Without a reader, member or admin role nothing is visible: get_images refuses the list,
     // get_image hides the image (404, as Glance).
     let observer = |rb: reqwest::RequestBuilder| Server::as_project(rb, "p1", "observer");

@@ -189,14 +189,9 @@ async fn snapshot_clone_and_delete(b: Backend) {
     let vol = format!("volumes/volume-{}", uuid::Uuid::new_v4());
     let (ok, out) = rbd(&conf, &["clone", &format!("images/{id}@snap"), &vol]);
     assert!(ok, "{out}");
-    let r = s
-        .req(Method::DELETE, &format!("/v2/images/{id}"))
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let body: Value = r.json().await.unwrap();
+    let (code, body) = s.delete_answer(&id).await;
+    assert_eq!(code, 409);
+    let body: Value = serde_json::from_str(&body).unwrap();
     assert!(
         body["message"].as_str().unwrap().contains("clones"),
         "{body}"
@@ -214,6 +209,93 @@ async fn snapshot_clone_and_delete(b: Backend) {
     let (ok, list) = rbd(&conf, &["ls", "images"]);
     assert!(ok);
     assert!(!list.contains(&id), "rbd ls images still lists {id}");
+}
+
+/// Another client has the RBD image open (a watch on it, as `rbd watch` or a mapped device
+/// holds): librbd refuses to remove it, and by then the delete has taken its snapshot away.
+/// The delete answers 409 and puts the snapshot back, protected, so the image still downloads
+/// and clones; once the client lets go, the delete goes through.
+async fn busy_image_delete_leaves_it_whole(b: Backend) {
+    let Some((s, conf)) = start(b).await else {
+        return;
+    };
+    let data = random_bytes((1 << 22) + 77);
+    let id = s.create_raw("busy").await;
+    assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
+    // `rbd watch` holds its watch until its standard input is closed.
+    let mut watch = Command::new("rbd")
+        .args(["-c", &conf, "watch", &format!("images/{id}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rbd(&conf, &["status", &format!("images/{id}")])
+        .1
+        .contains("watcher=")
+    {
+        assert!(Instant::now() < deadline, "rbd watch never watched");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = s.delete_answer(&id).await;
+    // Enter ends `rbd watch` cleanly (killed, its watch would stay until Ceph times it out).
+    drop(watch.stdin.take().map(|mut i| i.write_all(b"\n")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watch.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = watch.kill();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("in use"), "{body}");
+    assert_eq!(s.show(&id).await["status"], "active");
+    assert!(s.download(&id).await == data, "downloads after the refusal");
+    let (ok, info) = rbd(&conf, &["info", &format!("images/{id}@snap")]);
+    assert!(ok && info.contains("protected: True"), "{info}");
+    assert_eq!(s.delete(&id).await, 204);
+    assert!(!rbd(&conf, &["ls", "images"]).1.contains(&id));
+}
+
+/// Two deletes of each image at once (each opens the RBD image, and librbd refuses to remove
+/// an image another client has open): every image ends either deleted with nothing left in
+/// the pool, or active with its data whole.
+async fn concurrent_deletes_leave_whole_images_or_none(b: Backend) {
+    let Some((s, conf)) = start(b).await else {
+        return;
+    };
+    let data = random_bytes(4096);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let id = s.create_raw(&format!("twice-{i}")).await;
+        assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
+        ids.push(id);
+    }
+    for id in &ids {
+        let (a, b2) = tokio::join!(s.delete(id), s.delete(id));
+        assert!(
+            [a, b2].iter().all(|c| [204, 404, 409].contains(c)) && (a, b2) != (404, 404),
+            "{id}: {a} {b2}"
+        );
+    }
+    let list = rbd(&conf, &["ls", "images"]).1;
+    for id in &ids {
+        let r = s.get(&format!("/v2/images/{id}")).send().await.unwrap();
+        if r.status() == 404 {
+            assert!(
+                !list.contains(id.as_str()),
+                "{id} deleted, its RBD image left"
+            );
+        } else {
+            assert_eq!(s.show(id).await["status"], "active");
+            assert!(
+                s.download(id).await == data,
+                "{id} refused to go, and is whole"
+            );
+            assert_eq!(s.delete(id).await, 204);
+        }
+    }
 }
 
 async fn failed_uploads_leave_no_rbd_image(b: Backend) {
@@ -1015,6 +1097,8 @@ both_databases!(
     full_pool_gives_413,
     unreachable_cluster_fails_within_connect_timeout,
     snapshot_clone_and_delete,
+    busy_image_delete_leaves_it_whole,
+    concurrent_deletes_leave_whole_images_or_none,
     failed_uploads_leave_no_rbd_image,
     openstack_client_on_rbd,
     registered_rbd_locations,

@@ -575,6 +575,17 @@ impl Server {
         r.send().await.unwrap().status().as_u16()
     }
 
+    /// DELETE asking for a JSON error: the status and the body.
+    pub async fn delete_answer(&self, id: &str) -> (u16, String) {
+        let r = self
+            .req(reqwest::Method::DELETE, &format!("/v2/images/{id}"))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     pub async fn patch(&self, id: &str, ops: Value) -> reqwest::Response {
         self.req(Method::PATCH, &format!("/v2/images/{id}"))
             .header(

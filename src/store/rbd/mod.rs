@@ -376,6 +376,33 @@ impl RbdStore {
             rc => check(&format!("remove {}/{name}", self.pool), rc),
         }
     }
+
+    /// Puts back the protected snapshot of an image a delete could not remove. Nothing writes
+    /// to an uploaded image, so the snapshot taken again holds what the old one held.
+    fn restore_snapshot(&self, name: &str) {
+        let restored = self.open(name, None, false).and_then(|img| {
+            // EEXIST: a concurrent delete that also failed put it back first.
+            match img.snap("snap create", rbd_snap_create) {
+                Err(StoreError::Other(m)) if m.contains("File exists") => {}
+                other => other?,
+            }
+            // EBUSY: already protected, likewise.
+            match img.snap("snap protect", rbd_snap_protect) {
+                Ok(()) | Err(StoreError::InUse(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        match restored {
+            Ok(()) => {
+                tracing::warn!(image = %name, pool = %self.pool, "RBD image not removed; its snapshot is back")
+            }
+            // Removed after all, by a concurrent delete.
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::error!(image = %name, pool = %self.pool, error = %e, "RBD image not removed and its snapshot could not be put back; its downloads fail until it is (rbd snap create/protect)")
+            }
+        }
+    }
 }
 
 /// An open RBD image; closed on drop. Holds the connection so it cannot outlive it.
@@ -896,9 +923,12 @@ impl Store for RbdStore {
             },
             None => None,
         };
+        // Whether this delete unprotected or removed the snapshot: if the image then stays, the
+        // snapshot is put back, else the image's location names nothing and its downloads fail.
+        let mut touched = false;
         if let Some(img) = img {
             match img.snap("snap unprotect", rbd_snap_unprotect) {
-                Ok(()) => {}
+                Ok(()) => touched = true,
                 // EINVAL: not protected (a half-finished earlier delete); ENOENT: no snapshot.
                 Err(StoreError::Other(m)) if m.contains("Invalid argument") => {}
                 Err(StoreError::NotFound(_)) => {}
@@ -911,17 +941,41 @@ impl Store for RbdStore {
                 Err(e) => return Err(e),
             }
             match img.snap("snap remove", rbd_snap_remove) {
-                Ok(()) | Err(StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Ok(()) => touched = true,
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => {
+                    drop(img);
+                    if touched {
+                        self.restore_snapshot(&name);
+                    }
+                    return Err(e);
+                }
             }
         }
-        match self.remove(&name) {
+        // librbd refuses to remove an image another client has open; a concurrent delete of
+        // the same image holds it open for a moment only.
+        let mut removed = self.remove(&name);
+        for wait_ms in [50, 100, 200, 400] {
+            if !matches!(removed, Err(StoreError::InUse(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            removed = self.remove(&name);
+        }
+        match removed {
             Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(StoreError::InUse(_)) => Err(StoreError::InUse(format!(
-                "RBD image {}/{name} is open by another client",
-                self.pool
-            ))),
-            Err(e) => Err(e),
+            Err(e) => {
+                if touched {
+                    self.restore_snapshot(&name);
+                }
+                match e {
+                    StoreError::InUse(_) => Err(StoreError::InUse(format!(
+                        "RBD image {}/{name} is open by another client",
+                        self.pool
+                    ))),
+                    e => Err(e),
+                }
+            }
         }
     }
 }
