@@ -14,12 +14,6 @@ bin=$PWD/target/release/glance-rs
 . benches/lib.sh
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# threads PID: "tid name ticks" for each of its threads (user + system CPU).
-threads() {
-  for t in /proc/$1/task/*; do
-    echo "${t##*/} $(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat" 2>/dev/null)"
-  done
-}
 osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
 osd_ticks() { if [ -n "$osd_pid" ]; then ticks "$osd_pid"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
@@ -72,13 +66,9 @@ awk -v b=$bytes -v s="$sha512" -v m="$md5" -v hz="$hz" -v oi="$osd_imp" -v rc="$
 # Per thread, and how busy the machine was: a thread near 100% of the elapsed time, or a machine
 # without idle time, is the bound; idle time with no thread saturated is waiting (the OSD).
 echo "the upload's CPU seconds per server thread (over $up_secs s), then curl's and the OSD's:"
-awk -v hz="$hz" -v el="$up_secs" 'NR == FNR { b[$1] = $3; next }
-  { d = ($3 - b[$1]) / hz; if (d >= 0.05) printf "  %-8s %-16s %5.2f s  %3.0f%% of the time\n", $1, $2, d, 100 * d / el }' \
-  "$work/threads0" "$work/threads1" | sort -k3 -nr
+thread_cpu "$hz" "$up_secs" "$work/threads0" "$work/threads1"
 echo "  curl $curl_cpu s; OSD $(awk -v o="$osd_up" -v hz="$hz" 'BEGIN { printf "%.2f", o / hz }') s"
-awk -v a="$m0" -v b="$m1" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
-  for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
-  printf "  the machine was idle %.0f%% of the upload (both cores)\n", 100 * idle / t }'
+echo "  the machine was idle $(idle_share "$m0" "$m1")% of the upload (both cores)"
 # The target's arithmetic: at 0.8 x rbd import, 1 GiB must go in (1 / 0.8) x import's time, which
 # gives two cores that many CPU-seconds; the digests (at openssl speed), the OSD's share and
 # curl's must fit in them.

@@ -48,7 +48,6 @@ trap cleanup EXIT
 
 img=$work/img-1g.bin
 [ -f "$img" ] || head -c $gib /dev/urandom >"$img"
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 read_all() { cat "$1" >/dev/null; }
 fetch() { curl -sf "${AUTH[@]}" "$1" -o /dev/null; }
 # cold BYTES COMMAND...: the MB/s of COMMAND moving BYTES, the page cache dropped just before

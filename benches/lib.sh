@@ -44,6 +44,32 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
+# drop_caches: empties the page cache (root), so that the next read goes to the disk.
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# threads PID: "tid name ticks" for each of its threads (user + system CPU).
+threads() {
+  for t in /proc/$1/task/*; do
+    echo "${t##*/} $(tr ' ' _ <"$t/comm" 2>/dev/null) $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat" 2>/dev/null)"
+  done
+}
+
+# thread_cpu HZ SECONDS BEFORE AFTER: the CPU seconds each thread spent between two `threads`
+# listings over SECONDS of elapsed time, and its share of that time, busiest first.
+thread_cpu() {
+  awk -v hz="$1" -v el="$2" 'NR == FNR { b[$1] = $3; next }
+    { d = ($3 - b[$1]) / hz; if (d >= 0.05) printf "  %-8s %-16s %5.2f s  %3.0f%% of the time\n", $1, $2, d, 100 * d / el }' \
+    "$3" "$4" | sort -k3 -nr
+}
+
+# idle_share BEFORE AFTER: the percentage of both cores' time left idle (idle + iowait) between
+# two first lines of /proc/stat.
+idle_share() {
+  awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+    for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
+    printf "%.0f", 100 * idle / t }'
+}
+
 # machine_busy: CPU ticks (user, system, interrupts) all cores have spent since boot.
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 # machine_steal: CPU ticks the hypervisor gave to others while this VM wanted them (steal).
