@@ -222,9 +222,9 @@ async fn busy_image_delete_leaves_it_whole(b: Backend) {
     let data = random_bytes((1 << 22) + 77);
     let id = s.create_raw("busy").await;
     assert_eq!(s.upload(&id, data.clone()).await.status(), 204);
-    // `rbd watch` holds its watch until its standard input is closed.
-    let mut watch = Command::new("rbd")
-        .args(["-c", &conf, "watch", &format!("images/{id}")])
+    // `rbd watch` holds its watch until a line or the end of its standard input.
+    let mut watch = Command::new("timeout")
+        .args(["120", "rbd", "-c", &conf, "watch", &format!("images/{id}")])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
