@@ -380,20 +380,13 @@ impl RbdStore {
     /// Puts back the protected snapshot of an image a delete could not remove. Nothing writes
     /// to an uploaded image, so the snapshot taken again holds what the old one held.
     fn restore_snapshot(&self, name: &str) {
+        // EEXIST, EBUSY (already protected): a concurrent delete that also failed did it first.
         let restored = self.open(name, None, false).and_then(|img| {
-            // EEXIST: a concurrent delete that also failed put it back first.
-            match img.snap("snap create", rbd_snap_create) {
-                Err(StoreError::Other(m)) if m.contains("File exists") => {}
-                other => other?,
-            }
-            // EBUSY: already protected, likewise.
-            match img.snap("snap protect", rbd_snap_protect) {
-                Ok(()) | Err(StoreError::InUse(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
+            img.snap_unless("snap create", rbd_snap_create, libc::EEXIST)?;
+            img.snap_unless("snap protect", rbd_snap_protect, libc::EBUSY)
         });
         match restored {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::warn!(image = %name, pool = %self.pool, "RBD image not removed; its snapshot is back")
             }
             // Removed after all, by a concurrent delete.
@@ -423,15 +416,22 @@ impl Drop for Image {
     }
 }
 
+type SnapOp = unsafe extern "C" fn(rbd_image_t, *const std::os::raw::c_char) -> c_int;
+
 impl Image {
-    fn snap(
-        &self,
-        what: &str,
-        f: unsafe extern "C" fn(rbd_image_t, *const std::os::raw::c_char) -> c_int,
-    ) -> Result<(), StoreError> {
+    fn snap(&self, what: &str, f: SnapOp) -> Result<(), StoreError> {
+        self.snap_unless(what, f, 0).map(|_| ())
+    }
+
+    /// As `snap`, but the error `already` (an errno: the snapshot is already in the state the
+    /// call would put it in) is no failure. Whether the call changed anything.
+    fn snap_unless(&self, what: &str, f: SnapOp, already: c_int) -> Result<bool, StoreError> {
         let s = cstr(SNAP)?;
         // SAFETY: valid image handle and snapshot name.
-        check(what, unsafe { f(self.img, s.as_ptr()) })
+        match unsafe { f(self.img, s.as_ptr()) } {
+            rc if already != 0 && rc == -already => Ok(false),
+            rc => check(what, rc).map(|()| true),
+        }
     }
 
     fn resize(&self, size: u64) -> Result<(), StoreError> {
@@ -927,10 +927,9 @@ impl Store for RbdStore {
         // snapshot is put back, else the image's location names nothing and its downloads fail.
         let mut touched = false;
         if let Some(img) = img {
-            match img.snap("snap unprotect", rbd_snap_unprotect) {
-                Ok(()) => touched = true,
-                // EINVAL: not protected (a half-finished earlier delete); ENOENT: no snapshot.
-                Err(StoreError::Other(m)) if m.contains("Invalid argument") => {}
+            // EINVAL: not protected (a half-finished earlier delete); ENOENT: no snapshot.
+            match img.snap_unless("snap unprotect", rbd_snap_unprotect, libc::EINVAL) {
+                Ok(done) => touched = done,
                 Err(StoreError::NotFound(_)) => {}
                 Err(StoreError::InUse(_)) => {
                     return Err(StoreError::InUse(format!(
