@@ -12,6 +12,7 @@ mkdir -p "$work"
 cargo build --release -q --features rbd
 bin=$PWD/target/release/glance-rs
 . benches/lib.sh
+need_time
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)

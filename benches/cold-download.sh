@@ -11,6 +11,7 @@
 #   [BASE_BIN=...] benches/cold-download.sh [WORKDIR] [ROUNDS]   (root: it drops the page cache)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+need_time
 release_build_in cold-download "${1:-}"
 rounds=${2:-5}
 gib=$((1 << 30))

@@ -44,6 +44,9 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
+# need_time: GNU time (the CPU a command used) is there, or the script stops saying how to get it.
+need_time() { [ -x /usr/bin/time ] || { echo "needs /usr/bin/time: apt-get install time" >&2; exit 2; }; }
+
 # drop_caches: empties the page cache (root), so that the next read goes to the disk.
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
