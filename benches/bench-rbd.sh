@@ -28,7 +28,7 @@ cat "$f" >/dev/null
 
 name="bench-import-$$"
 o0=$(osd_ticks)
-t0=$(now); /usr/bin/time -f "%U %S" -o "$work/import.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress "$f" "images/$name"; t1=$(now)
+t0=$(now); /usr/bin/time -f "%U %S" -o "$work/import.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress --object-size "$rbd_object_size" "$f" "images/$name"; t1=$(now)
 imp=$(mbps $bytes "$(secs "$t0" "$t1")")
 osd_imp=$(( $(osd_ticks) - o0 ))
 rbd_cpu=$(awk '{ print $1 + $2 }' "$work/import.cpu")
@@ -41,7 +41,7 @@ echo "rbd import: $imp MB/s; with openssl computing MD5 and sha512 beside it: $d
 srv="$work/server"; rm -rf "$srv"
 trap stop_servers EXIT
 start_server "$srv" "$bin" "default_store = rbd" "rbd_store_pool = images" \
-  "rbd_store_ceph_conf = $CEPH_CONF"
+  "rbd_store_ceph_conf = $CEPH_CONF" "rbd_store_chunk_size = ${rbd_object_size%M}"
 pid=$SERVER_PID url=$SERVER_URL
 id=$(create_image "$url" b)
 o0=$(osd_ticks); s0=$(ticks "$pid"); threads "$pid" >"$work/threads0"; m0=$(head -1 /proc/stat)

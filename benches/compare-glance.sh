@@ -212,13 +212,13 @@ if [ -n "${CEPH_CONF:-}" ]; then
     SPENT="$(awk '{ print $1 + $2 }' "$out") CPU-s, the OSD $(awk -v t=$((o1 - o0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }') CPU-s, machine idle $(idle_share "$m0" "$m1")%"
   }
   rm -rf "$work/rbd"; start_server "$work/rbd" "$bin" "default_store = rbd" \
-    "rbd_store_pool = images" "rbd_store_ceph_conf = $CEPH_CONF"
+    "rbd_store_pool = images" "rbd_store_ceph_conf = $CEPH_CONF" "rbd_store_chunk_size = ${rbd_object_size%M}"
   imp=0; exp=0; imp_digests=0; up=0; down=0
   # Three rounds, each the rbd CLI then glance-rs, so that the VM's drift meets both alike; the
   # best of each, and where the CPU went in the fastest download of each.
   for round in 1 2 3; do
     name="bench-import-$$-$round"
-    timed "$work/cli.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress "$img" "images/$name"
+    timed "$work/cli.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress --object-size "$rbd_object_size" "$img" "images/$name"
     [ "$RATE" -gt "$imp" ] && imp=$RATE
     timed "$work/cli.cpu" timeout 300 rbd -c "$CEPH_CONF" export --no-progress "images/$name" - >/dev/null
     [ "$RATE" -gt "$exp" ] && { exp=$RATE; exp_cpu="rbd export $RATE MB/s: rbd $SPENT"; }

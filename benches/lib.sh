@@ -83,6 +83,11 @@ openssl_mbps() {
   awk -v a="$1" '$1 == a { v = $NF; sub("k", "", v); printf "%.0f", v * 1000 / 1e6 }'
 }
 
+# The object size of the RBD images the store makes (rbd_store_chunk_size, 8 MiB by default, as
+# Glance's): `rbd import` makes the same, so both read and write objects of one size (with its
+# own default, 4 MiB, `rbd export` runs ~5-8% faster here and the OSD spends less per GiB).
+rbd_object_size=8M
+
 # import_beside_digests CEPH_CONF FILE: MB/s of `rbd import` of FILE (into images/, removed
 # after) while `openssl dgst` computes its MD5 and sha512 at the same time, until all three
 # end: what an upload that hashes could do with the rbd CLI's own client on this machine.
@@ -92,7 +97,7 @@ import_beside_digests() {
   t0=$(now)
   openssl dgst -md5 "$file" >/dev/null & local p1=$!
   openssl dgst -sha512 "$file" >/dev/null & local p2=$!
-  timeout 300 rbd -c "$conf" import --no-progress "$file" "images/$name"
+  timeout 300 rbd -c "$conf" import --no-progress --object-size "$rbd_object_size" "$file" "images/$name"
   wait "$p1" "$p2"
   t1=$(now)
   timeout 300 rbd -c "$conf" rm --no-progress "images/$name" >/dev/null
