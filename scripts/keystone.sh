@@ -3,7 +3,8 @@
 # bootstrapped with what the tests use.
 #
 #   scripts/keystone.sh start DIR [PORT]   install into DIR/venv if missing, bootstrap if DIR is
-#                                          new, start uWSGI, wait until it answers; prints
+#                                          new (the endpoints again if PORT changed), start
+#                                          uWSGI, wait until it answers; prints
 #                                          OS_AUTH_URL=http://127.0.0.1:PORT/v3
 #   scripts/keystone.sh stop DIR           stop the uWSGI whose pid is in DIR/uwsgi.pid
 #   scripts/keystone.sh install DIR        only install (into $KEYSTONE_VENV or DIR/venv)
@@ -50,9 +51,16 @@ CONF
   manage db_sync
   manage fernet_setup --keystone-user "$me" --keystone-group "$(id -gn)"
   manage credential_setup --keystone-user "$me" --keystone-group "$(id -gn)"
-  manage bootstrap --bootstrap-password "$pw" --bootstrap-admin-url "http://127.0.0.1:$port/v3" \
-    --bootstrap-public-url "http://127.0.0.1:$port/v3" --bootstrap-region-id RegionOne >/dev/null
-  touch "$dir/.bootstrapped"
+  identity_at "$port"
+}
+
+# identity_at PORT: the admin and the identity endpoints at PORT (bootstrap updates them when
+# they name another), recorded in the stamp: the catalog is what keystonemiddleware validates
+# tokens through, so a directory started again on another port must not keep the old one.
+identity_at() {
+  manage bootstrap --bootstrap-password "$pw" --bootstrap-admin-url "http://127.0.0.1:$1/v3" \
+    --bootstrap-public-url "http://127.0.0.1:$1/v3" --bootstrap-region-id RegionOne >/dev/null
+  echo "$1" >"$dir/.bootstrapped"
 }
 
 osc() {
@@ -99,6 +107,7 @@ case "$cmd" in
     install
     mkdir -p "$dir"
     [ -e "$dir/.bootstrapped" ] || bootstrap
+    [ "$(cat "$dir/.bootstrapped")" = "$port" ] || { say "identity endpoints moved to port $port"; identity_at "$port"; }
     if ! { [ -s "$dir/uwsgi.pid" ] && kill -0 "$(cat "$dir/uwsgi.pid")" 2>/dev/null; }; then
       # keystoneauth reuses connections; uWSGI's http-socket resets them: close after each reply.
       OS_KEYSTONE_CONFIG_FILES=$conf "$venv/bin/uwsgi" --http-socket "127.0.0.1:$port" \
