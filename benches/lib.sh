@@ -65,6 +65,12 @@ thread_cpu() {
     "$3" "$4" | sort -k3 -nr
 }
 
+# process_ticks PID: the CPU ticks (user + system) all of PID's threads have spent so far.
+process_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# core_share TICKS SECONDS: TICKS of CPU over SECONDS of elapsed time, as a percentage of one core.
+core_share() { awk -v t="$1" -v e="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / e }'; }
+
 # idle_share BEFORE AFTER: the percentage of both cores' time left idle (idle + iowait) between
 # two first lines of /proc/stat.
 idle_share() {
