@@ -18,7 +18,7 @@ dir=$(realpath -m "${2:?cluster directory}")
 conf=$dir/ceph.conf
 mon_port=${CEPH_MON_PORT:-3300}
 wait_secs=${CEPH_START_TIMEOUT:-180}
-packages="ceph-mon ceph-osd ceph-mgr ceph-common librados-dev librbd-dev"
+packages="ceph-mon ceph-osd ceph-mgr ceph-common librados-dev libradospp-dev librbd-dev"
 
 say() { echo "ceph.sh: $*" >&2; }
 fail() { say "$*"; exit 1; }

@@ -73,3 +73,24 @@ unsafe extern "C" {
     pub fn rbd_aio_release(c: rbd_completion_t);
     pub fn rbd_trash_move(io: rados_ioctx_t, name: *const c_char, delay: u64) -> c_int;
 }
+
+// `zerocopy.cc`: reads handed over as the buffers librbd received them in.
+unsafe extern "C" {
+    pub fn grs_rbd_open_read(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        snap: *const c_char,
+        image: *mut *mut c_void,
+        size: *mut u64,
+    ) -> c_int;
+    pub fn grs_rbd_close(image: *mut c_void);
+    pub fn grs_rbd_aio_read(
+        image: *mut c_void,
+        off: u64,
+        len: usize,
+        read: *mut *mut c_void,
+    ) -> c_int;
+    pub fn grs_rbd_read_wait(read: *mut c_void) -> isize;
+    pub fn grs_rbd_read_segments(read: *mut c_void, iov: *mut libc::iovec, max: usize) -> usize;
+    pub fn grs_rbd_read_release(read: *mut c_void);
+}

@@ -7,6 +7,7 @@
 //! pool (see `store::blocking`).
 
 mod ffi;
+mod zerocopy;
 
 use std::ffi::CString;
 use std::io::Read;
@@ -775,20 +776,6 @@ impl RbdReader {
     }
 }
 
-/// Downloads send the buffers librbd read into, not copies of them.
-impl super::Chunks for RbdReader {
-    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
-        let buf = if self.pos < self.current.len() {
-            let rest = std::mem::take(&mut self.current).split_off(self.pos);
-            self.pos = 0;
-            rest
-        } else {
-            self.next_read()?
-        };
-        Ok((!buf.is_empty()).then(|| buf.into()))
-    }
-}
-
 impl Read for RbdReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.pos == self.current.len() {
@@ -880,7 +867,7 @@ impl Store for RbdStore {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn super::Chunks>, StoreError> {
-        Ok(Box::new(self.reader(location, offset)?))
+        Ok(Box::new(self.zero_copy_reader(location, offset)?))
     }
 
     fn size(&self, location: &Location) -> Result<u64, StoreError> {
