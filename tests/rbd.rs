@@ -283,9 +283,12 @@ async fn concurrent_deletes_leave_whole_images_or_none(b: Backend) {
     for id in &ids {
         let r = s.get(&format!("/v2/images/{id}")).send().await.unwrap();
         if r.status() == 404 {
+            let log = s.log();
+            let told: Vec<&str> = log.lines().filter(|l| l.contains(id.as_str())).collect();
             assert!(
                 !list.contains(id.as_str()),
-                "{id} deleted, its RBD image left"
+                "{id} deleted, its RBD image left; the server said:\n{}",
+                told.join("\n")
             );
         } else {
             assert_eq!(s.show(id).await["status"], "active");

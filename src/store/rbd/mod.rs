@@ -9,12 +9,13 @@
 mod ffi;
 mod zerocopy;
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::Read;
 use std::os::raw::c_int;
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ceph::rados::{
     rados_cluster_fsid, rados_conf_read_file, rados_conf_set, rados_connect, rados_create,
@@ -453,6 +454,42 @@ const IN_FLIGHT: usize = 8;
 const SHARED_IN_FLIGHT: usize = 64 << 20;
 
 static SHARED_FREE: AtomicUsize = AtomicUsize::new(SHARED_IN_FLIGHT);
+
+/// The RBD images (`pool/name`) a delete on this node is removing, and the signal that one
+/// ended. librbd's removal is not safe against a concurrent one of the same image: two
+/// interleaved fail midway with ENOENT or ESTALE, or one reports the image gone while the other
+/// then fails and puts its snapshot back (an image left in the pool with no row). So a second
+/// delete of the image waits for the first, then finds it gone (or fails as it did).
+static DELETING: std::sync::LazyLock<(Mutex<HashSet<String>>, Condvar)> =
+    std::sync::LazyLock::new(Default::default);
+
+/// This node's only delete of one RBD image, while it lives.
+struct Deleting(String);
+
+impl Deleting {
+    /// Waits until no other delete of `key` runs here (blocking: deletes run on the blocking
+    /// pool), then is the one.
+    fn begin(key: String) -> Deleting {
+        let (names, ended) = &*DELETING;
+        let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+        while names.contains(&key) {
+            names = ended.wait(names).unwrap_or_else(|e| e.into_inner());
+        }
+        names.insert(key.clone());
+        Deleting(key)
+    }
+}
+
+impl Drop for Deleting {
+    fn drop(&mut self) {
+        let (names, ended) = &*DELETING;
+        names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+        ended.notify_all();
+    }
+}
 
 /// The budget for one more operation of `n` bytes beside `in_flight` others: the first is the
 /// transfer's own, the next ones up to `IN_FLIGHT` take shared budget if it is free.
@@ -899,7 +936,8 @@ impl Store for RbdStore {
     }
 
     fn delete(&self, location: &Location) -> Result<(), StoreError> {
-        let (_, name, snap) = self.parse(location)?;
+        let (pool, name, snap) = self.parse(location)?;
+        let _only = Deleting::begin(format!("{pool}/{name}"));
         // An image that cannot be opened may still be half there (its creator died between
         // naming it and writing its header): the remove below clears what there is.
         let img = match snap {
