@@ -2,9 +2,9 @@
 //! named by its id, with a protected snapshot `snap` that Nova and Cinder clone from; the
 //! location is `rbd://<fsid>/<pool>/<id>/snap`.
 //!
-//! librados comes from the `ceph` crate's FFI, librbd from `ffi.rs`. One cluster connection
-//! and one I/O context are shared by all requests; every call blocks and runs on the blocking
-//! pool (see `store::blocking`).
+//! librados comes from the `ceph` crate's FFI, librbd from `ffi.rs` (and, for downloads, its
+//! C++ API through `zerocopy.cc`). One cluster connection and one I/O context are shared by all
+//! requests; every call blocks and runs on the blocking pool (see `store::blocking`).
 
 mod ffi;
 mod zerocopy;

@@ -67,11 +67,15 @@ int grs_rbd_aio_read(void *img, uint64_t off, size_t len, void **out) {
   return 0;
 }
 
-// Waits for the read; the bytes read, or a negative errno.
+// Waits for the read; the bytes read, or a negative errno. The completion goes at once, so
+// that what outlives the image (the buffers a response still sends) is only the bufferlist.
 ssize_t grs_rbd_read_wait(void *read) {
   auto *rd = static_cast<Read *>(read);
   rd->completion->wait_for_complete();
-  return rd->completion->get_return_value();
+  ssize_t r = rd->completion->get_return_value();
+  rd->completion->release();
+  rd->completion = nullptr;
+  return r;
 }
 
 // The completed read's segments, up to `max` of them into `iov`; how many there are.
@@ -90,8 +94,10 @@ size_t grs_rbd_read_segments(void *read, struct iovec *iov, size_t max) {
 // Waits for the read if it still runs, then frees it and its bytes.
 void grs_rbd_read_release(void *read) {
   auto *rd = static_cast<Read *>(read);
-  rd->completion->wait_for_complete();
-  rd->completion->release();
+  if (rd->completion != nullptr) {
+    rd->completion->wait_for_complete();
+    rd->completion->release();
+  }
   delete rd;
 }
 

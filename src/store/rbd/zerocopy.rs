@@ -55,8 +55,9 @@ struct Read {
     share: Option<Share>,
 }
 
-// SAFETY: once complete, a read's buffers are only read, from any thread; librbd's buffers are
-// reference-counted atomically, so the last holder may free them anywhere.
+// SAFETY: once complete (its completion released by grs_rbd_read_wait), a read is only its
+// buffers, which are only read, from any thread; they are reference-counted atomically, so the
+// last holder may free them anywhere, after the image has closed too.
 unsafe impl Send for Read {}
 unsafe impl Sync for Read {}
 
