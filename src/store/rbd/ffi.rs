@@ -61,13 +61,6 @@ unsafe extern "C" {
         buf: *const c_char,
         c: rbd_completion_t,
     ) -> c_int;
-    pub fn rbd_aio_read(
-        image: rbd_image_t,
-        off: u64,
-        len: usize,
-        buf: *mut c_char,
-        c: rbd_completion_t,
-    ) -> c_int;
     pub fn rbd_aio_wait_for_complete(c: rbd_completion_t) -> c_int;
     pub fn rbd_aio_get_return_value(c: rbd_completion_t) -> isize;
     pub fn rbd_aio_release(c: rbd_completion_t);

@@ -324,29 +324,6 @@ impl RbdStore {
         Ok(Image { img, _conn: conn })
     }
 
-    /// A reader of a location's data from `offset`.
-    fn reader(&self, location: &Location, offset: u64) -> Result<RbdReader, StoreError> {
-        let (_, name, snap) = self.parse(location)?;
-        let image = self
-            .open(&name, snap.as_deref(), true)
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::NotFound(location.url.clone()),
-                other => other,
-            })?;
-        let mut size = 0u64;
-        // SAFETY: valid image handle and out pointer.
-        check("size", unsafe { rbd_get_size(image.img, &mut size) })?;
-        Ok(RbdReader {
-            image,
-            next: offset.min(size),
-            size,
-            chunk: self.chunk,
-            ahead: std::collections::VecDeque::new(),
-            current: Vec::new(),
-            pos: 0,
-        })
-    }
-
     fn remove(&self, name: &str) -> Result<(), StoreError> {
         let c = cstr(name)?;
         let conn = self.conn()?;
@@ -511,14 +488,11 @@ fn take_share(n: usize) -> Option<Share> {
         .map(|_| Share(n))
 }
 
-/// One asynchronous librbd read or write and the buffer it uses, which must live until it
-/// completes (the completion is waited for on drop).
+/// One asynchronous librbd write and the bytes it sends, which must live until it completes
+/// (the completion is waited for on drop).
 struct Aio {
     c: rbd_completion_t,
-    /// A write's bytes; a read's empty buffer, filled into its capacity.
     buf: Vec<u8>,
-    write: bool,
-    off: u64,
     /// Its share of the in-flight budget, given back once it has completed (fields drop after
     /// `drop` has waited).
     _share: Share,
@@ -528,41 +502,22 @@ struct Aio {
 unsafe impl Send for Aio {}
 
 impl Aio {
-    /// Starts the operation, holding `share` (given back at once if it does not start). A
-    /// write sends `buf`; a read fills `buf`'s capacity (never zeroed first: an 8 MiB memset
-    /// per read when the allocator reuses memory).
-    fn start(
-        img: &Image,
-        off: u64,
-        mut buf: Vec<u8>,
-        write: bool,
-        share: Share,
-    ) -> Result<Aio, StoreError> {
-        let read_len = if write { 0 } else { buf.capacity() - buf.len() };
+    /// Starts writing `buf` at `off`, holding `share` (given back at once if it does not start).
+    fn write(img: &Image, off: u64, buf: Vec<u8>, share: Share) -> Result<Aio, StoreError> {
         let mut c: rbd_completion_t = ptr::null_mut();
         // SAFETY: c receives a new completion; no callback.
         check("aio completion", unsafe {
             rbd_aio_create_completion(ptr::null_mut(), None, &mut c)
         })?;
-        // SAFETY: buf lives in the returned Aio until the operation completes (wait/drop); a
-        // read writes at most `capacity` bytes into its spare capacity.
-        let rc = unsafe {
-            if write {
-                rbd_aio_write(img.img, off, buf.len(), buf.as_ptr().cast(), c)
-            } else {
-                let spare = &mut buf.spare_capacity_mut()[..read_len];
-                rbd_aio_read(img.img, off, read_len, spare.as_mut_ptr().cast(), c)
-            }
-        };
+        // SAFETY: buf lives in the returned Aio until the write completes (wait/drop).
+        let rc = unsafe { rbd_aio_write(img.img, off, buf.len(), buf.as_ptr().cast(), c) };
         if rc < 0 {
             unsafe { rbd_aio_release(c) };
-            return Err(errno(if write { "write" } else { "read" }, -rc));
+            return Err(errno("write", -rc));
         }
         Ok(Aio {
             c,
             buf,
-            write,
-            off,
             _share: share,
         })
     }
@@ -574,18 +529,11 @@ impl Aio {
             rbd_aio_wait_for_complete(self.c);
             rbd_aio_get_return_value(self.c)
         };
-        let mut buf = std::mem::take(&mut self.buf);
+        let buf = std::mem::take(&mut self.buf);
         if n < 0 {
             return Err(errno("aio", -(n as c_int)));
         }
-        let n = n as usize;
-        if !self.write {
-            let filled = n.min(buf.capacity());
-            // SAFETY: the completed read wrote its `n` bytes (at most the capacity asked for)
-            // at the start of the buffer.
-            unsafe { buf.set_len(filled) };
-        }
-        Ok((n, buf))
+        Ok((n as usize, buf))
     }
 }
 
@@ -685,8 +633,7 @@ impl RbdWriter {
                 oldest.wait()?;
             }
         };
-        self.in_flight
-            .push_back(Aio::start(img, off, buf, true, share)?);
+        self.in_flight.push_back(Aio::write(img, off, buf, share)?);
         Ok(())
     }
 
@@ -764,71 +711,6 @@ impl Drop for RbdWriter {
     }
 }
 
-/// Reads at the snapshot, keeping `IN_FLIGHT` object-sized reads ahead of the consumer.
-struct RbdReader {
-    image: Image,
-    /// Next offset to request, and the image size at the snapshot.
-    next: u64,
-    size: u64,
-    chunk: u64,
-    ahead: std::collections::VecDeque<Aio>,
-    /// The completed buffer being handed out, and how far.
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl RbdReader {
-    fn fill(&mut self) -> Result<(), StoreError> {
-        while self.ahead.len() < IN_FLIGHT && self.next < self.size {
-            let len = self.chunk.min(self.size - self.next) as usize;
-            // One read ahead is the reader's own; more only with shared budget.
-            let Some(share) = share_for(self.ahead.len(), len) else {
-                break;
-            };
-            let buf = Vec::with_capacity(len);
-            self.ahead
-                .push_back(Aio::start(&self.image, self.next, buf, false, share)?);
-            self.next += len as u64;
-        }
-        Ok(())
-    }
-}
-
-impl RbdReader {
-    /// The next completed read's buffer (empty at the end), the following ones started.
-    fn next_read(&mut self) -> std::io::Result<Vec<u8>> {
-        let to_io = |e: StoreError| std::io::Error::other(e.to_string());
-        self.fill().map_err(to_io)?;
-        let Some(a) = self.ahead.pop_front() else {
-            return Ok(Vec::new());
-        };
-        let off = a.off;
-        let (n, mut buf) = a.wait().map_err(to_io)?;
-        if n == 0 && off < self.size {
-            return Err(std::io::Error::other("short read from RBD"));
-        }
-        buf.truncate(n);
-        self.fill().map_err(to_io)?;
-        Ok(buf)
-    }
-}
-
-impl Read for RbdReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.current.len() {
-            self.current = self.next_read()?;
-            self.pos = 0;
-            if self.current.is_empty() {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.current.len() - self.pos);
-        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 impl Store for RbdStore {
     fn scheme(&self) -> &'static str {
         "rbd"
@@ -896,7 +778,7 @@ impl Store for RbdStore {
         location: &Location,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, StoreError> {
-        Ok(Box::new(self.reader(location, offset)?))
+        Ok(Box::new(self.zero_copy_reader(location, offset)?))
     }
 
     fn open_chunks(
@@ -976,8 +858,8 @@ impl Store for RbdStore {
                 }
             }
         }
-        // librbd refuses to remove an image another client has open; a concurrent delete of
-        // the same image holds it open for a moment only.
+        // librbd refuses to remove an image another client has open; another node's delete of
+        // the same image (this node's wait for each other: `Deleting`) holds it for a moment only.
         let mut removed = self.remove(&name);
         for wait_ms in [50, 100, 200, 400] {
             if !matches!(removed, Err(StoreError::InUse(_))) {
