@@ -14,9 +14,6 @@ bin=$PWD/target/release/glance-rs
 . benches/lib.sh
 need_time
 rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
-osd_ticks() { if [ -n "$osd_pid" ]; then ticks "$osd_pid"; else echo 0; fi; }
 hz=$(getconf CLK_TCK)
 speed=$(openssl speed -bytes 1048576 -seconds 2 sha512 md5 2>/dev/null)
 sha512=$(echo "$speed" | openssl_mbps sha512)
@@ -27,10 +24,10 @@ f="$work/img-1g.bin"; bytes=$((1 << 30))
 cat "$f" >/dev/null
 
 name="bench-import-$$"
-o0=$(osd_ticks)
+o0=$(osd_ticks "$CEPH_CONF")
 t0=$(now); /usr/bin/time -f "%U %S" -o "$work/import.cpu" timeout 300 rbd -c "$CEPH_CONF" import --no-progress --object-size "$rbd_object_size" "$f" "images/$name"; t1=$(now)
 imp=$(mbps $bytes "$(secs "$t0" "$t1")")
-osd_imp=$(( $(osd_ticks) - o0 ))
+osd_imp=$(( $(osd_ticks "$CEPH_CONF") - o0 ))
 rbd_cpu=$(awk '{ print $1 + $2 }' "$work/import.cpu")
 t0=$(now); rbd_ export --no-progress "images/$name" - >/dev/null; t1=$(now)
 exp=$(mbps $bytes "$(secs "$t0" "$t1")")
@@ -44,11 +41,11 @@ start_server "$srv" "$bin" "default_store = rbd" "rbd_store_pool = images" \
   "rbd_store_ceph_conf = $CEPH_CONF" "rbd_store_chunk_size = ${rbd_object_size%M}"
 pid=$SERVER_PID url=$SERVER_URL
 id=$(create_image "$url" b)
-o0=$(osd_ticks); s0=$(ticks "$pid"); threads "$pid" >"$work/threads0"; m0=$(head -1 /proc/stat)
+o0=$(osd_ticks "$CEPH_CONF"); s0=$(process_ticks "$pid"); threads "$pid" >"$work/threads0"; m0=$(head -1 /proc/stat)
 t0=$(now); /usr/bin/time -f "%U %S" -o "$work/curl.cpu" curl -sf -X PUT "$url/v2/images/$id/file" -H 'Content-Type: application/octet-stream' -T "$f"; t1=$(now)
 m1=$(head -1 /proc/stat); threads "$pid" >"$work/threads1"
 up_secs=$(secs "$t0" "$t1"); up=$(mbps $bytes "$up_secs")
-osd_up=$(( $(osd_ticks) - o0 )); srv_up=$(( $(ticks "$pid") - s0 ))
+osd_up=$(( $(osd_ticks "$CEPH_CONF") - o0 )); srv_up=$(( $(process_ticks "$pid") - s0 ))
 curl_cpu=$(awk '{ print $1 + $2 }' "$work/curl.cpu")
 t0=$(now); curl -sf "$url/v2/images/$id/file" -o /dev/null; t1=$(now)
 down=$(mbps $bytes "$(secs "$t0" "$t1")")

@@ -210,15 +210,13 @@ if [ -n "${CEPH_CONF:-}" ]; then
   need_time
   hz=$(getconf CLK_TCK)
   rbd_() { timeout 300 rbd -c "$CEPH_CONF" "$@"; }
-  osd_pid=$(pgrep -f "ceph-osd .*-c $CEPH_CONF" | head -1 || true)
-  osd_ticks() { if [ -n "$osd_pid" ]; then awk '{ print $14 + $15 }' "/proc/$osd_pid/stat"; else echo 0; fi; }
   # timed OUT COMMAND...: runs COMMAND (its CPU-seconds into OUT), then sets RATE (MB/s of
   # 1 GiB) and SPENT: the OSD's CPU-seconds and the machine's idle share meanwhile.
   timed() {
     local out=$1 t0 t1 m0 m1 o0 o1; shift
-    m0=$(head -1 /proc/stat); o0=$(osd_ticks)
+    m0=$(head -1 /proc/stat); o0=$(osd_ticks "$CEPH_CONF")
     t0=$(now); /usr/bin/time -f "%U %S" -o "$out" "$@"; t1=$(now)
-    m1=$(head -1 /proc/stat); o1=$(osd_ticks)
+    m1=$(head -1 /proc/stat); o1=$(osd_ticks "$CEPH_CONF")
     RATE=$(mbps $gib "$(secs "$t0" "$t1")")
     SPENT="$(awk '{ print $1 + $2 }' "$out") CPU-s, the OSD $(awk -v t=$((o1 - o0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }') CPU-s, machine idle $(idle_share "$m0" "$m1")%"
   }

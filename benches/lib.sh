@@ -68,6 +68,12 @@ thread_cpu() {
 # process_ticks PID: the CPU ticks (user + system) all of PID's threads have spent so far.
 process_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# osd_ticks CEPH_CONF: the CPU ticks the cluster's OSD on this machine has spent so far (0 if none).
+osd_ticks() {
+  local p; p=$(pgrep -f "ceph-osd .*-c $1" | head -1 || true)
+  if [ -n "$p" ]; then process_ticks "$p"; else echo 0; fi
+}
+
 # core_share TICKS SECONDS: TICKS of CPU over SECONDS of elapsed time, as a percentage of one core.
 core_share() { awk -v t="$1" -v e="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * t / hz / e }'; }
 
