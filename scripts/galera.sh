@@ -30,7 +30,8 @@ sql() { mariadb --no-defaults --socket="$dir/n$1/sock" -uroot -N -e "$2"; }
 
 state() { sql "$1" "SHOW STATUS LIKE 'wsrep_local_state_comment'" 2>/dev/null | awk '{print $2}'; }
 
-start_node() { # N, new-cluster flag
+# Starts node N's mariadbd in the background ($! is its pid).
+launch_node() { # N, new-cluster flag
   local n=$1 new=${2:-} p g d
   p=$(port "$n"); g=$((p + 1)); d="$dir/n$n"
   mkdir -p "$d"
@@ -57,12 +58,50 @@ start_node() { # N, new-cluster flag
     --wsrep-sst-receive-address="127.0.0.1:$((p + 3))" --wsrep-sst-donor="$donors" \
     --wsrep-provider-options="gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((p + 2));base_port=$g;gcache.size=64M" \
     $new >/dev/null 2>&1 &
-  for _ in $(seq 1 600); do
-    [ "$(state "$n")" = Synced ] && return 0
+}
+
+status() { sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_status'" 2>/dev/null | awk '{print $2}'; }
+size() { sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_size'" 2>/dev/null | awk '{print $2}'; }
+
+# After node N crashed while joining: waits (at most 20 s) until the nodes still running see a
+# primary component of just themselves. A joiner's crash can leave the others without a
+# majority (node 1 alone after node 2's), non-primary: the survivors then form one again.
+regain_primary() { # N
+  local m live=()
+  for m in 1 2 3; do [ "$m" = "$1" ] || [ -z "$(state "$m")" ] || live+=("$m"); done
+  [ ${#live[@]} -gt 0 ] || return 0
+  for _ in $(seq 1 200); do
+    case "$(status "${live[0]}")" in
+      Primary) [ "$(size "${live[0]}")" = ${#live[@]} ] && return 0 ;;
+      non-Primary) sql "${live[0]}" "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'" || true ;;
+    esac
     sleep 0.1
   done
-  echo "Galera node $n did not sync; see $d/error.log" >&2
-  tail -30 "$d/error.log" >&2
+}
+
+# Starts node N (with the new-cluster flag, N bootstraps) and waits until it is synced. Debian's
+# mariadbd has been seen to crash (SIGSEGV) now and then while it joins: a node whose process
+# exits before it syncs is started again, up to three times.
+start_node() { # N, new-cluster flag
+  local n=$1 pid attempt
+  for attempt in 1 2 3; do
+    launch_node "$@"
+    pid=$!
+    for _ in $(seq 1 600); do
+      [ "$(state "$n")" = Synced ] && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && break # alive but not synced in 60 s: starting again won't help
+    echo "Galera node $n: mariadbd exited before it synced (attempt $attempt of 3):" >&2
+    grep -E 'got signal|\[ERROR\]' "$dir/n$n/error.log" | tail -3 >&2 || true
+    regain_primary "$n"
+    # A crash can leave node 1's state marked unsafe to bootstrap from; it is the only node.
+    [ -z "${2:-}" ] || [ ! -f "$dir/n$n/data/grastate.dat" ] ||
+      sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/n$n/data/grastate.dat"
+  done
+  echo "Galera node $n did not sync; see $dir/n$n/error.log" >&2
+  tail -30 "$dir/n$n/error.log" >&2
   exit 1
 }
 
