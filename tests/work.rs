@@ -1,7 +1,8 @@
 //! Work that survives any node: an upload on a node that dies (`kill -9`) is undone by another
 //! node sharing the database and store once its lease runs out (the image back in `queued`, no
 //! bytes left in the store, a new upload through the other node succeeds); a node restarted on
-//! the same address undoes its own at once; a node stopped with SIGTERM hands its work over.
+//! the same address undoes its own at once; a node stopped with SIGTERM hands its work over; a
+//! removal of data the store refused is tried again until the data is gone.
 
 mod common;
 
@@ -139,7 +140,119 @@ async fn stopped_node_hands_its_work_over(b: Backend) {
     assert!(a.log().contains("leases handed back"), "{}", a.log());
 }
 
+/// Files made immutable (`chattr +i`: not even root may remove them) until dropped.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(paths: &[std::path::PathBuf], on: bool) {
+        let flag = if on { "+i" } else { "-i" };
+        let st = std::process::Command::new("chattr")
+            .arg(flag)
+            .args(paths)
+            .status()
+            .expect("chattr (e2fsprogs)");
+        assert!(st.success(), "chattr {flag}: needs root and ext4");
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        Immutable::set(&self.0, false);
+    }
+}
+
+/// Data whose removal fails (the store refuses: the file is immutable) is not left behind: the
+/// removal is recorded as work that the nodes try again until the store lets the data go;
+/// data that the image records again meanwhile is kept.
+async fn failed_removals_are_retried_until_the_data_is_gone(b: Backend) {
+    let conf = "[DEFAULT]\nshow_multiple_locations = true\n[task]\nlease_seconds = 1\n";
+    let Some(s) = Server::start_with(b, conf).await else {
+        return;
+    };
+    let id = new_image(&s).await;
+    let dir = s.images_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let files: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|f| dir.join(format!("{id}-{f}")))
+        .collect();
+    let urls: Vec<String> = files
+        .iter()
+        .map(|f| {
+            std::fs::write(f, b"same bytes").unwrap();
+            format!("file://{}", f.display())
+        })
+        .collect();
+    let value: Vec<_> = urls
+        .iter()
+        .map(|u| serde_json::json!({"url": u, "metadata": {}}))
+        .collect();
+    let r = s
+        .patch(
+            &id,
+            serde_json::json!([{"op": "replace", "path": "/locations", "value": value}]),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    Immutable::set(&files[1..], true);
+    let held = Immutable(files[1..].to_vec());
+    // b removed for good; c removed, then added back before its removal is tried again.
+    for _ in 0..2 {
+        let r = s
+            .patch(
+                &id,
+                serde_json::json!([{"op": "remove", "path": "/locations/1"}]),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let r = s
+        .patch(
+            &id,
+            serde_json::json!([{"op": "add", "path": "/locations/-", "value": {"url": urls[2], "metadata": {}}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Tried again (a lease later, then less often) and refused while the store refuses.
+    within(Duration::from_secs(20), "a retry refused", || async {
+        s.log().contains("reclaimed work failed; will retry")
+    })
+    .await;
+    assert!(files[1].exists() && files[2].exists());
+    drop(held);
+    within(Duration::from_secs(30), "b's data removed", || async {
+        !files[1].exists()
+    })
+    .await;
+    within(Duration::from_secs(30), "c's removal dropped", || async {
+        s.log().contains("image data recorded again; kept")
+    })
+    .await;
+    assert!(files[0].exists(), "a was never removed");
+    assert!(files[2].exists(), "c is recorded again: its data stays");
+    let shown: Vec<String> = s.show(&id).await["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["url"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shown, [urls[0].clone(), urls[2].clone()]);
+    let log = s.log();
+    assert_eq!(
+        log.matches("could not remove image data; will try again")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        log.contains("image data whose removal had failed removed"),
+        "{log}"
+    );
+}
+
 both_databases!(
+    failed_removals_are_retried_until_the_data_is_gone,
     killed_node_upload_is_undone_by_another,
     restarted_node_undoes_its_own_upload_at_once,
     stopped_node_hands_its_work_over

@@ -96,6 +96,13 @@ impl Db {
         Ok(begun)
     }
 
+    /// Records work no request is doing: `w` as it is (a lease from now, or none held).
+    pub async fn add_work(&self, w: &Work) -> Result<()> {
+        let ts = now();
+        with_pool!(self, |p| insert_work!(p, w, ts));
+        Ok(())
+    }
+
     /// Removes work `node` holds (done, or undone). False if it is not `node`'s any more.
     pub async fn delete_work(&self, id: &str, node: &str) -> Result<bool> {
         let n = with_pool!(self, |p| sqlx::query(

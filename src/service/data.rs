@@ -112,7 +112,7 @@ pub async fn upload(
             if let Some(d) = declared
                 && d.n != i128::from(size)
             {
-                app.stores.delete_quietly(result.location.clone()).await;
+                app.engine.delete_data(&id, result.location.clone()).await;
                 guard.restore().await;
                 return Err(Fault::SizeMismatch {
                     expected: d.shown.clone(),
@@ -134,7 +134,7 @@ pub async fn upload(
             if !recorded {
                 // Deleted (or otherwise moved on, or undone by another node that took this
                 // one for dead) while we were writing.
-                app.stores.delete_quietly(result.location).await;
+                app.engine.delete_data(&id, result.location).await;
                 guard.restore().await;
                 return Err(Fault::VanishedDuringUpload { image: id }.into());
             }

@@ -238,7 +238,7 @@ pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
     // Data recorded since the image was read above (an upload that finished meanwhile) would
     // otherwise stay in the store with no image.
     for loc in current.into_iter().filter(|l| !img.locations.contains(l)) {
-        app.stores.delete_quietly(loc).await;
+        app.engine.delete_data(id, loc).await;
     }
     tracing::info!(image_id = %id, "image deleted");
     app.notifier.image_deleted(&img);
@@ -305,7 +305,7 @@ pub async fn update(
         }
     };
     for loc in removed {
-        app.stores.delete_quietly(loc).await;
+        app.engine.delete_data(id, loc).await;
     }
     // Read back so the answer shows what is stored (updated_at included).
     let saved = app

@@ -296,7 +296,7 @@ async fn import(
         async move {
             if let Ok(Some(locs)) = app.db.delete_image(&image_id).await {
                 for l in locs {
-                    app.stores.delete_quietly(l).await;
+                    app.engine.delete_data(&image_id, l).await;
                 }
             }
             Ok(Err(msg))

@@ -170,13 +170,6 @@ impl Stores {
         let l = loc.clone();
         blocking(store.timeout(), move || store.delete(&l)).await
     }
-
-    /// As `delete`; a failure leaves an orphan no row points to, logged for the operator.
-    pub async fn delete_quietly(&self, loc: Location) {
-        if let Err(e) = self.delete(&loc).await {
-            tracing::error!(location = %loc.url, error = %e, "could not remove image data");
-        }
-    }
 }
 
 /// Runs a blocking store call on the blocking pool, failing with `Timeout` if it takes longer

@@ -7,7 +7,8 @@
 //!
 //! Kinds of work: `upload` (an upload in progress: if its node dies, the image goes back to
 //! `queued` and the partial data leaves the store); `task` (a Glance task: if its node dies,
-//! another runs it on from where it was, through a `Runner`).
+//! another runs it on from where it was, through a `Runner`); `delete` (data no image records
+//! whose removal failed, the store down or busy: any node tries again later).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +26,7 @@ use crate::store::{Stores, blocking};
 
 pub const UPLOAD: &str = "upload";
 pub const TASK: &str = "task";
+pub const DELETE: &str = "delete";
 
 /// Runs the kinds of work that are workflows of the service layer (tasks), which the engine
 /// beneath it cannot name.
@@ -171,6 +173,34 @@ impl Engine {
             .await
     }
 
+    /// Removes the data of a location the image `image_id` no longer records (removed from
+    /// it, an upload undone, the image deleted). If the store fails, the removal becomes work
+    /// that any node tries again, a lease later, until the data is gone: it is not left in the
+    /// store with nothing pointing to it.
+    pub async fn delete_data(&self, image_id: &str, loc: Location) {
+        let Err(e) = self.stores.delete(&loc).await else {
+            return;
+        };
+        let w = Work {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: DELETE.into(),
+            image_id: Some(image_id.into()),
+            // Held by no node (no heartbeat renews it): whichever looks first once it is due.
+            node: String::new(),
+            lease_until: self.until(),
+            attempts: 0,
+            payload: serde_json::json!({ "url": loc.url, "metadata": loc.metadata }),
+        };
+        match self.db.add_work(&w).await {
+            Ok(()) => {
+                tracing::warn!(image_id, location = %loc.url, error = %e, work = %w.id, "could not remove image data; will try again")
+            }
+            Err(db) => {
+                tracing::error!(image_id, location = %loc.url, error = %e, db_error = %db, "could not remove image data, nor record it for later: it stays in the store")
+            }
+        }
+    }
+
     /// Before this node serves: deals with what it held before it restarted (its rows carry
     /// its name), at once rather than when their leases run out.
     pub async fn startup(&self) {
@@ -256,6 +286,7 @@ impl Engine {
             );
             let done = match w.kind.as_str() {
                 UPLOAD => self.undo_upload(&w).await,
+                DELETE => self.retry_delete(&w).await,
                 TASK => match self.runner.get() {
                     Some(r) => r.resume(w.clone()).await,
                     None => Ok(false),
@@ -273,7 +304,7 @@ impl Engine {
                 Ok(false) => Some(now_ms() + self.scan_period().as_millis() as i64),
                 Err(e) => {
                     tracing::warn!(work = %w.id, error = %e, "reclaimed work failed; will retry");
-                    Some(self.until())
+                    Some(self.until() + self.backoff(&w))
                 }
             };
             if let Some(at) = again {
@@ -281,6 +312,50 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// How much later than a lease failed work is tried again: a removal the store keeps
+    /// refusing (an RBD snapshot with clones) is tried less and less often, at most hourly.
+    fn backoff(&self, w: &Work) -> i64 {
+        if w.kind != DELETE {
+            return 0;
+        }
+        let lease = self.lease.as_millis() as i64;
+        (lease << w.attempts.clamp(0, 7)).min(3_600_000) - lease
+    }
+
+    /// Data whose removal failed before: removed now, unless the image records it again (a
+    /// location added back) or an upload of the image is under way (it may be writing under
+    /// the same name). Whether it is done.
+    async fn retry_delete(&self, w: &Work) -> Result<bool> {
+        let loc = Location {
+            url: w.payload["url"].as_str().unwrap_or_default().to_string(),
+            metadata: w.payload["metadata"].clone(),
+        };
+        if let Some(image_id) = w.image_id.as_deref() {
+            if self.db.other_live_upload(image_id, &w.id, now_ms()).await? {
+                return Ok(false);
+            }
+            if let Some(img) = self.db.get_image(image_id).await?
+                && img.locations.iter().any(|l| l.url == loc.url)
+            {
+                tracing::info!(work = %w.id, image_id, location = %loc.url, "image data recorded again; kept");
+                self.db.delete_work(&w.id, &self.node).await?;
+                return Ok(true);
+            }
+        }
+        if !loc.url.is_empty() {
+            self.stores.delete(&loc).await?;
+        }
+        self.db.delete_work(&w.id, &self.node).await?;
+        tracing::warn!(
+            work = %w.id,
+            image_id = w.image_id.as_deref().unwrap_or(""),
+            location = %loc.url,
+            attempts = w.attempts + 1,
+            "image data whose removal had failed removed"
+        );
+        Ok(true)
     }
 
     /// An upload whose node died: the partial data leaves the store, the image goes back to
