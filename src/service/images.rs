@@ -216,16 +216,22 @@ pub async fn delete(app: &App, ctx: &Context, id: &str) -> Result<()> {
         return Err(Fault::Protected { image: id.into() }.into());
     }
     for loc in &img.locations {
-        match app.stores.delete(loc).await {
-            Ok(()) => {}
-            Err(StoreError::InUse(why)) => {
-                return Err(Fault::InUse {
+        if let Err(e) = app.stores.delete(loc).await {
+            // Another delete of the image at once (on another node: librbd's removals
+            // interleaved) can fail this one midway, its snapshot put back, while the other
+            // reports the image gone and removes the row: looked at again a lease later, the
+            // data goes unless an image still records it (the usual case: refused, kept).
+            app.engine
+                .delete_later(id, loc.clone(), &e.to_string())
+                .await;
+            return Err(match e {
+                StoreError::InUse(why) => Fault::InUse {
                     image: id.into(),
                     why,
                 }
-                .into());
-            }
-            Err(e) => return Err(e.into()),
+                .into(),
+                e => e.into(),
+            });
         }
     }
     let Some(current) = app.db.delete_image(id).await? else {

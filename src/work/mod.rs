@@ -178,9 +178,14 @@ impl Engine {
     /// that any node tries again, a lease later, until the data is gone: it is not left in the
     /// store with nothing pointing to it.
     pub async fn delete_data(&self, image_id: &str, loc: Location) {
-        let Err(e) = self.stores.delete(&loc).await else {
-            return;
-        };
+        if let Err(e) = self.stores.delete(&loc).await {
+            self.delete_later(image_id, loc, &e.to_string()).await;
+        }
+    }
+
+    /// Records that the data of `loc`, whose removal failed with `error`, is to be removed a
+    /// lease from now by any node, unless the image `image_id` still records it then.
+    pub async fn delete_later(&self, image_id: &str, loc: Location, error: &str) {
         let w = Work {
             id: uuid::Uuid::new_v4().to_string(),
             kind: DELETE.into(),
@@ -193,10 +198,10 @@ impl Engine {
         };
         match self.db.add_work(&w).await {
             Ok(()) => {
-                tracing::warn!(image_id, location = %loc.url, error = %e, work = %w.id, "could not remove image data; will try again")
+                tracing::warn!(image_id, location = %loc.url, error, work = %w.id, "could not remove image data; will try again unless an image records it")
             }
             Err(db) => {
-                tracing::error!(image_id, location = %loc.url, error = %e, db_error = %db, "could not remove image data, nor record it for later: it stays in the store")
+                tracing::error!(image_id, location = %loc.url, error, db_error = %db, "could not remove image data, nor record it for later: it stays in the store")
             }
         }
     }
@@ -339,7 +344,7 @@ impl Engine {
             if let Some(img) = self.db.get_image(image_id).await?
                 && img.locations.iter().any(|l| l.url == loc.url)
             {
-                tracing::info!(work = %w.id, image_id, location = %loc.url, "image data recorded again; kept");
+                tracing::info!(work = %w.id, image_id, location = %loc.url, "an image records the data: kept");
                 self.db.delete_work(&w.id, &self.node).await?;
                 return Ok(true);
             }
