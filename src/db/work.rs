@@ -103,6 +103,18 @@ impl Db {
         Ok(())
     }
 
+    /// Whether an image (not deleted) records a location of `url`.
+    pub async fn location_recorded(&self, url: &str) -> Result<bool> {
+        let n: i64 = with_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM image_locations l JOIN images i ON i.id = l.image_id \
+             WHERE l.value = ? AND l.deleted = 0 AND i.deleted = 0"
+        )
+        .bind(url)
+        .fetch_one(p)
+        .await?);
+        Ok(n > 0)
+    }
+
     /// Removes work `node` holds (done, or undone). False if it is not `node`'s any more.
     pub async fn delete_work(&self, id: &str, node: &str) -> Result<bool> {
         let n = with_pool!(self, |p| sqlx::query(

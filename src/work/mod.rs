@@ -184,7 +184,7 @@ impl Engine {
     }
 
     /// Records that the data of `loc`, whose removal failed with `error`, is to be removed a
-    /// lease from now by any node, unless the image `image_id` still records it then.
+    /// lease from now by any node, unless an image still records it then.
     pub async fn delete_later(&self, image_id: &str, loc: Location, error: &str) {
         let w = Work {
             id: uuid::Uuid::new_v4().to_string(),
@@ -329,25 +329,22 @@ impl Engine {
         (lease << w.attempts.clamp(0, 7)).min(3_600_000) - lease
     }
 
-    /// Data whose removal failed before: removed now, unless the image records it again (a
-    /// location added back) or an upload of the image is under way (it may be writing under
-    /// the same name). Whether it is done.
+    /// Data whose removal failed before: removed now, unless an image records it (still, or
+    /// again: a location added back) or an upload of the image is under way (it may be
+    /// writing under the same name). Whether it is done.
     async fn retry_delete(&self, w: &Work) -> Result<bool> {
         let loc = Location {
             url: w.payload["url"].as_str().unwrap_or_default().to_string(),
             metadata: w.payload["metadata"].clone(),
         };
-        if let Some(image_id) = w.image_id.as_deref() {
-            if self.db.other_live_upload(image_id, &w.id, now_ms()).await? {
-                return Ok(false);
-            }
-            if let Some(img) = self.db.get_image(image_id).await?
-                && img.locations.iter().any(|l| l.url == loc.url)
-            {
-                tracing::info!(work = %w.id, image_id, location = %loc.url, "an image records the data: kept");
-                self.db.delete_work(&w.id, &self.node).await?;
-                return Ok(true);
-            }
+        let image_id = w.image_id.as_deref().unwrap_or("");
+        if self.db.other_live_upload(image_id, &w.id, now_ms()).await? {
+            return Ok(false);
+        }
+        if self.db.location_recorded(&loc.url).await? {
+            tracing::info!(work = %w.id, image_id, location = %loc.url, "an image records the data: kept");
+            self.db.delete_work(&w.id, &self.node).await?;
+            return Ok(true);
         }
         if !loc.url.is_empty() {
             self.stores.delete(&loc).await?;
@@ -355,7 +352,7 @@ impl Engine {
         self.db.delete_work(&w.id, &self.node).await?;
         tracing::warn!(
             work = %w.id,
-            image_id = w.image_id.as_deref().unwrap_or(""),
+            image_id,
             location = %loc.url,
             attempts = w.attempts + 1,
             "image data whose removal had failed removed"
