@@ -49,7 +49,13 @@ trap cleanup EXIT
 img=$work/img-1g.bin
 [ -f "$img" ] || head -c $gib /dev/urandom >"$img"
 read_all() { cat "$1" >/dev/null; }
-fetch() { curl -sf "${AUTH[@]}" "$1" -o /dev/null; }
+# fetch URL: downloads the image; one that ends short (a rate computed on 1 GiB would be too
+# high) is reported on stderr and fails.
+fetch() {
+  local got
+  got=$(curl -sf "${AUTH[@]}" "$1" -o /dev/null -w '%{size_download}')
+  [ "$got" = "$gib" ] || { echo "short download from $1: $got bytes, not $gib" >&2; return 1; }
+}
 # cold BYTES COMMAND...: the MB/s of COMMAND moving BYTES, the page cache dropped just before
 # (the drop itself not timed).
 cold() {
