@@ -492,7 +492,7 @@ fn take_share(n: usize) -> Option<Share> {
 /// (the completion is waited for on drop).
 struct Aio {
     c: rbd_completion_t,
-    buf: Vec<u8>,
+    _buf: Vec<u8>,
     /// Its share of the in-flight budget, given back once it has completed (fields drop after
     /// `drop` has waited).
     _share: Share,
@@ -517,23 +517,22 @@ impl Aio {
         }
         Ok(Aio {
             c,
-            buf,
+            _buf: buf,
             _share: share,
         })
     }
 
-    /// Waits for completion; returns the byte count and the buffer.
-    fn wait(mut self) -> Result<(usize, Vec<u8>), StoreError> {
+    /// Waits for the write to complete (the buffer is freed after, on drop).
+    fn wait(self) -> Result<(), StoreError> {
         // SAFETY: c is a live completion owned by self.
         let n = unsafe {
             rbd_aio_wait_for_complete(self.c);
             rbd_aio_get_return_value(self.c)
         };
-        let buf = std::mem::take(&mut self.buf);
         if n < 0 {
             return Err(errno("aio", -(n as c_int)));
         }
-        Ok((n as usize, buf))
+        Ok(())
     }
 }
 
