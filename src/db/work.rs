@@ -185,13 +185,16 @@ impl Db {
         held_by: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Work>> {
+        // Not `node = ''` when no node is named: rows held by no node (postponed) are due only
+        // when their lease runs out, and offering them sooner costs a refused claim each.
         let sql = format!(
-            "SELECT {COLUMNS} FROM glance_rs_work WHERE lease_until < ? OR node = ? \
+            "SELECT {COLUMNS} FROM glance_rs_work WHERE lease_until < ? OR (node = ? AND ? <> '') \
              ORDER BY lease_until LIMIT {limit}"
         );
         let rows = with_pool!(self, |p| {
             let rows = sqlx::query(&sql)
                 .bind(at)
+                .bind(held_by.unwrap_or(""))
                 .bind(held_by.unwrap_or(""))
                 .fetch_all(p)
                 .await?;
